@@ -1,0 +1,1 @@
+../sdk/resumable/examples/summarizer.py

@@ -1,0 +1,89 @@
+"""resumable: checkpoint a batch loop so a restarted worker picks up where it stopped.
+
+    import resumable
+
+    run = resumable.start()                  # settings from RESUMABLE_* env vars
+    for item in run.items(documents):        # only what is not done yet
+        with item:                           # commits only if the block succeeds
+            item.output = summarize(item.value)
+            item.add_usage(tokens=1200, cost_usd=0.004)
+
+Outside a cluster the checkpoint lives in ``.resumable/<name>/``; in a pod started
+by the operator it lives in the ResumableBatch's status. This module only
+re-exports; the machinery is in the private modules beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from resumable._errors import (
+    ConfigError,
+    CorruptCheckpointError,
+    FencedError,
+    FingerprintMismatchError,
+    ResumableError,
+    StoreUnavailableError,
+)
+from resumable._ranges import IndexSet
+from resumable._run import Item, Run, Summary, Terminated, fingerprint
+from resumable._settings import Settings
+from resumable._store import CheckpointStore, DirectoryOutputs, LocalStore, OutputStore
+from resumable.v1alpha1 import CheckpointPolicy
+
+__all__ = [
+    "CheckpointPolicy",
+    "CheckpointStore",
+    "ConfigError",
+    "CorruptCheckpointError",
+    "DirectoryOutputs",
+    "FencedError",
+    "FingerprintMismatchError",
+    "IndexSet",
+    "Item",
+    "LocalStore",
+    "OutputStore",
+    "ResumableError",
+    "Run",
+    "Settings",
+    "StoreUnavailableError",
+    "Summary",
+    "Terminated",
+    "fingerprint",
+    "start",
+]
+
+
+def start(
+    name: str | None = None,
+    *,
+    directory: str | Path | None = None,
+    policy: CheckpointPolicy | None = None,
+    settings: Settings | None = None,
+) -> Run:
+    """Open the batch's checkpoint and return the :class:`Run` for this attempt.
+
+    Settings come from ``RESUMABLE_*`` environment variables; the arguments
+    override them. Raises FencedError if a newer attempt already owns the batch.
+    """
+    import dataclasses
+
+    base = settings or Settings.from_env()
+    changes: dict[str, object] = {}
+    if name is not None:
+        changes["batch_name"] = name
+        if directory is None and settings is None:
+            changes["directory"] = Path(".resumable") / name
+    if directory is not None:
+        changes["directory"] = Path(directory)
+    if policy is not None:
+        changes["policy"] = policy
+    resolved = dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    if resolved.store == "kube":
+        from resumable._kube import open_kube_store
+
+        checkpoints, outputs, steps = open_kube_store(resolved)
+        return Run(resolved, checkpoints, outputs, steps)
+    local = LocalStore(resolved.directory)
+    outputs_store = DirectoryOutputs(resolved.output_dir) if resolved.output_dir else local.outputs
+    return Run(resolved, local, outputs_store, local.steps)

@@ -1,0 +1,188 @@
+"""Generate the ResumableBatch CRD from the pydantic models in :mod:`resumable.v1alpha1`.
+
+Called by ``make crds`` (``python -m resumable._crd``) and by the test that fails
+when the committed ``crds/`` file differs from what the models generate. The
+JSON schema pydantic emits is turned into a Kubernetes *structural* schema:
+references inlined, optional unions collapsed, ``additionalProperties: false``
+dropped (the API server prunes and, with strict field validation, refuses unknown
+fields), and JSON-Schema-2020 exclusive bounds rewritten the OpenAPI v3.0 way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from resumable import v1alpha1
+
+CRD_FILENAME = f"{v1alpha1.PLURAL}.{v1alpha1.GROUP}.yaml"
+
+_DROP_KEYS = {"title", "additionalProperties", "$defs"}
+
+
+def _structural(node: Any, defs: dict[str, Any]) -> Any:
+    """Rewrite one JSON-schema node into its structural-schema form."""
+    if isinstance(node, list):
+        return [_structural(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _structural(merged, defs)
+    if "anyOf" in node:
+        variants = [v for v in node["anyOf"] if v.get("type") != "null"]
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        if len(variants) == 1:
+            if rest.get("default", ...) is None:
+                rest.pop("default")
+            return _structural({**variants[0], **rest}, defs)
+        raise ValueError(f"cannot express a union in a structural schema: {node}")
+    out: dict[str, Any] = {}
+    preserve = bool(node.get("x-kubernetes-preserve-unknown-fields"))
+    for key, value in node.items():
+        if key in _DROP_KEYS:
+            continue
+        if key == "default" and value is None:
+            continue
+        if key == "default" and isinstance(value, (dict, list)) and not value:
+            continue
+        if key == "const":
+            out["enum"] = [value]
+            continue
+        if key == "properties":
+            out["properties"] = {name: _structural(sub, defs) for name, sub in value.items()}
+            continue
+        if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            bound = "minimum" if key == "exclusiveMinimum" else "maximum"
+            out[bound] = value
+            out[key] = True
+            continue
+        out[key] = _structural(value, defs)
+    if preserve:
+        out.setdefault("type", "object")
+    if out.get("type") == "object" and not out.get("properties") and not preserve:
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    return out
+
+
+def schema_for(model: type[v1alpha1.BaseModel]) -> dict[str, Any]:
+    """The structural OpenAPI v3 schema of one model, camelCase field names."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.get("$defs", {})
+    result: dict[str, Any] = _structural(raw, defs)
+    return result
+
+
+def build_crd() -> dict[str, Any]:
+    """The whole CustomResourceDefinition object."""
+    spec_schema = schema_for(v1alpha1.ResumableBatchSpec)
+    status_schema = schema_for(v1alpha1.ResumableBatchStatus)
+    status_schema.pop("required", None)
+    version = {
+        "name": v1alpha1.VERSION,
+        "served": True,
+        "storage": True,
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": [
+            {
+                "name": "Progress",
+                "type": "string",
+                "description": "Items done out of the total.",
+                "jsonPath": ".status.progress",
+            },
+            {
+                "name": "Restarts",
+                "type": "integer",
+                "description": "Restarts after failures.",
+                "jsonPath": ".status.restarts",
+            },
+            {
+                "name": "Phase",
+                "type": "string",
+                "description": "Display only; conditions are the API.",
+                "jsonPath": ".status.phase",
+            },
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            {
+                "name": "Message",
+                "type": "string",
+                "priority": 1,
+                "description": "The latest message.",
+                "jsonPath": '.status.conditions[?(@.type=="Progressing")].message',
+            },
+        ],
+        "schema": {
+            "openAPIV3Schema": {
+                "type": "object",
+                "description": v1alpha1.ResumableBatch.__doc__,
+                "required": ["spec"],
+                "properties": {
+                    "apiVersion": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "metadata": {"type": "object"},
+                    "spec": spec_schema,
+                    "status": status_schema,
+                },
+            }
+        },
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{v1alpha1.PLURAL}.{v1alpha1.GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "resumable-batch"},
+        },
+        "spec": {
+            "group": v1alpha1.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": v1alpha1.KIND,
+                "listKind": f"{v1alpha1.KIND}List",
+                "plural": v1alpha1.PLURAL,
+                "singular": v1alpha1.SINGULAR,
+                "shortNames": list(v1alpha1.SHORT_NAMES),
+                "categories": ["batch"],
+            },
+            "versions": [version],
+        },
+    }
+
+
+def render() -> str:
+    """The CRD as the YAML text committed in ``crds/``."""
+    header = (
+        "# Generated from sdk/resumable/v1alpha1.py by `make crds`. Do not edit by hand.\n"
+    )
+    return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write (or, with --check, compare) the CRD file."""
+    parser = argparse.ArgumentParser(description="Generate the ResumableBatch CRD.")
+    parser.add_argument("--out-dir", type=Path, default=Path("crds"), help="where to write")
+    parser.add_argument(
+        "--check", action="store_true", help="fail if the file differs instead of writing it"
+    )
+    args = parser.parse_args(argv)
+    path: Path = args.out_dir / CRD_FILENAME
+    text = render()
+    if args.check:
+        current = path.read_text() if path.exists() else ""
+        if current != text:
+            print(f"{path} is out of date: run `make crds`", file=sys.stderr)
+            return 1
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

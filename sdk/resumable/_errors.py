@@ -1,0 +1,27 @@
+"""The errors the SDK raises. Each names what went wrong and where, in one line."""
+
+from __future__ import annotations
+
+
+class ResumableError(Exception):
+    """Base class for every error raised by resumable."""
+
+
+class ConfigError(ResumableError):
+    """A setting (environment variable or argument) is invalid; the message names it."""
+
+
+class FencedError(ResumableError):
+    """A newer attempt owns the checkpoint; this worker must stop without writing."""
+
+
+class FingerprintMismatchError(ResumableError):
+    """The item list differs from the one the checkpoint was made for."""
+
+
+class CorruptCheckpointError(ResumableError):
+    """A stored checkpoint cannot be read; the message names the file or object."""
+
+
+class StoreUnavailableError(ResumableError):
+    """The store could not be reached after retries; pending progress is kept in memory."""

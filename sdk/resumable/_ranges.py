@@ -1,0 +1,106 @@
+"""Sets of item indices, kept as sorted disjoint ranges and written as "0-46,48".
+
+The checkpoint stores completed items in this form so status stays a few bytes
+even for huge batches with a few holes. Used by the SDK, the operator and the CLI.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+
+
+class IndexSet:
+    """A set of non-negative integers stored as sorted, disjoint, non-adjacent ranges."""
+
+    __slots__ = ("_ends", "_starts")
+
+    def __init__(self, indices: Iterable[int] = ()) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []  # inclusive
+        for index in indices:
+            self.add(index)
+
+    @classmethod
+    def parse(cls, text: str) -> IndexSet:
+        """Parse "0-46,48"; raise ValueError naming the bad part."""
+        result = cls()
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            lo_text, sep, hi_text = part.partition("-")
+            try:
+                lo = int(lo_text)
+                hi = int(hi_text) if sep else lo
+            except ValueError:
+                raise ValueError(f"bad index range {part!r} in {text!r}") from None
+            if lo < 0 or hi < lo:
+                raise ValueError(f"bad index range {part!r} in {text!r}")
+            result.add_range(lo, hi)
+        return result
+
+    def add(self, index: int) -> None:
+        """Add one index."""
+        self.add_range(index, index)
+
+    def add_range(self, lo: int, hi: int) -> None:
+        """Add every index from lo to hi inclusive."""
+        if lo < 0 or hi < lo:
+            raise ValueError(f"bad range {lo}-{hi}")
+        starts, ends = self._starts, self._ends
+        # First range that could touch [lo, hi]: its end >= lo - 1.
+        i = bisect.bisect_left(ends, lo - 1)
+        j = i
+        while j < len(starts) and starts[j] <= hi + 1:
+            lo = min(lo, starts[j])
+            hi = max(hi, ends[j])
+            j += 1
+        starts[i:j] = [lo]
+        ends[i:j] = [hi]
+
+    def __contains__(self, index: object) -> bool:
+        if not isinstance(index, int):
+            return False
+        i = bisect.bisect_right(self._starts, index) - 1
+        return i >= 0 and self._ends[i] >= index
+
+    def __len__(self) -> int:
+        return sum(e - s + 1 for s, e in zip(self._starts, self._ends, strict=True))
+
+    def __iter__(self) -> Iterator[int]:
+        for s, e in zip(self._starts, self._ends, strict=True):
+            yield from range(s, e + 1)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, IndexSet):
+            return NotImplemented
+        return self._starts == other._starts and self._ends == other._ends
+
+    def __hash__(self) -> int:  # pragma: no cover - mutable, not hashable in practice
+        raise TypeError("IndexSet is mutable")
+
+    def __repr__(self) -> str:
+        return f"IndexSet({str(self)!r})"
+
+    def __str__(self) -> str:
+        return ",".join(
+            str(s) if s == e else f"{s}-{e}" for s, e in zip(self._starts, self._ends, strict=True)
+        )
+
+    def copy(self) -> IndexSet:
+        """An independent copy."""
+        other = IndexSet()
+        other._starts = list(self._starts)
+        other._ends = list(self._ends)
+        return other
+
+    def first_missing(self, start: int = 0) -> int:
+        """The smallest index >= start that is not in the set."""
+        i = bisect.bisect_right(self._starts, start) - 1
+        if i >= 0 and self._ends[i] >= start:
+            return self._ends[i] + 1
+        return start
+
+    def covers(self, total: int) -> bool:
+        """True when every index in range(total) is in the set."""
+        return total == 0 or (bool(self._starts) and self._starts[0] == 0 and self._ends[0] >= total - 1)

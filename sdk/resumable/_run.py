@@ -1,0 +1,441 @@
+"""The worker-side loop: yield only unfinished items, commit each after success, checkpoint.
+
+A :class:`Run` owns one attempt at a batch. It reads the saved checkpoint once at
+start, yields the items not done yet, records each item after its block succeeds
+(output first, then the position), writes checkpoints as the policy allows, and
+always flushes on a clean exit, an exception, SIGTERM, SIGINT and interpreter
+exit. Created by :func:`resumable.start`; the public names are re-exported there.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType, TracebackType
+from typing import Any, Generic, Literal, TypeVar
+
+from resumable._errors import (
+    FencedError,
+    FingerprintMismatchError,
+    ResumableError,
+    StoreUnavailableError,
+)
+from resumable._policy import Coalescer
+from resumable._ranges import IndexSet
+from resumable._settings import Settings
+from resumable._store import CheckpointStore, OutputStore
+from resumable.v1alpha1 import MAX_CONTEXT_BYTES, MAX_ERROR_CHARS, Checkpoint
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_UNSET: Any = object()
+
+
+class Terminated(SystemExit):
+    """Raised in the worker when SIGTERM or SIGINT arrives; exits with 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def fingerprint(values: Iterable[Any]) -> str:
+    """A short, stable fingerprint of an item list: its length and a hash of its JSON."""
+    digest = hashlib.sha256()
+    count = 0
+    for value in values:
+        digest.update(json.dumps(value, sort_keys=True, default=repr).encode())
+        digest.update(b"\n")
+        count += 1
+    return f"{count}:{digest.hexdigest()[:16]}"
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Summary:
+    """Counts and usage of a run, for reports."""
+
+    total: int | None
+    done: int
+    skipped: int
+    failed: int
+    tokens: int
+    cost_usd: float
+    attempt: int
+    resumed_from: int
+    finished: bool
+
+
+class Item(Generic[T]):
+    """One unit of work. Use as ``with item:``; the block's success commits it."""
+
+    def __init__(self, run: Run, index: int, value: T) -> None:
+        self.index = index
+        self.value = value
+        self.output: Any = None
+        self.tokens = 0
+        self.cost_usd = 0.0
+        self._run = run
+        self._entered = False
+        self._closed = False
+
+    @property
+    def key(self) -> str:
+        """A stable idempotency key for side effects: batch identity plus item index."""
+        return f"{self._run.identity}/{self.index}"
+
+    @property
+    def number(self) -> int:
+        """The 1-based item number people read in messages."""
+        return self.index + 1
+
+    def add_usage(self, *, tokens: int = 0, cost_usd: float = 0.0) -> None:
+        """Record tokens and cost spent on this item; counted when it commits."""
+        if tokens < 0 or cost_usd < 0:
+            raise ValueError("usage must not be negative")
+        self.tokens += tokens
+        self.cost_usd += cost_usd
+
+    def step(self, name: str, fn: Callable[[], R]) -> R:
+        """Run a named step once: a step saved by an earlier attempt returns its result."""
+        return self._run._step(f"{self.index}-{name}", fn)
+
+    def __enter__(self) -> Item[T]:
+        self._entered = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self._closed = True
+        if exc is None:
+            self._run._commit(self)
+            return False
+        if isinstance(exc, (SystemExit, KeyboardInterrupt, GeneratorExit)):
+            return False
+        self._run._record_error(self, exc)
+        return self._run._errors == "continue"
+
+
+class Run:
+    """One attempt at a batch: the saved position, the store and the checkpoint policy."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        checkpoints: CheckpointStore,
+        outputs: OutputStore,
+        steps: OutputStore,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.context: dict[str, Any] = {}
+        self._store = checkpoints
+        self._outputs = outputs
+        self._steps = steps
+        self._clock = clock
+        self._coalescer = Coalescer(settings.policy, last_write=clock())
+        self._lock = threading.RLock()
+        self._critical = 0
+        self._deferred_signal: int | None = None
+        self._fenced = False
+        self._closed = False
+        self._errors: Literal["raise", "continue"] = "raise"
+        self._failed: set[int] = set()
+        self._old_handlers: dict[int, Any] = {}
+
+        status, attempt = checkpoints.claim(settings.attempt)
+        self.attempt = attempt
+        cp = status.checkpoint
+        self._fresh = cp.finished
+        if cp.finished:
+            cp = Checkpoint(attempt=attempt)
+        self._checkpoint = cp
+        self._saved_next = status.checkpoint.next_index
+        self._completed = IndexSet() if cp.finished else IndexSet.parse(cp.completed)
+        self._skipped = {s.index for s in status.skipped}
+        self._start = settings.start_index or 0
+        self.context = dict(cp.context.get("user", {})) if isinstance(cp.context, dict) else {}
+        self._iteration = int(cp.context.get("iteration", 0)) if cp.context else 0
+        self._total: int | None = settings.total_items or cp.total_items
+        self._fingerprint = cp.fingerprint
+        self.resumed_from = self._next_index()
+        if settings.handle_signals:
+            self._install_signal_handlers()
+        atexit.register(self._atexit)
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def identity(self) -> str:
+        """The batch identity used in idempotency keys: namespace/name[/runId]."""
+        parts = [self.settings.namespace or "local", self.settings.batch_name]
+        if self.settings.run_id:
+            parts.append(self.settings.run_id)
+        return "/".join(parts)
+
+    @property
+    def next_index(self) -> int:
+        """The first item index not done yet."""
+        return self._next_index()
+
+    def is_done(self, index: int) -> bool:
+        """True when the item was completed or skipped in this run of the batch."""
+        return index in self._completed or index in self._skipped or index < self._start
+
+    def items(
+        self,
+        values: Iterable[T],
+        *,
+        fingerprint_items: bool = True,
+        errors: Literal["raise", "continue"] = "raise",
+    ) -> Iterator[Item[T]]:
+        """Yield the items not done yet, in order, from the saved position.
+
+        ``errors="raise"`` (the default) records a failing item's error, saves, and
+        re-raises so the worker stops and is restarted; ``"continue"`` records it
+        and goes on, leaving the item to a later attempt.
+        """
+        self._errors = errors
+        listed = list(values)
+        total = len(listed)
+        if fingerprint_items:
+            self._check_fingerprint(fingerprint(listed))
+        self._total = total
+        try:
+            for index in range(self._start, total):
+                if self.is_done(index):
+                    continue
+                item: Item[T] = Item(self, index, listed[index])
+                yield item
+                if not item._entered and not item._closed:
+                    self._commit(item)
+            self._finish()
+        finally:
+            self.close()
+
+    def step(self, name: str, fn: Callable[[], R]) -> R:
+        """A run-level named step (research, then parse, then write): runs at most once."""
+        return self._step(f"run-{name}", fn)
+
+    def checkpoint(self) -> None:
+        """Write the checkpoint now, whatever the policy says."""
+        self._flush()
+
+    def summary(self) -> Summary:
+        """Counts and usage so far."""
+        cp = self._checkpoint
+        return Summary(
+            total=self._total,
+            done=len(self._completed) if not cp.finished else cp.items_done,
+            skipped=len(self._skipped),
+            failed=len(self._failed),
+            tokens=cp.tokens,
+            cost_usd=cp.cost_usd,
+            attempt=self.attempt,
+            resumed_from=self.resumed_from,
+            finished=cp.finished,
+        )
+
+    def close(self) -> None:
+        """Flush pending progress and restore signal handlers. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._fenced and self._coalescer.pending_items > 0:
+                self._flush()
+        finally:
+            self._restore_signal_handlers()
+            atexit.unregister(self._atexit)
+
+    # --------------------------------------------------------------- internals
+
+    def _next_index(self) -> int:
+        index = self._start
+        while True:
+            index = self._completed.first_missing(index)
+            if index in self._skipped:
+                index += 1
+                continue
+            return index
+
+    def _check_fingerprint(self, current: str) -> None:
+        stored = self._fingerprint
+        if stored and stored != current and len(self._completed) and not self._fresh:
+            if not self.settings.allow_changed_items:
+                raise FingerprintMismatchError(
+                    f"{self._store.describe()}: the item list changed since the checkpoint was "
+                    f"written (fingerprint {stored}, now {current}; {len(self._completed)} items "
+                    "done). Restore the original list, set RESUMABLE_ALLOW_CHANGED_ITEMS=1 to "
+                    "resume anyway, or change spec.runId to start over."
+                )
+        self._fingerprint = current
+
+    def _step(self, key: str, fn: Callable[[], R]) -> R:
+        full = f"{self.settings.run_id or 'run'}-{key}"
+        saved = self._steps.get(full)
+        if saved is not None:
+            result: R = saved["result"]
+            return result
+        result = fn()
+        self._steps.put(full, {"result": result})
+        self._steps.sync()
+        return result
+
+    def _commit(self, item: Item[Any]) -> None:
+        with self._guard():
+            if item.output is not None:
+                self._outputs.put(
+                    f"{item.index:08d}", {"index": item.index, "key": item.key, "output": item.output}
+                )
+            self._completed.add(item.index)
+            self._failed.discard(item.index)
+            cp = self._checkpoint
+            cp.tokens += item.tokens
+            cp.cost_usd += item.cost_usd
+            self._iteration += 1
+            self._coalescer.record(items=1, cost_usd=item.cost_usd)
+            due = self._coalescer.due(self._clock())
+        if due:
+            self._flush(final=False)
+
+    def _record_error(self, item: Item[Any], exc: BaseException) -> None:
+        with self._guard():
+            self._iteration += 1
+            self._failed.add(item.index)
+            message = f"{type(exc).__name__}: {exc}"
+            self._checkpoint.last_error = message[:MAX_ERROR_CHARS]
+            self._checkpoint.last_error_index = item.index
+        self._flush(final=True)
+
+    def _finish(self) -> None:
+        total = self._total or 0
+        done = self._completed.copy()
+        for index in self._skipped:
+            done.add(index)
+        if self._start:
+            done.add_range(0, self._start - 1)
+        if not done.covers(total):
+            return
+        with self._guard():
+            self._checkpoint.items_done = len(self._completed)
+            self._checkpoint.finished = True
+        self._flush(final=True)
+        self._clear_steps()
+
+    def _clear_steps(self) -> None:
+        remover = getattr(self._steps, "clear", None)
+        if callable(remover):
+            remover()
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Defer SIGTERM/SIGINT while in-memory state or a write is half done."""
+        with self._lock:
+            self._critical += 1
+            try:
+                yield
+            finally:
+                self._critical -= 1
+        if self._critical == 0 and self._deferred_signal is not None:
+            signum, self._deferred_signal = self._deferred_signal, None
+            raise Terminated(signum)
+
+    def _build_checkpoint(self) -> Checkpoint:
+        cp = self._checkpoint
+        context: dict[str, Any] = {
+            "taskId": self.identity,
+            "workerId": self.settings.worker_id,
+            "attempt": self.attempt,
+            "iteration": self._iteration,
+            "user": self.context,
+        }
+        encoded = json.dumps(context, default=str)
+        if len(encoded) > MAX_CONTEXT_BYTES:
+            raise ResumableError(
+                f"run.context is {len(encoded)} bytes serialised, over the {MAX_CONTEXT_BYTES}-byte "
+                "limit: keep large state in item outputs or steps, not in the checkpoint"
+            )
+        finished = cp.finished
+        return Checkpoint(
+            next_index=0 if finished else self._next_index(),
+            completed="" if finished else str(self._completed),
+            attempt=self.attempt,
+            items_done=len(self._completed),
+            tokens=cp.tokens,
+            cost_usd=round(cp.cost_usd, 6),
+            total_items=self._total,
+            fingerprint=self._fingerprint,
+            context=json.loads(encoded),
+            last_error=cp.last_error,
+            last_error_index=cp.last_error_index,
+            finished=finished,
+            updated_at=_now_rfc3339(),
+        )
+
+    def _flush(self, *, final: bool = True) -> None:
+        """Make outputs durable, then write the position that covers them."""
+        if self._fenced:
+            return
+        with self._guard():
+            new = self._build_checkpoint()
+            progress = f"{new.items_done}/{self._total}" if self._total is not None else str(
+                new.items_done
+            )
+            try:
+                self._outputs.sync()
+                self._steps.sync()
+                self._store.save_checkpoint(
+                    new, progress=progress, expect_attempt=self.attempt, expect_next=self._saved_next
+                )
+            except FencedError:
+                self._fenced = True
+                raise
+            except StoreUnavailableError:
+                if final:
+                    raise
+                return  # keep pending progress; the next boundary tries again
+            self._saved_next = new.next_index
+            self._checkpoint = new
+            self._coalescer.written(self._clock())
+
+    # ----------------------------------------------------------------- signals
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._old_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in self._old_handlers.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, handler)
+        self._old_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._critical:
+            self._deferred_signal = signum
+            return
+        raise Terminated(signum)
+
+    def _atexit(self) -> None:
+        with contextlib.suppress(ResumableError):
+            self.close()

@@ -1,0 +1,95 @@
+"""Worker settings, read from ``RESUMABLE_*`` environment variables.
+
+The operator and the local runner inject these into every worker; a developer
+running a worker by hand sets none and gets a local store under ``.resumable/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ValidationError
+
+from resumable._errors import ConfigError
+from resumable.v1alpha1 import CheckpointPolicy
+
+ENV_PREFIX = "RESUMABLE_"
+
+
+def _int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(ENV_PREFIX + name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not an integer") from None
+    if value < 0:
+        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} must not be negative")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(ENV_PREFIX + name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs to find and own its checkpoint."""
+
+    batch_name: str = "default"
+    namespace: str | None = None
+    store: Literal["local", "kube"] = "local"
+    directory: Path = Path(".resumable/default")
+    output_dir: Path | None = None
+    start_index: int | None = None
+    attempt: int | None = None
+    total_items: int | None = None
+    run_id: str = ""
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    policy: CheckpointPolicy = field(default_factory=CheckpointPolicy)
+    allow_changed_items: bool = False
+    handle_signals: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings; a bad value is a ConfigError naming the variable."""
+        env = os.environ if env is None else env
+        name = env.get(ENV_PREFIX + "BATCH_NAME", "").strip() or "default"
+        namespace = env.get(ENV_PREFIX + "NAMESPACE", "").strip() or None
+        store = env.get(ENV_PREFIX + "STORE", "").strip().lower()
+        if store not in ("", "local", "kube"):
+            raise ConfigError(f"{ENV_PREFIX}STORE={store!r} must be 'local' or 'kube'")
+        if not store:
+            in_cluster = bool(env.get("KUBERNETES_SERVICE_HOST") or env.get("KUBECONFIG"))
+            store = "kube" if in_cluster and namespace and name != "default" else "local"
+        directory = Path(env.get(ENV_PREFIX + "DIR", "").strip() or f".resumable/{name}")
+        output_raw = env.get(ENV_PREFIX + "OUTPUT_DIR", "").strip()
+        policy = CheckpointPolicy()
+        policy_raw = env.get(ENV_PREFIX + "CHECKPOINT", "").strip()
+        if policy_raw:
+            try:
+                policy = CheckpointPolicy.model_validate(json.loads(policy_raw))
+            except (ValueError, ValidationError) as exc:
+                raise ConfigError(f"{ENV_PREFIX}CHECKPOINT is not a valid policy: {exc}") from None
+        return cls(
+            batch_name=name,
+            namespace=namespace,
+            store="kube" if store == "kube" else "local",
+            directory=directory,
+            output_dir=Path(output_raw) if output_raw else None,
+            start_index=_int(env, "START_INDEX"),
+            attempt=_int(env, "ATTEMPT"),
+            total_items=_int(env, "TOTAL_ITEMS"),
+            run_id=env.get(ENV_PREFIX + "RUN_ID", "").strip(),
+            worker_id=env.get(ENV_PREFIX + "WORKER_ID", "").strip()
+            or f"{socket.gethostname()}-{os.getpid()}",
+            policy=policy,
+            allow_changed_items=_flag(env, "ALLOW_CHANGED_ITEMS"),
+        )

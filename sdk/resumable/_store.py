@@ -1,0 +1,276 @@
+"""Where checkpoints and outputs live: the store interfaces and the local, on-disk store.
+
+A :class:`CheckpointStore` keeps the batch status (the checkpoint and what the
+operator or the local runner recorded beside it) and refuses fenced writes; an
+:class:`OutputStore` keeps one value per item or step, keyed so a redo overwrites.
+:class:`LocalStore` is both, in one directory: ``status.json`` plus ``outputs/``
+and ``steps/``. Every file is written atomically: temp file, fsync, rename,
+directory fsync. Used by :mod:`resumable._run`, the local runner and the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from resumable._errors import CorruptCheckpointError, FencedError
+from resumable.v1alpha1 import Checkpoint, ResumableBatchStatus
+
+STATUS_FILE = "status.json"
+LOCK_FILE = ".lock"
+OUTPUTS_DIR = "outputs"
+STEPS_DIR = "steps"
+
+
+class CheckpointStore(Protocol):
+    """Keeps the status of one batch and enforces fencing on checkpoint writes."""
+
+    def describe(self) -> str:
+        """Where the checkpoint lives, for messages."""
+        ...
+
+    def load(self) -> ResumableBatchStatus | None:
+        """The saved status, or None when nothing was ever saved."""
+        ...
+
+    def save_checkpoint(
+        self, checkpoint: Checkpoint, *, progress: str, expect_attempt: int, expect_next: int
+    ) -> None:
+        """Replace the checkpoint if the stored one still has this attempt and position.
+
+        Raises FencedError when a newer attempt owns the batch or the position moved.
+        """
+        ...
+
+
+class OutputStore(Protocol):
+    """Keeps item outputs and step results; writing the same key again overwrites."""
+
+    def put(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable value under key (not yet durable)."""
+        ...
+
+    def get(self, key: str) -> Any | None:
+        """The value stored under key, or None."""
+        ...
+
+    def keys(self) -> list[str]:
+        """Every stored key."""
+        ...
+
+    def sync(self) -> None:
+        """Make every value put so far durable. Called before a checkpoint covers them."""
+        ...
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry (a rename) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write data to path atomically: temp file, fsync, rename, directory fsync."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def _read_json(path: Path) -> Any:
+    """Read a JSON file, naming the file in any error."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptCheckpointError(f"{path}: cannot read checkpoint: {exc}") from exc
+
+
+class DirectoryOutputs:
+    """Outputs as one JSON file per key under a directory (a mounted volume in a pod)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self._unsynced: list[Path] = []
+        self._made = False
+
+    def _path(self, key: str) -> Path:
+        if not key or "/" in key or key.startswith("."):
+            raise ValueError(f"bad output key {key!r}")
+        return self.root / f"{key}.json"
+
+    def put(self, key: str, value: Any) -> None:
+        """Store value under key; durable at the next :meth:`sync`."""
+        if not self._made:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._made = True
+        path = self._path(key)
+        data = json.dumps(value, sort_keys=True, default=str).encode()
+        atomic_write(path, data, durable=False)
+        self._unsynced.append(path)
+
+    def get(self, key: str) -> Any | None:
+        """The value under key, or None when absent."""
+        path = self._path(key)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_bytes())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CorruptCheckpointError(f"{path}: cannot read output: {exc}") from exc
+
+    def keys(self) -> list[str]:
+        """Every stored key, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name[: -len(".json")] for p in self.root.glob("*.json"))
+
+    def clear(self) -> None:
+        """Remove every stored value (steps of a finished run)."""
+        if self.root.is_dir():
+            for path in self.root.glob("*.json"):
+                path.unlink(missing_ok=True)
+        self._unsynced.clear()
+
+    def sync(self) -> None:
+        """fsync every file written since the last sync, then the directory."""
+        if not self._unsynced:
+            return
+        for path in self._unsynced:
+            with contextlib.suppress(FileNotFoundError):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fsync_dir(self.root)
+        self._unsynced.clear()
+
+
+class LocalStore:
+    """A batch's whole state in one directory: status.json, outputs/ and steps/.
+
+    A missing directory or file means a fresh start; a corrupt file is a
+    CorruptCheckpointError naming it, never a silent restart from zero.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.status_path = self.root / STATUS_FILE
+        self.outputs = DirectoryOutputs(self.root / OUTPUTS_DIR)
+        self.steps = DirectoryOutputs(self.root / STEPS_DIR)
+        self._seen: tuple[int, int] | None = None
+        self._seen_status: ResumableBatchStatus | None = None
+
+    def describe(self) -> str:
+        """The status file's path."""
+        return str(self.status_path)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's exclusive lock (between processes) for a read-modify-write."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def load(self) -> ResumableBatchStatus | None:
+        """The saved status, or None when the store is empty."""
+        if not self.status_path.exists():
+            return None
+        raw = _read_json(self.status_path)
+        try:
+            return ResumableBatchStatus.model_validate(raw)
+        except ValidationError as exc:
+            raise CorruptCheckpointError(
+                f"{self.status_path}: not a valid checkpoint: {exc.errors()[0]['msg']} "
+                f"at {'.'.join(str(p) for p in exc.errors()[0]['loc'])}"
+            ) from exc
+
+    def write_status(self, status: ResumableBatchStatus) -> None:
+        """Replace the whole status (the local runner's write; hold :meth:`locked`)."""
+        data = json.dumps(status.model_dump(by_alias=True, exclude_none=True, mode="json"))
+        atomic_write(self.status_path, data.encode())
+        self._remember()
+
+    def _remember(self) -> None:
+        st = os.stat(self.status_path)
+        self._seen = (st.st_ino, st.st_mtime_ns)
+
+    def save_checkpoint(
+        self, checkpoint: Checkpoint, *, progress: str, expect_attempt: int, expect_next: int
+    ) -> None:
+        """Fenced replace of the checkpoint (see :class:`CheckpointStore`)."""
+        with self.locked():
+            status = self._current_for_write()
+            stored = status.checkpoint
+            if stored.attempt != expect_attempt:
+                raise FencedError(
+                    f"{self.status_path}: attempt {expect_attempt} was replaced by attempt "
+                    f"{stored.attempt}; this worker stops without writing"
+                )
+            if stored.next_index != expect_next:
+                raise FencedError(
+                    f"{self.status_path}: the position moved to {stored.next_index} "
+                    f"(expected {expect_next}); this worker stops without writing"
+                )
+            self._seen = None
+            status.checkpoint = checkpoint
+            status.progress = progress
+            self.write_status(status)
+            self._seen_status = status
+
+    def _current_for_write(self) -> ResumableBatchStatus:
+        """The stored status; re-read only if another process wrote since our last write."""
+        if self._seen is not None and self._seen_status is not None:
+            try:
+                st = os.stat(self.status_path)
+            except FileNotFoundError:
+                st = None
+            if st is not None and (st.st_ino, st.st_mtime_ns) == self._seen:
+                return self._seen_status
+        return self.load() or ResumableBatchStatus()
+
+    def claim(self, attempt: int | None) -> tuple[ResumableBatchStatus, int]:
+        """Take ownership for an attempt (the next one when None); return the status and it.
+
+        Raises FencedError when a newer attempt already owns the store.
+        """
+        with self.locked():
+            status = self.load() or ResumableBatchStatus()
+            stored = status.checkpoint.attempt
+            if attempt is None:
+                attempt = stored + 1
+            elif attempt < stored:
+                raise FencedError(
+                    f"{self.status_path}: attempt {attempt} is older than attempt {stored}, "
+                    "which owns this batch; this worker stops without writing"
+                )
+            if attempt != stored or not self.status_path.exists():
+                status.checkpoint.attempt = attempt
+                self.write_status(status)
+            self._seen_status = status
+            return status.model_copy(deep=True), attempt

@@ -1,0 +1,341 @@
+"""The ResumableBatch API, version v1alpha1: the single source of truth.
+
+These pydantic models define what users write (``spec``) and what the operator
+and the SDK report (``status``). The CRD in ``crds/`` is generated from them by
+:mod:`resumable._crd` (``make crds``), and the operator, the local runner and the
+CLI parse every manifest through them, so a manifest is judged the same way
+everywhere: by the API server, by ``resumable run`` and by the tests.
+
+Field names are camelCase on the wire (as Kubernetes expects) and snake_case in
+Python.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "resumable.dev"
+VERSION = "v1alpha1"
+KIND = "ResumableBatch"
+PLURAL = "resumablebatches"
+SINGULAR = "resumablebatch"
+SHORT_NAMES = ["rb"]
+API_VERSION = f"{GROUP}/{VERSION}"
+
+#: Upper bound on the serialised size of ``status.checkpoint.context`` (bytes).
+MAX_CONTEXT_BYTES = 4096
+#: Upper bound on the number of skipped items kept in status.
+MAX_SKIPPED_RECORDED = 100
+#: Upper bound on an error message kept in status.
+MAX_ERROR_CHARS = 512
+
+
+def _preserve_unknown(schema: dict[str, Any]) -> None:
+    """Mark a schema node as free-form for the API server (structural schema)."""
+    schema["x-kubernetes-preserve-unknown-fields"] = True
+
+
+class _Model(BaseModel):
+    """Base: camelCase on the wire, snake_case in Python, typos refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+    )
+
+
+class _OpenModel(_Model):
+    """A model that keeps fields it does not know (pod template parts)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_preserve_unknown)
+
+
+# --------------------------------------------------------------------------- spec
+
+
+class EnvVar(_OpenModel):
+    """One environment variable of a container (``valueFrom`` is kept as written)."""
+
+    name: str = Field(min_length=1, description="Name of the environment variable.")
+    value: str | None = Field(default=None, description="Literal value.")
+
+
+class Container(_OpenModel):
+    """The parts of a container the operator and the local runner read; the rest is kept."""
+
+    name: str = Field(min_length=1, description="Container name.")
+    image: str | None = Field(default=None, description="Container image (ignored by `resumable run`).")
+    command: list[str] = Field(default_factory=list, description="Entrypoint.")
+    args: list[str] = Field(default_factory=list, description="Arguments to the entrypoint.")
+    env: list[EnvVar] = Field(default_factory=list, description="Environment variables.")
+
+
+class PodSpec(_OpenModel):
+    """A pod spec; only ``containers`` is checked, every other field is passed through."""
+
+    containers: list[Container] = Field(
+        min_length=1, description="Containers of the worker pod; the first one runs the batch."
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        description="Service account for the worker. When empty the operator creates one "
+        "that may only read and patch this batch's status.",
+    )
+    restart_policy: Literal["Never"] | None = Field(
+        default=None,
+        description="Always Never: the operator, not the kubelet, restarts workers.",
+    )
+    termination_grace_period_seconds: int | None = Field(
+        default=None, ge=0, description="Time the worker gets to flush its checkpoint on SIGTERM."
+    )
+
+
+class PodTemplate(_Model):
+    """A pod template: the worker the operator starts for each attempt."""
+
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Labels and annotations for the worker pods.",
+        json_schema_extra=_preserve_unknown,
+    )
+    spec: PodSpec = Field(description="The worker pod's spec.")
+
+
+class CheckpointPolicy(_Model):
+    """When the SDK writes the checkpoint: whichever trigger fires first, at an item boundary."""
+
+    every_items: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Write after this many newly completed items."
+    )
+    every_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=86_400,
+        description="Write at the first item boundary this many seconds after the last write.",
+    )
+    cost_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description="Write once the unsaved work's recorded cost passes this many US dollars.",
+    )
+    min_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description="Never write more often than this, whatever the triggers say "
+        "(the final write at exit always happens).",
+    )
+
+
+class Backoff(_Model):
+    """Exponential backoff between attempts."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.maxSeconds) || !has(self.initialSeconds) || "
+                    "self.maxSeconds >= self.initialSeconds",
+                    "message": "backoff.maxSeconds must be greater than or equal to backoff.initialSeconds",
+                }
+            ]
+        }
+    )
+
+    initial_seconds: float = Field(
+        default=2.0, ge=0, le=3600, description="Delay before the first restart."
+    )
+    max_seconds: float = Field(default=300.0, ge=0, le=86_400, description="Longest delay.")
+    factor: float = Field(default=2.0, ge=1, le=10, description="Growth of the delay per restart.")
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> Backoff:
+        if self.max_seconds < self.initial_seconds:
+            raise ValueError(
+                "backoff.maxSeconds must be greater than or equal to backoff.initialSeconds"
+            )
+        return self
+
+    def delay(self, restart: int) -> float:
+        """Seconds to wait before restart number ``restart`` (1-based)."""
+        if restart <= 0:
+            return 0.0
+        return float(min(self.max_seconds, self.initial_seconds * self.factor ** (restart - 1)))
+
+
+class RetryPolicy(_Model):
+    """How failures are retried."""
+
+    max_restarts: int = Field(
+        default=10,
+        ge=0,
+        le=10_000,
+        description="Restarts allowed after failures. Disruptions (eviction, preemption) "
+        "do not count.",
+    )
+    backoff: Backoff = Field(default_factory=Backoff, description="Delay between attempts.")
+    never_retry_exit_codes: list[int] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Exit codes that fail the batch at once.",
+        json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 255}},
+    )
+    max_item_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Attempts that may die at the same item with no progress before it "
+        "counts as a poison item.",
+    )
+    on_poison_item: Literal["Skip", "Fail"] = Field(
+        default="Skip",
+        description="Skip: record the item with its last error and go on. Fail: fail the batch.",
+    )
+
+    @model_validator(mode="after")
+    def _exit_codes_in_range(self) -> RetryPolicy:
+        for code in self.never_retry_exit_codes:
+            if not 1 <= code <= 255:
+                raise ValueError(f"neverRetryExitCodes: {code} is not an exit code in 1..255")
+        return self
+
+
+class ResumableBatchSpec(_Model):
+    """What a user asks for: a worker, a list size, and how to checkpoint and retry."""
+
+    template: PodTemplate = Field(description="The worker pod to run for each attempt.")
+    total_items: int | None = Field(
+        default=None, ge=0, description="Number of items; optional, the SDK can report it."
+    )
+    checkpoint: CheckpointPolicy = Field(
+        default_factory=CheckpointPolicy, description="When the SDK writes checkpoints."
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy, description="How failures are retried.")
+    suspend: bool = Field(
+        default=False, description="True stops the worker gracefully; false resumes it."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete the batch this long after it finished."
+    )
+    run_id: str = Field(
+        default="",
+        max_length=63,
+        description="Changing it starts a clean rerun from item 0.",
+    )
+
+
+# ------------------------------------------------------------------------- status
+
+
+class Checkpoint(_Model):
+    """The saved position, written by the SDK with every checkpoint."""
+
+    next_index: int = Field(default=0, ge=0, description="The first item not done yet.")
+    completed: str = Field(
+        default="",
+        max_length=8192,
+        description='Completed item indices as ranges, e.g. "0-46,48".',
+    )
+    attempt: int = Field(
+        default=0, ge=0, description="Fencing token: writes from older attempts are refused."
+    )
+    items_done: int = Field(default=0, ge=0, description="Items completed in this run.")
+    tokens: int = Field(default=0, ge=0, description="Tokens used by completed items.")
+    cost_usd: float = Field(default=0.0, ge=0, description="Cost of completed items (USD).")
+    total_items: int | None = Field(default=None, ge=0, description="Item count, as the worker saw it.")
+    fingerprint: str = Field(default="", max_length=128, description="Fingerprint of the item list.")
+    context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Runtime context: task and worker ids, attempt, iteration, user state.",
+        json_schema_extra=_preserve_unknown,
+    )
+    last_error: str = Field(
+        default="", max_length=MAX_ERROR_CHARS, description="Last item error the worker recorded."
+    )
+    last_error_index: int | None = Field(default=None, ge=0, description="The item that raised it.")
+    finished: bool = Field(
+        default=False,
+        description="True once every item is done: the position is cleared, the counts stay.",
+    )
+    updated_at: str = Field(default="", description="When the worker last wrote (RFC 3339).")
+
+
+class SkippedItem(_Model):
+    """An item given up on after it kept killing the worker."""
+
+    index: int = Field(ge=0, description="Item index.")
+    attempts: int = Field(ge=0, description="Attempts that died at this item.")
+    error: str = Field(default="", max_length=MAX_ERROR_CHARS, description="Its last error.")
+
+
+class Condition(_Model):
+    """A Kubernetes condition (api-conventions)."""
+
+    type: str = Field(description="Succeeded, Failed, Suspended or Progressing.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="CamelCase reason.")
+    message: str = Field(default="", description="Human-readable message.")
+    observed_generation: int | None = Field(default=None, description="Generation it reflects.")
+    last_transition_time: str = Field(default="", description="When status last changed.")
+
+
+class Stall(_Model):
+    """Attempts that died at one position without progress (poison-item detection)."""
+
+    index: int = Field(ge=0, description="The position the attempts died at.")
+    attempts: int = Field(ge=0, description="How many attempts died there.")
+
+
+class ResumableBatchStatus(_Model):
+    """What the operator and the SDK observed. A few KB by design: no per-item outputs."""
+
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint, description="The saved position.")
+    progress: str = Field(default="", description='Display only, e.g. "47/200".')
+    restarts: int = Field(default=0, ge=0, description="Restarts counted against maxRestarts.")
+    disruptions: int = Field(default=0, ge=0, description="Restarts after evictions or preemptions.")
+    skipped: list[SkippedItem] = Field(
+        default_factory=list,
+        max_length=MAX_SKIPPED_RECORDED,
+        description="Poison items that were skipped, with their last error.",
+    )
+    stall: Stall | None = Field(default=None, description="Poison-item tracking.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=8, description="Current conditions."
+    )
+    observed_generation: int | None = Field(default=None, description="Last generation acted on.")
+    run_id: str = Field(default="", description="The runId the checkpoint belongs to.")
+    phase: str = Field(default="", description="For display only; read conditions instead.")
+    active_pod: str = Field(default="", description="The worker pod of the current attempt.")
+    retry_after: str = Field(default="", description="Earliest time for the next attempt.")
+    failed_at: str = Field(default="", description="When the last attempt failed.")
+    start_time: str = Field(default="", description="When the batch first started.")
+    completion_time: str = Field(default="", description="When the batch finished.")
+
+
+class ObjectMeta(_OpenModel):
+    """The parts of metadata this project reads."""
+
+    name: str = Field(default="", description="Name.")
+    namespace: str | None = Field(default=None, description="Namespace.")
+    uid: str | None = Field(default=None, description="UID.")
+    generation: int | None = Field(default=None, description="Generation.")
+
+
+class ResumableBatch(_Model):
+    """A batch of items processed by workers that resume from their checkpoint."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["resumable.dev/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
+    kind: Literal["ResumableBatch"] = Field(default=KIND)
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ResumableBatchSpec
+    status: ResumableBatchStatus = Field(default_factory=ResumableBatchStatus)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The object as Kubernetes JSON (camelCase, unset fields left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -85,5 +85,11 @@ def start(
         checkpoints, outputs, steps = open_kube_store(resolved)
         return Run(resolved, checkpoints, outputs, steps)
     local = LocalStore(resolved.directory)
-    outputs_store = DirectoryOutputs(resolved.output_dir) if resolved.output_dir else local.outputs
-    return Run(resolved, local, outputs_store, local.steps)
+    if resolved.output_dir:
+        return Run(
+            resolved,
+            local,
+            DirectoryOutputs(resolved.output_dir / "outputs"),
+            DirectoryOutputs(resolved.output_dir / "steps"),
+        )
+    return Run(resolved, local, local.outputs, local.steps)

@@ -156,9 +156,7 @@ def build_crd() -> dict[str, Any]:
 
 def render() -> str:
     """The CRD as the YAML text committed in ``crds/``."""
-    header = (
-        "# Generated from sdk/resumable/v1alpha1.py by `make crds`. Do not edit by hand.\n"
-    )
+    header = "# Generated from sdk/resumable/v1alpha1.py by `make crds`. Do not edit by hand.\n"
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=100)
 
 

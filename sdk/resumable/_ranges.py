@@ -103,4 +103,6 @@ class IndexSet:
 
     def covers(self, total: int) -> bool:
         """True when every index in range(total) is in the set."""
-        return total == 0 or (bool(self._starts) and self._starts[0] == 0 and self._ends[0] >= total - 1)
+        return total == 0 or (
+            bool(self._starts) and self._starts[0] == 0 and self._ends[0] >= total - 1
+        )

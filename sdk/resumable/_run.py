@@ -303,7 +303,8 @@ class Run:
         with self._guard():
             if item.output is not None:
                 self._outputs.put(
-                    f"{item.index:08d}", {"index": item.index, "key": item.key, "output": item.output}
+                    f"{item.index:08d}",
+                    {"index": item.index, "key": item.key, "output": item.output},
                 )
             self._completed.add(item.index)
             self._failed.discard(item.index)
@@ -396,14 +397,20 @@ class Run:
             return
         with self._guard():
             new = self._build_checkpoint()
-            progress = f"{new.items_done}/{self._total}" if self._total is not None else str(
-                new.items_done
+            progress = (
+                f"{new.items_done}/{self._total}"
+                if self._total is not None
+                else str(new.items_done)
             )
             try:
                 self._outputs.sync()
                 self._steps.sync()
                 self._store.save_checkpoint(
-                    new, progress=progress, expect_attempt=self.attempt, expect_next=self._saved_next
+                    new,
+                    progress=progress,
+                    expect_attempt=self.attempt,
+                    expect_next=self._saved_next,
+                    final=final,
                 )
             except FencedError:
                 self._fenced = True

@@ -41,8 +41,18 @@ class CheckpointStore(Protocol):
         """The saved status, or None when nothing was ever saved."""
         ...
 
+    def claim(self, attempt: int | None) -> tuple[ResumableBatchStatus, int]:
+        """Take ownership for an attempt (the next one when None); FencedError if older."""
+        ...
+
     def save_checkpoint(
-        self, checkpoint: Checkpoint, *, progress: str, expect_attempt: int, expect_next: int
+        self,
+        checkpoint: Checkpoint,
+        *,
+        progress: str,
+        expect_attempt: int,
+        expect_next: int,
+        final: bool = False,
     ) -> None:
         """Replace the checkpoint if the stored one still has this attempt and position.
 
@@ -221,7 +231,13 @@ class LocalStore:
         self._seen = (st.st_ino, st.st_mtime_ns)
 
     def save_checkpoint(
-        self, checkpoint: Checkpoint, *, progress: str, expect_attempt: int, expect_next: int
+        self,
+        checkpoint: Checkpoint,
+        *,
+        progress: str,
+        expect_attempt: int,
+        expect_next: int,
+        final: bool = False,
     ) -> None:
         """Fenced replace of the checkpoint (see :class:`CheckpointStore`)."""
         with self.locked():

@@ -68,7 +68,9 @@ class Container(_OpenModel):
     """The parts of a container the operator and the local runner read; the rest is kept."""
 
     name: str = Field(min_length=1, description="Container name.")
-    image: str | None = Field(default=None, description="Container image (ignored by `resumable run`).")
+    image: str | None = Field(
+        default=None, description="Container image (ignored by `resumable run`)."
+    )
     command: list[str] = Field(default_factory=list, description="Entrypoint.")
     args: list[str] = Field(default_factory=list, description="Arguments to the entrypoint.")
     env: list[EnvVar] = Field(default_factory=list, description="Environment variables.")
@@ -246,8 +248,12 @@ class Checkpoint(_Model):
     items_done: int = Field(default=0, ge=0, description="Items completed in this run.")
     tokens: int = Field(default=0, ge=0, description="Tokens used by completed items.")
     cost_usd: float = Field(default=0.0, ge=0, description="Cost of completed items (USD).")
-    total_items: int | None = Field(default=None, ge=0, description="Item count, as the worker saw it.")
-    fingerprint: str = Field(default="", max_length=128, description="Fingerprint of the item list.")
+    total_items: int | None = Field(
+        default=None, ge=0, description="Item count, as the worker saw it."
+    )
+    fingerprint: str = Field(
+        default="", max_length=128, description="Fingerprint of the item list."
+    )
     context: dict[str, Any] = Field(
         default_factory=dict,
         description="Runtime context: task and worker ids, attempt, iteration, user state.",
@@ -296,7 +302,9 @@ class ResumableBatchStatus(_Model):
     checkpoint: Checkpoint = Field(default_factory=Checkpoint, description="The saved position.")
     progress: str = Field(default="", description='Display only, e.g. "47/200".')
     restarts: int = Field(default=0, ge=0, description="Restarts counted against maxRestarts.")
-    disruptions: int = Field(default=0, ge=0, description="Restarts after evictions or preemptions.")
+    disruptions: int = Field(
+        default=0, ge=0, description="Restarts after evictions or preemptions."
+    )
     skipped: list[SkippedItem] = Field(
         default_factory=list,
         max_length=MAX_SKIPPED_RECORDED,
@@ -312,6 +320,9 @@ class ResumableBatchStatus(_Model):
     active_pod: str = Field(default="", description="The worker pod of the current attempt.")
     retry_after: str = Field(default="", description="Earliest time for the next attempt.")
     failed_at: str = Field(default="", description="When the last attempt failed.")
+    last_failure: str = Field(
+        default="", description='How the last attempt ended, e.g. "exit 137".'
+    )
     start_time: str = Field(default="", description="When the batch first started.")
     completion_time: str = Field(default="", description="When the batch finished.")
 

@@ -62,19 +62,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; each also reads a SUMMARIZER_* environment variable."""
     env = os.environ
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=int(env.get("SUMMARIZER_ITEMS", "50")),
-                        help="number of documents (default 50)")
-    parser.add_argument("--delay", type=float, default=float(env.get("SUMMARIZER_DELAY", "0.02")),
-                        help="seconds the fake model takes per document (default 0.02)")
-    parser.add_argument("--crash-after", type=int,
-                        default=int(env["SUMMARIZER_CRASH_AFTER"]) if env.get("SUMMARIZER_CRASH_AFTER") else None,
-                        help="stop right after item N is committed and saved")
-    parser.add_argument("--crash-mode", choices=["timeout", "kill"],
-                        default=env.get("SUMMARIZER_CRASH_MODE", "timeout"),
-                        help="how to stop: an uncaught API timeout, or SIGKILL (default timeout)")
-    parser.add_argument("--poison", type=int,
-                        default=int(env["SUMMARIZER_POISON"]) if env.get("SUMMARIZER_POISON") else None,
-                        help="item number that kills the worker every time")
+    parser.add_argument(
+        "--items",
+        type=int,
+        default=int(env.get("SUMMARIZER_ITEMS", "50")),
+        help="number of documents (default 50)",
+    )
+    parser.add_argument(
+        "--delay",
+        type=float,
+        default=float(env.get("SUMMARIZER_DELAY", "0.02")),
+        help="seconds the fake model takes per document (default 0.02)",
+    )
+    parser.add_argument(
+        "--crash-after",
+        type=int,
+        default=int(env["SUMMARIZER_CRASH_AFTER"]) if env.get("SUMMARIZER_CRASH_AFTER") else None,
+        help="stop right after item N is committed and saved",
+    )
+    parser.add_argument(
+        "--crash-mode",
+        choices=["timeout", "kill"],
+        default=env.get("SUMMARIZER_CRASH_MODE", "timeout"),
+        help="how to stop: an uncaught API timeout, or SIGKILL (default timeout)",
+    )
+    parser.add_argument(
+        "--poison",
+        type=int,
+        default=int(env["SUMMARIZER_POISON"]) if env.get("SUMMARIZER_POISON") else None,
+        help="item number that kills the worker every time",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     return parser.parse_args(argv)
 
@@ -86,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     run = resumable.start()
     say = (lambda *_, **__: None) if args.quiet else print
     if run.resumed_from:
-        say(f"attempt {run.attempt}: resuming at item {run.resumed_from + 1}/{len(docs)}",
-            flush=True)
+        say(
+            f"attempt {run.attempt}: resuming at item {run.resumed_from + 1}/{len(docs)}",
+            flush=True,
+        )
     else:
         say(f"attempt {run.attempt}: starting at item 1/{len(docs)}", flush=True)
     for item in run.items(docs):

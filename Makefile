@@ -1,0 +1,76 @@
+# resumable-batch: `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+
+.PHONY: help
+help: ## Show this help.
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+.PHONY: install
+install: $(PY) ## Create .venv and install the package with the operator and dev extras.
+	$(PY) -m pip install --quiet -e '.[operator,dev]'
+
+.PHONY: demo
+demo: ## Run the example agent locally: crash after item 20, resume at item 21.
+	$(VENV)/bin/resumable demo
+
+.PHONY: controlplane
+controlplane: ## Build (or reuse from cache) kube-apiserver and etcd for the integration tests.
+	bash tests/controlplane/build.sh
+
+.PHONY: helm
+helm: ## Build (or reuse from cache) the helm binary for the chart tests.
+	bash tests/tools/helm.sh
+
+.PHONY: test
+test: controlplane helm ## Run every test tier (unit, integration, reliability; e2e skips without Docker).
+	KUBEBUILDER_ASSETS="$$(bash tests/controlplane/build.sh)" HELM="$$(bash tests/tools/helm.sh)" \
+		$(PYTEST) tests
+
+.PHONY: test-unit
+test-unit: ## Run only the fast unit tests.
+	$(PYTEST) -m unit tests
+
+.PHONY: lint
+lint: ## ruff and mypy --strict on both packages.
+	$(VENV)/bin/ruff check sdk operator tests bench
+	$(VENV)/bin/ruff format --check sdk operator tests bench
+	$(VENV)/bin/mypy --strict sdk/resumable operator/resumable_operator
+
+.PHONY: format
+format: ## Reformat the code with ruff.
+	$(VENV)/bin/ruff format sdk operator tests bench
+	$(VENV)/bin/ruff check --fix sdk operator tests bench
+
+.PHONY: crds
+crds: ## Regenerate crds/ (and the chart's CRD template) from the pydantic models.
+	$(PY) -m resumable._crd --out-dir crds
+	@if [ -x tests/tools/chart-crds.sh ]; then bash tests/tools/chart-crds.sh; fi
+
+.PHONY: verify
+verify: crds ## Regenerate everything and fail if the tree changed.
+	@git diff --exit-code -- crds charts || \
+		(echo "generated files are out of date: run 'make crds' and commit" && exit 1)
+
+.PHONY: images
+images: ## Build the operator and worker images (needs Docker).
+	docker build -t resumable-batch/operator:dev -f images/operator/Dockerfile .
+	docker build -t resumable-batch/worker:dev -f images/worker/Dockerfile .
+
+.PHONY: e2e
+e2e: ## End-to-end test on kind (needs Docker and kind; skips with a reason otherwise).
+	$(PYTEST) -m e2e tests/e2e -rs
+
+.PHONY: bench
+bench: ## Run the benchmarks by hand (not part of the tests).
+	$(PY) bench/sdk_overhead.py
+	$(PY) bench/recovery.py

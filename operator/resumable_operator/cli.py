@@ -1,0 +1,493 @@
+"""The ``resumable`` command (also ``kubectl resumable`` when installed as kubectl-resumable).
+
+Local: ``run FILE.yaml`` runs a batch with the local runner, ``demo`` runs the
+bundled summariser with a crash after item 20. Against a cluster (current
+kubeconfig context, or --context/--namespace): ``get``, ``describe``, ``logs``,
+``suspend``, ``resume``, ``rerun``, ``status --watch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, TextIO
+
+from resumable._ranges import IndexSet
+from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
+from resumable_operator.reconcile import EventPlan, progress_text
+from resumable_operator.runner import (
+    LocalRunner,
+    ManifestError,
+    RunResult,
+    load_manifest,
+    write_line,
+)
+
+
+class CliError(Exception):
+    """A one-line error for the user (no traceback)."""
+
+
+# ------------------------------------------------------------------ progress
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; plain periodic lines otherwise."""
+
+    def __init__(self, stream: TextIO, *, total: int | None, interval: float = 5.0) -> None:
+        self.stream = stream
+        self.total = total
+        self.tty = stream.isatty()
+        self.interval = interval
+        self.started = time.monotonic()
+        self.last_line = 0.0
+        self.first_done: int | None = None
+        self.shown = False
+        self.text = ""
+
+    def update(self, status: ResumableBatchStatus) -> None:
+        """Redraw from a status."""
+        cp = status.checkpoint
+        done = cp.items_done if cp.finished else len(IndexSet.parse(cp.completed))
+        total = self.total if self.total is not None else cp.total_items
+        now = time.monotonic()
+        if self.first_done is None:
+            self.first_done = done
+        elapsed = max(now - self.started, 1e-6)
+        rate = (done - self.first_done) / elapsed
+        eta = ""
+        if total is not None and rate > 0 and done < total:
+            eta = f" eta {_duration((total - done) / rate)}"
+        width = 24
+        frac = (done / total) if total else 0.0
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        self.text = (
+            f"[{bar}] {progress_text(done, total)} {rate:5.1f} items/s{eta} "
+            f"restarts {status.restarts} ${cp.cost_usd:.4f}"
+        )
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + self.text)
+            self.stream.flush()
+            self.shown = True
+        elif now - self.last_line >= self.interval:
+            self.last_line = now
+            write_line(self.stream, self.text)
+
+    def line(self, text: str) -> None:
+        """Print a line above the bar."""
+        if self.tty and self.shown:
+            self.stream.write("\r\x1b[2K")
+        write_line(self.stream, text)
+        if self.tty and self.shown:
+            self.stream.write(self.text)
+            self.stream.flush()
+
+    def close(self) -> None:
+        """Leave the bar's last state on its own line."""
+        if self.tty and self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+# ------------------------------------------------------------------ local
+
+
+def run_local(
+    batch: ResumableBatch,
+    directory: Path,
+    *,
+    out: TextIO,
+    show_worker_output: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> RunResult:
+    """Run a batch locally with a progress bar; Ctrl-C suspends cleanly."""
+    bar = ProgressBar(out, total=batch.spec.total_items)
+
+    def on_event(plan: EventPlan) -> None:
+        bar.line(f"{'!' if plan.type == 'Warning' else '*'} {plan.reason}: {plan.message}")
+
+    def on_output(pod: str, line: str) -> None:
+        if show_worker_output:
+            bar.line(f"  [{pod}] {line}")
+
+    runner = LocalRunner(
+        batch, directory, on_event=on_event, on_output=on_output, on_tick=bar.update, extra_env=extra_env
+    )
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        bar.line("interrupted: suspending (the worker saves its checkpoint); run again to resume")
+        runner.request_suspend()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = runner.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.close()
+    return result
+
+
+def summary_lines(result: RunResult) -> list[str]:
+    """The final summary of a local run."""
+    st = result.status
+    cp = st.checkpoint
+    total = cp.total_items
+    lines = [
+        f"{result.phase}: {progress_text(cp.items_done, total)} items, {len(st.skipped)} skipped, "
+        f"{st.restarts} restart(s), {st.disruptions} disruption(s)",
+        f"usage: {cp.tokens} tokens, ${cp.cost_usd:.4f}",
+    ]
+    lines.extend(f"skipped item {s.index + 1}: {s.error}" for s in st.skipped)
+    return lines
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """resumable run FILE.yaml."""
+    try:
+        batch = load_manifest(Path(args.file))
+    except ManifestError as exc:
+        raise CliError(str(exc)) from exc
+    directory = Path(args.state_dir or Path(".resumable") / batch.metadata.name)
+    out = sys.stdout
+    write_line(out, f"running {batch.metadata.name} locally; state in {directory}")
+    result = run_local(batch, directory, out=out, show_worker_output=not args.quiet)
+    for line in summary_lines(result):
+        write_line(out, line)
+    if result.phase == "Suspended":
+        write_line(out, f"suspended; run `resumable run {args.file}` again to resume")
+        return 130
+    return 0 if result.phase == "Succeeded" else 1
+
+
+DEMO_ITEMS = 50
+DEMO_CRASH_AFTER = 20
+
+
+def demo_batch(*, items: int = DEMO_ITEMS, crash_after: int = DEMO_CRASH_AFTER, delay: float = 0.04) -> ResumableBatch:
+    """The demo: the summariser over 50 documents, SIGKILLed right after item 20."""
+    return ResumableBatch.model_validate(
+        {
+            "metadata": {"name": "demo-summarizer"},
+            "spec": {
+                "totalItems": items,
+                "retry": {"maxRestarts": 3, "backoff": {"initialSeconds": 1, "maxSeconds": 5}},
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "worker",
+                                "command": [sys.executable, "-m", "resumable.examples.summarizer"],
+                                "env": [
+                                    {"name": "SUMMARIZER_ITEMS", "value": str(items)},
+                                    {"name": "SUMMARIZER_DELAY", "value": str(delay)},
+                                    {"name": "SUMMARIZER_CRASH_AFTER", "value": str(crash_after)},
+                                    {"name": "SUMMARIZER_CRASH_MODE", "value": "kill"},
+                                ],
+                            }
+                        ]
+                    }
+                },
+            },
+        }
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """resumable demo: crash after item 20, resume at 21, show what resuming saved."""
+    out = sys.stdout
+    directory = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="resumable-demo-"))
+    if directory.exists():
+        shutil.rmtree(directory)
+    batch = demo_batch(items=args.items, crash_after=args.crash_after, delay=args.delay)
+    write_line(out, f"demo: summarising {args.items} documents; the worker is killed right after item "
+               f"{args.crash_after}, and the local runner resumes it (state in {directory})")
+    started = time.monotonic()
+    result = run_local(batch, directory, out=out)
+    elapsed = time.monotonic() - started
+    for line in summary_lines(result):
+        write_line(out, line)
+    cp = result.status.checkpoint
+    if result.phase == "Succeeded" and cp.items_done:
+        per_item_cost = cp.cost_usd / cp.items_done
+        per_item_time = args.delay
+        saved_items = args.crash_after
+        write_line(
+            out,
+            f"saved by resuming: {saved_items} items not redone (~{saved_items * per_item_time:.1f}s of "
+            f"model time, ${saved_items * per_item_cost:.4f} of tokens); total wall time {elapsed:.1f}s",
+        )
+    return 0 if result.phase == "Succeeded" else 1
+
+
+# ---------------------------------------------------------------- cluster
+
+
+def _api(args: argparse.Namespace) -> Any:
+    try:
+        from resumable._kubeapi import KubeApi
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise CliError("cluster commands need the kubernetes client: pip install 'resumable-batch[operator]'") from exc
+    try:
+        return KubeApi.from_environment(kubeconfig=args.kubeconfig, context=args.context)
+    except Exception as exc:
+        raise CliError(f"cannot load kubeconfig: {exc}") from exc
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    if args.namespace:
+        return str(args.namespace)
+    try:
+        from kubernetes import config
+
+        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        if args.context:
+            contexts, _ = config.list_kube_config_contexts(config_file=args.kubeconfig)
+            active = next((c for c in contexts if c["name"] == args.context), active)
+        return str(active.get("context", {}).get("namespace") or "default")
+    except Exception:
+        return "default"
+
+
+def _get_batch(api: Any, ns: str, name: str) -> dict[str, Any]:
+    from resumable._kubeapi import ApiError, batch_path
+
+    try:
+        result: dict[str, Any] = api.request("GET", batch_path(ns, name))
+    except ApiError as exc:
+        if exc.status == 404:
+            raise CliError(f'resumablebatch "{name}" not found in namespace "{ns}"') from None
+        raise CliError(f"cannot read resumablebatch {ns}/{name}: {exc.message}") from None
+    return result
+
+
+def _patch_spec(api: Any, ns: str, name: str, spec: dict[str, Any]) -> None:
+    from resumable._kubeapi import MERGE_PATCH, ApiError, batch_path
+
+    _get_batch(api, ns, name)
+    try:
+        api.request("PATCH", batch_path(ns, name), body={"spec": spec}, content_type=MERGE_PATCH)
+    except ApiError as exc:
+        raise CliError(f"cannot update resumablebatch {ns}/{name}: {exc.message}") from None
+
+
+def _row(obj: dict[str, Any]) -> list[str]:
+    st = obj.get("status") or {}
+    return [
+        obj["metadata"]["name"],
+        str(st.get("progress", "")),
+        str(st.get("restarts", 0)),
+        str(st.get("phase", "")),
+    ]
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    """List batches with their progress."""
+    from resumable._kubeapi import batch_path
+
+    api = _api(args)
+    ns = _namespace(args)
+    if args.name:
+        items = [_get_batch(api, ns, args.name)]
+    else:
+        items = api.request("GET", batch_path(ns)).get("items", [])
+    rows = [["NAME", "PROGRESS", "RESTARTS", "PHASE"]] + [_row(o) for o in items]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    """Checkpoint, restarts, skipped items, conditions and recent events."""
+    api = _api(args)
+    ns = _namespace(args)
+    obj = _get_batch(api, ns, args.name)
+    batch = ResumableBatch.model_validate(obj)
+    st, cp = batch.status, batch.status.checkpoint
+    print(f"Name:        {args.name}\nNamespace:   {ns}\nPhase:       {st.phase}")
+    print(f"Progress:    {st.progress}\nRestarts:    {st.restarts} (+{st.disruptions} disruptions)")
+    print(f"Run ID:      {batch.spec.run_id or '(none)'}\nActive pod:  {st.active_pod or '(none)'}")
+    print("Checkpoint:")
+    print(f"  Next item:   {cp.next_index + 1}\n  Completed:   {cp.completed or '(none)'}")
+    print(f"  Attempt:     {cp.attempt}\n  Usage:       {cp.tokens} tokens, ${cp.cost_usd:.4f}")
+    print(f"  Updated:     {cp.updated_at or '-'}\n  Fingerprint: {cp.fingerprint or '-'}")
+    if cp.last_error:
+        print(f"  Last error:  item {(cp.last_error_index or 0) + 1}: {cp.last_error}")
+    if cp.context:
+        print(f"  Context:     {json.dumps(cp.context)}")
+    print("Skipped items:" + ("" if st.skipped else " (none)"))
+    for s in st.skipped:
+        print(f"  item {s.index + 1} after {s.attempts} attempt(s): {s.error}")
+    print("Conditions:")
+    for c in st.conditions:
+        print(f"  {c.type:<12} {c.status:<8} {c.reason:<22} {c.message}")
+    events = api.request(
+        "GET",
+        f"/api/v1/namespaces/{ns}/events",
+        query={"fieldSelector": f"involvedObject.name={args.name},involvedObject.kind=ResumableBatch"},
+    ).get("items", [])
+    events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    print("Events:" + ("" if events else " (none)"))
+    for e in events[-15:]:
+        print(f"  {e.get('lastTimestamp', '')}  {e.get('type', ''):<8} {e.get('reason', ''):<16} {e.get('message', '')}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Logs of the batch's current (or latest) worker pod."""
+    from resumable._kubeapi import ApiError
+
+    api = _api(args)
+    ns = _namespace(args)
+    obj = _get_batch(api, ns, args.name)
+    pod = (obj.get("status") or {}).get("activePod")
+    if not pod:
+        pods = api.request(
+            "GET", f"/api/v1/namespaces/{ns}/pods", query={"labelSelector": f"resumable.dev/batch={args.name}"}
+        ).get("items", [])
+        if not pods:
+            raise CliError(f'resumablebatch "{args.name}" has no worker pods')
+        pods.sort(key=lambda p: int(p["metadata"].get("labels", {}).get("resumable.dev/attempt", "0")))
+        pod = pods[-1]["metadata"]["name"]
+    try:
+        text = api.api_client.call_api(
+            *api.api_client.param_serialize(
+                method="GET", resource_path=f"/api/v1/namespaces/{ns}/pods/{pod}/log", auth_settings=["BearerToken"]
+            )[:3]
+        ).read()
+    except ApiError as exc:
+        raise CliError(f"cannot read logs of pod {pod}: {exc.message}") from None
+    sys.stdout.write(text.decode(errors="replace") if isinstance(text, bytes) else str(text))
+    return 0
+
+
+def cmd_suspend(args: argparse.Namespace) -> int:
+    """Set spec.suspend=true: the worker stops gracefully and saves its checkpoint."""
+    api = _api(args)
+    _patch_spec(api, _namespace(args), args.name, {"suspend": True})
+    print(f"resumablebatch/{args.name} suspended")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Set spec.suspend=false: a new worker resumes from the checkpoint."""
+    api = _api(args)
+    _patch_spec(api, _namespace(args), args.name, {"suspend": False})
+    print(f"resumablebatch/{args.name} resumed")
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """Change spec.runId: a clean rerun from item 1."""
+    api = _api(args)
+    run_id = args.run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    _patch_spec(api, _namespace(args), args.name, {"runId": run_id, "suspend": False})
+    print(f"resumablebatch/{args.name} rerun with runId {run_id}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Progress of one batch; --watch keeps a live bar until it ends."""
+    api = _api(args)
+    ns = _namespace(args)
+    obj = _get_batch(api, ns, args.name)
+    batch = ResumableBatch.model_validate(obj)
+    bar = ProgressBar(sys.stdout, total=batch.spec.total_items, interval=2.0)
+    try:
+        while True:
+            batch = ResumableBatch.model_validate(obj)
+            bar.update(batch.status)
+            if not args.watch or batch.status.phase in ("Succeeded", "Failed", "Suspended"):
+                break
+            time.sleep(args.interval)
+            obj = _get_batch(api, ns, args.name)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bar.close()
+    if not bar.tty:
+        write_line(sys.stdout, bar.text)
+    print(f"phase: {batch.status.phase}")
+    return 0
+
+
+# ------------------------------------------------------------------- main
+
+
+def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run batches that resume where they stopped: locally, or on Kubernetes "
+        "with the resumable-batch operator.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a ResumableBatch manifest locally (no cluster)")
+    p.add_argument("file", help="the manifest (YAML)")
+    p.add_argument("--state-dir", help="where state is kept (default .resumable/<name>)")
+    p.add_argument("--quiet", action="store_true", help="do not show the worker's output")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="the example agent: killed after item 20, resumed at 21")
+    p.add_argument("--items", type=int, default=DEMO_ITEMS, help="documents (default 50)")
+    p.add_argument("--crash-after", type=int, default=DEMO_CRASH_AFTER, help="kill after item N (20)")
+    p.add_argument("--delay", type=float, default=0.04, help="fake model seconds per item (0.04)")
+    p.add_argument("--state-dir", help="state directory (default: a new temporary one)")
+    p.set_defaults(func=cmd_demo)
+
+    def cluster(name: str, help_: str, func: Any, *, needs_name: bool = True) -> argparse.ArgumentParser:
+        q = sub.add_parser(name, help=help_)
+        if needs_name:
+            q.add_argument("name", help="the ResumableBatch")
+        q.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+        q.add_argument("--context", help="kubeconfig context (default: current)")
+        q.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG or ~/.kube/config)")
+        q.set_defaults(func=func)
+        return q
+
+    q = cluster("get", "list batches with progress, restarts and phase", cmd_get, needs_name=False)
+    q.add_argument("name", nargs="?", help="one batch")
+    cluster("describe", "checkpoint, restarts, skipped items and events of a batch", cmd_describe)
+    cluster("logs", "logs of the batch's current worker pod", cmd_logs)
+    cluster("suspend", "stop the worker gracefully (spec.suspend=true)", cmd_suspend)
+    cluster("resume", "resume from the checkpoint (spec.suspend=false)", cmd_resume)
+    q = cluster("rerun", "start a clean rerun from item 1 (new spec.runId)", cmd_rerun)
+    q.add_argument("--run-id", help="the new runId (default: a timestamp)")
+    q = cluster("status", "progress of a batch; --watch for a live bar", cmd_status)
+    q.add_argument("-w", "--watch", action="store_true", help="keep watching until it ends")
+    q.add_argument("--interval", type=float, default=1.0, help="seconds between reads (1)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `resumable` and `kubectl-resumable`."""
+    prog = Path(sys.argv[0]).name
+    prog = "kubectl resumable" if prog.startswith("kubectl-") else "resumable"
+    args = build_parser(prog).parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""The reconcile loop: a keyed work queue that reads, decides and acts, level-based.
+
+kopf's watch handlers only enqueue ``(namespace, name)`` keys; a few workers take
+keys one at a time (never the same key twice at once), read the batch and its pods
+fresh from the API server, ask :func:`reconcile.decide` what to do and apply it:
+status first (a JSON patch fenced on the attempt number), then pod deletions, the
+new pod, events. Duplicate keys collapse in the queue and a missed event is
+caught by the periodic requeue, so neither matters. Writes happen only when the
+decision changed something.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
+from resumable._ranges import IndexSet
+from resumable.v1alpha1 import ResumableBatch
+from resumable_operator import metrics, objects
+from resumable_operator.reconcile import (
+    LABEL_BATCH,
+    RESYNC_SECONDS,
+    Decision,
+    decide,
+    finished_pods_to_prune,
+    format_time,
+)
+
+log = logging.getLogger("resumable_operator")
+
+Key = tuple[str, str]
+
+
+class Controller:
+    """Owns the queue, the workers and the API calls that apply decisions."""
+
+    def __init__(self, api: KubeApi, *, workers: int = 4) -> None:
+        self.api = api
+        self.workers = workers
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._running: set[Key] = set()
+        self._again: set[Key] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._phases: dict[Key, str] = {}
+        self._seen_items: dict[Key, tuple[str, int, str]] = {}
+        self._rbac_ready: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ queue
+
+    def start(self) -> None:
+        """Start the workers on the running event loop."""
+        self._loop = asyncio.get_running_loop()
+        for index in range(self.workers):
+            self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-{index}"))
+
+    async def stop(self) -> None:
+        """Stop the workers and pending timers."""
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def enqueue(self, namespace: str, name: str, *, delay: float = 0.0) -> None:
+        """Ask for a reconcile of the batch, now or after a delay. Duplicates collapse."""
+        key = (namespace, name)
+        if delay > 0:
+            loop = self._loop or asyncio.get_running_loop()
+            existing = self._timers.get(key)
+            due = loop.time() + delay
+            if existing is not None and existing.when() <= due:
+                return
+            if existing is not None:
+                existing.cancel()
+            self._timers[key] = loop.call_at(due, self._fire, key)
+            return
+        if key in self._running:
+            self._again.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.enqueue(*key)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The batch is gone: drop its timers and metrics state."""
+        key = (namespace, name)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._phases.pop(key, None)
+        self._seen_items.pop(key, None)
+        self._update_phase_gauge()
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._running.add(key)
+            try:
+                requeue = await asyncio.to_thread(self.reconcile, *key)
+            except Exception:
+                log.exception("reconcile of %s/%s failed; retrying in 5s", *key)
+                requeue = 5.0
+            finally:
+                self._running.discard(key)
+            if key in self._again:
+                self._again.discard(key)
+                self.enqueue(*key)
+            elif requeue is not None:
+                self.enqueue(*key, delay=requeue)
+
+    # -------------------------------------------------------------- observing
+
+    def observe_batch(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Called for every watch event of a batch: metrics, and a reconcile when needed."""
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self.forget(*key)
+            return
+        status = body.get("status") or {}
+        cp = status.get("checkpoint") or {}
+        uid = meta.get("uid", "")
+        done = int(cp.get("itemsDone", 0) or 0)
+        updated = str(cp.get("updatedAt", ""))
+        seen = self._seen_items.get(key)
+        if seen is not None and seen[0] == uid:
+            if done > seen[1]:
+                metrics.ITEMS_COMPLETED.inc(done - seen[1])
+            if updated and updated != seen[2]:
+                metrics.CHECKPOINT_WRITES.inc()
+        self._seen_items[key] = (uid, done, updated)
+        generation = meta.get("generation")
+        conditions = status.get("conditions") or []
+        if (
+            event_type in (None, "ADDED")
+            or not conditions
+            or status.get("observedGeneration") != generation
+            or (cp.get("finished") and status.get("phase") == "Running")
+        ):
+            self.enqueue(*key)
+
+    # -------------------------------------------------------------- reconcile
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        """Read, decide, act for one batch. Returns seconds until it should be looked at again."""
+        try:
+            raw = self.api.request("GET", batch_path(namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                self.forget(namespace, name)
+                return None
+            raise
+        try:
+            batch = ResumableBatch.model_validate(raw)
+        except ValidationError as exc:
+            log.error("%s/%s is not a valid ResumableBatch: %s", namespace, name, exc)
+            return None
+        pods = self._pods(batch)
+        views = [objects.pod_view(p) for p in pods]
+        decision = decide(batch, views, datetime.now(UTC))
+        return self._apply(batch, raw, decision, views)
+
+    def _pods(self, batch: ResumableBatch) -> list[dict[str, Any]]:
+        ns, name = batch.metadata.namespace, batch.metadata.name
+        listing = self.api.request(
+            "GET", f"/api/v1/namespaces/{ns}/pods", query={"labelSelector": f"{LABEL_BATCH}={name}"}
+        )
+        items: list[dict[str, Any]] = listing.get("items", [])
+        return [
+            p
+            for p in items
+            if any(o.get("uid") == batch.metadata.uid for o in p["metadata"].get("ownerReferences", []))
+        ]
+
+    def _apply(
+        self, batch: ResumableBatch, raw: dict[str, Any], decision: Decision, views: list[objects.PodView]
+    ) -> float | None:
+        ns, name = batch.metadata.namespace or "default", batch.metadata.name
+        key = (ns, name)
+        if decision.status_changed:
+            new = decision.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+            ops = objects.status_patch(raw.get("status"), new)
+            if ops:
+                try:
+                    self.api.request(
+                        "PATCH", batch_path(ns, name, status=True), body=ops, content_type=JSON_PATCH
+                    )
+                except ApiError as exc:
+                    if exc.status in (409, 422):
+                        log.info("%s/%s changed while reconciling (%s); again", ns, name, exc.message)
+                        return 0.05
+                    raise
+        for pod_name, graceful in decision.delete_pods:
+            self._delete_pod(ns, pod_name, graceful=graceful)
+        stamp = format_time(datetime.now(UTC))
+        if decision.create_pod is not None:
+            created_at = time.monotonic()
+            if not batch.spec.template.spec.service_account_name:
+                self._ensure_worker_rbac(batch)
+            try:
+                self.api.request(
+                    "POST", f"/api/v1/namespaces/{ns}/pods", body=objects.build_pod(batch, decision.create_pod)
+                )
+            except ApiError as exc:
+                if exc.status != 409:
+                    self._event(batch, "Warning", "PodCreateFailed", f"Cannot create pod: {exc.message}", stamp)
+                    log.error("%s/%s: cannot create pod: %s", ns, name, exc)
+                    return 30.0
+            if decision.resumed_after_seconds is not None:
+                metrics.RESUME_SECONDS.observe(decision.resumed_after_seconds + (time.monotonic() - created_at))
+        for plan in decision.events:
+            self._event(batch, plan.type, plan.reason, plan.message, stamp)
+        if decision.outcome is not None and decision.outcome.kind != "succeeded":
+            metrics.RESTARTS.labels(reason=decision.outcome.reason).inc()
+        for pod_name in finished_pods_to_prune(views, decision.status.active_pod):
+            self._delete_pod(ns, pod_name, graceful=False)
+        if decision.delete_batch:
+            try:
+                self.api.request("DELETE", batch_path(ns, name))
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+            self.forget(ns, name)
+            return None
+        self._phases[key] = decision.status.phase
+        self._update_phase_gauge()
+        if decision.create_pod is not None:
+            return RESYNC_SECONDS
+        return decision.requeue_after
+
+    def _delete_pod(self, ns: str, name: str, *, graceful: bool) -> None:
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if not graceful:
+            body["gracePeriodSeconds"] = 0  # type: ignore[assignment]
+        try:
+            self.api.request("DELETE", f"/api/v1/namespaces/{ns}/pods/{name}", body=body)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def _ensure_worker_rbac(self, batch: ResumableBatch) -> None:
+        uid = batch.metadata.uid or ""
+        if uid in self._rbac_ready:
+            return
+        ns = batch.metadata.namespace
+        paths = {
+            "ServiceAccount": f"/api/v1/namespaces/{ns}/serviceaccounts",
+            "Role": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+            "RoleBinding": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+        }
+        for obj in objects.worker_rbac(batch):
+            try:
+                self.api.request("POST", paths[obj["kind"]], body=obj)
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+        self._rbac_ready.add(uid)
+
+    def _event(self, batch: ResumableBatch, type_: str, reason: str, message: str, stamp: str) -> None:
+        from resumable_operator.reconcile import EventPlan
+
+        plan = EventPlan(type_, reason, message)  # type: ignore[arg-type]
+        try:
+            self.api.request(
+                "POST",
+                f"/api/v1/namespaces/{batch.metadata.namespace}/events",
+                body=objects.event_manifest(batch, plan, stamp),
+            )
+        except ApiError as exc:
+            log.warning("cannot record event %s on %s: %s", reason, batch.metadata.name, exc)
+        log.info("%s/%s %s: %s", batch.metadata.namespace, batch.metadata.name, reason, message)
+
+    def _update_phase_gauge(self) -> None:
+        counts: dict[str, int] = {}
+        for phase in self._phases.values():
+            counts[phase] = counts.get(phase, 0) + 1
+        for phase in ("Pending", "Running", "BackingOff", "Suspended", "Succeeded", "Failed"):
+            metrics.BATCHES.labels(phase=phase).set(counts.get(phase, 0))
+
+
+def items_done(status: dict[str, Any]) -> int:
+    """Items completed according to a raw status."""
+    cp = status.get("checkpoint") or {}
+    if cp.get("finished"):
+        return int(cp.get("itemsDone", 0))
+    return len(IndexSet.parse(str(cp.get("completed", ""))))

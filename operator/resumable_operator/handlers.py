@@ -1,0 +1,65 @@
+"""kopf registrations, kept thin: every handler only feeds the controller's queue.
+
+Watched: ResumableBatch events (every change, but a reconcile is queued only for
+spec changes, first sight and completion; checkpoint writes by workers only feed
+metrics, so they cost no extra API writes) and events of pods carrying the
+``resumable.dev/batch`` label. Progress storage, diff-base and finalizer names are
+set explicitly under our own prefix, though these handlers use none of them.
+``kopf run -m resumable_operator.handlers`` works as well as ``resumable-operator``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from resumable import v1alpha1
+from resumable._kubeapi import KubeApi
+from resumable_operator import metrics
+from resumable_operator.config import ANNOTATION_PREFIX, FINALIZER, OperatorConfig
+from resumable_operator.controller import Controller
+from resumable_operator.reconcile import LABEL_BATCH
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Configure kopf, start /metrics and the reconcile workers."""
+    config = OperatorConfig.from_env()
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 30
+    metrics.serve(config.metrics_port)
+    controller = Controller(KubeApi.from_environment(), workers=config.workers)
+    controller.start()
+    memo["controller"] = controller
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the workers."""
+    controller: Controller | None = memo.get("controller")
+    if controller is not None:
+        await controller.stop()
+
+
+@kopf.on.event(v1alpha1.GROUP, v1alpha1.VERSION, v1alpha1.PLURAL)
+def batch_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A batch changed: let the controller decide whether to reconcile."""
+    controller: Controller = memo["controller"]
+    controller.observe_batch(event.get("type"), dict(body))
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_BATCH: kopf.PRESENT})
+def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A worker pod changed: reconcile its batch."""
+    controller: Controller = memo["controller"]
+    labels = body.get("metadata", {}).get("labels", {})
+    namespace = body.get("metadata", {}).get("namespace", "")
+    controller.enqueue(namespace, labels[LABEL_BATCH])

@@ -1,0 +1,224 @@
+"""Build the Kubernetes objects the operator creates, and read the pods it observes.
+
+Pure functions from models to manifests (the worker pod with its injected
+environment, the per-batch least-privilege ServiceAccount, Role and RoleBinding,
+Events) and from pod manifests back to :class:`PodView`. Used by the executor in
+:mod:`resumable_operator.controller`; tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from resumable import v1alpha1
+from resumable.v1alpha1 import ResumableBatch
+from resumable_operator.reconcile import (
+    LABEL_ATTEMPT,
+    LABEL_BATCH,
+    LABEL_RUN_ID,
+    EventPlan,
+    PodPlan,
+    PodView,
+)
+
+MANAGED_BY = "resumable-batch-operator"
+
+
+def owner_reference(batch: ResumableBatch) -> dict[str, Any]:
+    """The controller ownerReference garbage collection needs."""
+    return {
+        "apiVersion": v1alpha1.API_VERSION,
+        "kind": v1alpha1.KIND,
+        "name": batch.metadata.name,
+        "uid": batch.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def worker_service_account(batch: ResumableBatch) -> str:
+    """The service account the batch's pods run as."""
+    return batch.spec.template.spec.service_account_name or f"{batch.metadata.name}-worker"
+
+
+def injected_env(batch: ResumableBatch, plan: PodPlan) -> list[dict[str, str]]:
+    """The RESUMABLE_* variables every worker container gets."""
+    env = {
+        "RESUMABLE_BATCH_NAME": batch.metadata.name,
+        "RESUMABLE_NAMESPACE": batch.metadata.namespace or "default",
+        "RESUMABLE_START_INDEX": str(plan.start_index),
+        "RESUMABLE_ATTEMPT": str(plan.attempt),
+        "RESUMABLE_RUN_ID": batch.spec.run_id,
+        "RESUMABLE_STORE": "kube",
+        "RESUMABLE_CHECKPOINT": json.dumps(
+            batch.spec.checkpoint.model_dump(by_alias=True, exclude_none=True)
+        ),
+    }
+    if plan.total_items is not None:
+        env["RESUMABLE_TOTAL_ITEMS"] = str(plan.total_items)
+    return [{"name": k, "value": v} for k, v in env.items()]
+
+
+def build_pod(batch: ResumableBatch, plan: PodPlan) -> dict[str, Any]:
+    """The worker pod of one attempt, from spec.template."""
+    template = batch.spec.template.model_dump(by_alias=True, exclude_none=True, mode="json")
+    meta = copy.deepcopy(template.get("metadata") or {})
+    spec = copy.deepcopy(template["spec"])
+    labels = dict(meta.get("labels") or {})
+    labels.update(
+        {
+            LABEL_BATCH: batch.metadata.name,
+            LABEL_ATTEMPT: str(plan.attempt),
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+        }
+    )
+    if batch.spec.run_id:
+        labels[LABEL_RUN_ID] = batch.spec.run_id
+    extra = injected_env(batch, plan)
+    names = {e["name"] for e in extra}
+    for container in spec["containers"]:
+        kept = [e for e in container.get("env", []) if e.get("name") not in names]
+        container["env"] = kept + extra
+    spec["restartPolicy"] = "Never"
+    spec["serviceAccountName"] = worker_service_account(batch)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": plan.name,
+            "namespace": batch.metadata.namespace,
+            "labels": labels,
+            "annotations": dict(meta.get("annotations") or {}),
+            "ownerReferences": [owner_reference(batch)],
+        },
+        "spec": spec,
+    }
+
+
+def worker_rbac(batch: ResumableBatch) -> list[dict[str, Any]]:
+    """ServiceAccount, Role and RoleBinding letting the worker read and patch only its batch."""
+    name = f"{batch.metadata.name}-worker"
+    ns = batch.metadata.namespace
+    labels = {LABEL_BATCH: batch.metadata.name, "app.kubernetes.io/managed-by": MANAGED_BY}
+    meta = {
+        "name": name,
+        "namespace": ns,
+        "labels": labels,
+        "ownerReferences": [owner_reference(batch)],
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {
+                    "apiGroups": [v1alpha1.GROUP],
+                    "resources": [v1alpha1.PLURAL, f"{v1alpha1.PLURAL}/status"],
+                    "resourceNames": [batch.metadata.name],
+                    "verbs": ["get", "patch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+        },
+    ]
+
+
+def pod_view(pod: dict[str, Any]) -> PodView:
+    """Read what the decision needs from a pod manifest."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    labels = meta.get("labels") or {}
+    try:
+        attempt = int(labels.get(LABEL_ATTEMPT, "0"))
+    except ValueError:
+        attempt = 0
+    phase = status.get("phase") or "Pending"
+    exit_code: int | None = None
+    reason = ""
+    for cs in status.get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated")
+        if term:
+            exit_code = term.get("exitCode")
+            reason = term.get("reason") or ""
+            break
+    disruption = ""
+    for c in status.get("conditions") or []:
+        if c.get("type") == "DisruptionTarget" and c.get("status") == "True":
+            disruption = c.get("reason") or "DisruptionTarget"
+    if not disruption and status.get("reason") in ("Evicted", "Preempting", "NodeLost", "Terminated"):
+        disruption = str(status.get("reason"))
+    if phase == "Unknown":
+        disruption = disruption or "NodeLost"
+    return PodView(
+        name=meta.get("name", ""),
+        attempt=attempt,
+        phase=phase if phase in ("Pending", "Running", "Succeeded", "Failed", "Unknown") else "Unknown",
+        exit_code=exit_code,
+        reason=reason,
+        disruption=disruption,
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def event_manifest(batch: ResumableBatch, plan: EventPlan, stamp: str) -> dict[str, Any]:
+    """A core/v1 Event about the batch."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{batch.metadata.name}.", "namespace": batch.metadata.namespace},
+        "involvedObject": {
+            "apiVersion": v1alpha1.API_VERSION,
+            "kind": v1alpha1.KIND,
+            "name": batch.metadata.name,
+            "namespace": batch.metadata.namespace,
+            "uid": batch.metadata.uid,
+        },
+        "type": plan.type,
+        "reason": plan.reason,
+        "message": plan.message[:1024],
+        "source": {"component": MANAGED_BY},
+        "reportingComponent": MANAGED_BY,
+        "reportingInstance": MANAGED_BY,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
+def status_patch(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
+    """A JSON patch taking status ``old`` to ``new``, fenced on the stored attempt.
+
+    Only changed top-level fields (and changed checkpoint fields) are written, so
+    the worker's concurrent checkpoint writes are not overwritten; the ``test``
+    on the attempt makes a concurrent replica's or worker's change a conflict.
+    """
+    if not old or "checkpoint" not in old:
+        return [{"op": "add", "path": "/status", "value": new}]
+    ops: list[dict[str, Any]] = [
+        {"op": "test", "path": "/status/checkpoint/attempt", "value": old["checkpoint"].get("attempt", 0)}
+    ]
+    for key, value in new.items():
+        if key == "checkpoint":
+            old_cp = old.get("checkpoint") or {}
+            for sub, sub_value in value.items():
+                if old_cp.get(sub) != sub_value:
+                    ops.append({"op": "add", "path": f"/status/checkpoint/{sub}", "value": sub_value})
+            for sub in old_cp:
+                if sub not in value:
+                    ops.append({"op": "remove", "path": f"/status/checkpoint/{sub}"})
+        elif old.get(key) != value:
+            ops.append({"op": "add", "path": f"/status/{key}", "value": value})
+    for key in old:
+        if key not in new:
+            ops.append({"op": "remove", "path": f"/status/{key}"})
+    return ops if len(ops) > 1 else []

@@ -1,0 +1,574 @@
+"""The decision logic: given a batch and its observed worker pods, decide what to do.
+
+Pure and level-based: :func:`decide` reads only its arguments and returns a
+:class:`Decision` (the new status, a pod to create, pods to delete, events,
+when to look again). It is called by the operator (``handlers.py``, around real
+pods) and by the local runner (``resumable run``, around subprocesses), so both
+restart, back off, skip poison items, suspend and finish the same way. Calling
+it twice on the same observation gives the same answer, and the executor writes
+nothing when the status did not change, so duplicate or missed events do not
+matter.
+
+The protocol, per attempt:
+1. The new attempt number is written to ``status.checkpoint.attempt`` (the
+   fencing token) together with ``status.activePod``, *then* the pod is created
+   with a deterministic name ``<batch>-<attempt>``. A crash in between leaves a
+   status naming a pod that does not exist; the next pass treats it as a
+   disruption (not counted) and moves on, and the name can never be reused.
+2. When the active pod ends, the outcome is classified (success, counted
+   failure, disruption, never-retry), counted, and the next attempt is
+   scheduled after the backoff.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from resumable._ranges import IndexSet
+from resumable.v1alpha1 import (
+    MAX_ERROR_CHARS,
+    MAX_SKIPPED_RECORDED,
+    Checkpoint,
+    ResumableBatch,
+    ResumableBatchStatus,
+    SkippedItem,
+    Stall,
+)
+from resumable_operator import conditions as cond
+
+LABEL_BATCH = "resumable.dev/batch"
+LABEL_ATTEMPT = "resumable.dev/attempt"
+LABEL_RUN_ID = "resumable.dev/run-id"
+
+#: Terminated pods kept for `kubectl logs`; older ones are deleted.
+KEEP_FINISHED_PODS = 3
+#: How often a running batch is looked at even without events (level-based safety net).
+RESYNC_SECONDS = 60.0
+
+PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
+EventType = Literal["Normal", "Warning"]
+ConditionFn = Callable[[str, cond.Status, str, str], None]
+EventFn = Callable[[EventType, str, str], None]
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the decision needs to know about one worker pod (or local subprocess)."""
+
+    name: str
+    attempt: int
+    phase: PodPhase
+    exit_code: int | None = None
+    reason: str = ""
+    disruption: str = ""
+    deleting: bool = False
+
+    @property
+    def finished(self) -> bool:
+        """True once the worker process has ended."""
+        return self.phase in ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    """A worker pod to create."""
+
+    name: str
+    attempt: int
+    start_index: int
+    total_items: int | None
+
+
+@dataclass(frozen=True)
+class EventPlan:
+    """A Kubernetes Event to record on the batch."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, for metrics."""
+
+    kind: Literal["succeeded", "failed", "disrupted", "not-finished"]
+    reason: str
+
+
+@dataclass
+class Decision:
+    """What to do for one batch now. The executor applies status first, then the rest."""
+
+    status: ResumableBatchStatus
+    status_changed: bool = False
+    bump_attempt: bool = False
+    create_pod: PodPlan | None = None
+    delete_pods: list[tuple[str, bool]] = field(default_factory=list)  # (name, graceful)
+    events: list[EventPlan] = field(default_factory=list)
+    delete_batch: bool = False
+    requeue_after: float | None = None
+    outcome: Outcome | None = None
+    resumed_after_seconds: float | None = None
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC, second precision, as Kubernetes writes times."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime | None:
+    """Parse an RFC 3339 time written by :func:`format_time` (or with fractions)."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def pod_name(batch: str, attempt: int) -> str:
+    """The deterministic name of an attempt's pod."""
+    return f"{batch}-{attempt}"
+
+
+def total_items(batch: ResumableBatch) -> int | None:
+    """The item count: from the spec, else as the worker reported it."""
+    if batch.spec.total_items is not None:
+        return batch.spec.total_items
+    return batch.status.checkpoint.total_items
+
+
+def progress_text(done: int, total: int | None) -> str:
+    """The Progress column: "47/200", or "47" while the total is unknown."""
+    return f"{done}/{total}" if total is not None else str(done)
+
+
+def resume_index(status: ResumableBatchStatus) -> int:
+    """Where the next attempt starts: the first item neither completed nor skipped."""
+    cp = status.checkpoint
+    if cp.finished:
+        return 0
+    completed = IndexSet.parse(cp.completed)
+    skipped = {s.index for s in status.skipped}
+    index = cp.next_index
+    while True:
+        index = completed.first_missing(index)
+        if index not in skipped:
+            return index
+        index += 1
+
+
+def _phase(status: ResumableBatchStatus) -> str:
+    c = status.conditions
+    if cond.is_true(c, cond.SUCCEEDED):
+        return "Succeeded"
+    if cond.is_true(c, cond.FAILED):
+        return "Failed"
+    if cond.is_true(c, cond.SUSPENDED):
+        return "Suspended"
+    if status.active_pod:
+        return "Running"
+    if status.retry_after:
+        return "BackingOff"
+    return "Pending"
+
+
+def classify(pod: PodView, never_retry: list[int]) -> tuple[str, str, bool]:
+    """(kind, description, counted) for a finished or vanished pod.
+
+    kind is "success", "failure", "disruption" or "never-retry".
+    """
+    if pod.disruption:
+        return "disruption", f"disruption ({pod.disruption})", False
+    if pod.phase == "Succeeded":
+        return "success", "exit 0", False
+    code = pod.exit_code
+    what = f"exit {code}" if code is not None else "failure"
+    if pod.reason == "OOMKilled":
+        what = f"OOMKilled (exit {code})" if code is not None else "OOMKilled"
+    elif pod.reason and pod.reason not in ("Error", "Completed"):
+        what = f"{what} ({pod.reason})"
+    if code is not None and code in never_retry:
+        return "never-retry", what, True
+    return "failure", what, True
+
+
+def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decision:
+    """Decide the next actions for one batch from what is observed now."""
+    old = batch.status
+    status = old.model_copy(deep=True)
+    spec = batch.spec
+    gen = batch.metadata.generation
+    stamp = format_time(now)
+    status.observed_generation = gen
+    decision = Decision(status=status)
+    name = batch.metadata.name
+    by_name = {p.name: p for p in pods}
+    total = total_items(batch)
+
+    def event(kind: EventType, reason: str, message: str) -> None:
+        decision.events.append(EventPlan(kind, reason, message))
+
+    def condition(type_: str, value: cond.Status, reason: str, message: str) -> None:
+        cond.set_condition(
+            status.conditions, type_, value, reason, message, generation=gen, now=stamp
+        )
+
+    def progressing(value: cond.Status, reason: str, message: str) -> None:
+        condition(cond.PROGRESSING, value, reason, message)
+
+    # First sight: every condition present, a start time, the runId adopted.
+    if not status.conditions:
+        condition(cond.SUCCEEDED, "Unknown", cond.REASON_RECONCILING, "The batch has not finished.")
+        condition(cond.FAILED, "False", cond.REASON_RECONCILING, "The batch has not failed.")
+        condition(cond.SUSPENDED, "False", cond.REASON_NOT_SUSPENDED, "The batch is not suspended.")
+        progressing("Unknown", cond.REASON_RECONCILING, "Starting.")
+        status.start_time = status.start_time or stamp
+        status.run_id = spec.run_id
+        event("Normal", "Accepted", f"Batch accepted; {progress_text(0, total)} items to process")
+
+    finished = cond.is_true(status.conditions, cond.SUCCEEDED) or cond.is_true(
+        status.conditions, cond.FAILED
+    )
+
+    # A new runId: a clean rerun from item 0.
+    if spec.run_id != status.run_id:
+        for pod in pods:
+            if not pod.finished and not pod.deleting:
+                decision.delete_pods.append((pod.name, True))
+        status.checkpoint = Checkpoint(attempt=old.checkpoint.attempt)
+        status.restarts = 0
+        status.disruptions = 0
+        status.skipped = []
+        status.stall = None
+        status.active_pod = ""
+        status.retry_after = ""
+        status.last_failure = ""
+        status.failed_at = ""
+        status.completion_time = ""
+        status.run_id = spec.run_id
+        status.progress = progress_text(0, total)
+        condition(cond.SUCCEEDED, "Unknown", cond.REASON_RERUN, "Rerun requested.")
+        condition(cond.FAILED, "False", cond.REASON_RERUN, "Rerun requested.")
+        progressing(
+            "Unknown", cond.REASON_RERUN, f"Rerun {spec.run_id!r} requested: starting from item 1."
+        )
+        event(
+            "Normal",
+            cond.REASON_RERUN,
+            f"runId changed to {spec.run_id!r}: clean rerun from item 1",
+        )
+        finished = False
+
+    live = [p for p in pods if not p.finished]
+    active = by_name.get(status.active_pod) if status.active_pod else None
+
+    # Stale pods (not the active attempt) must not run: delete them.
+    for pod in live:
+        if (
+            pod.name != status.active_pod
+            and not pod.deleting
+            and (pod.name, True) not in decision.delete_pods
+        ):
+            decision.delete_pods.append((pod.name, True))
+
+    if finished:
+        return _finished(batch, status, decision, live, now)
+
+    # Suspension.
+    if spec.suspend:
+        if active is not None and not active.finished and not active.deleting:
+            decision.delete_pods.append((active.name, True))
+        if status.active_pod:
+            status.active_pod = ""
+        status.retry_after = ""
+        condition(
+            cond.SUSPENDED,
+            "True",
+            cond.REASON_SUSPENDED,
+            "spec.suspend is true; the worker was stopped.",
+        )
+        at = resume_index(status)
+        progressing(
+            "False",
+            cond.REASON_SUSPENDED,
+            f"Suspended at item {at + 1}; set spec.suspend=false to resume.",
+        )
+        if old.active_pod or not cond.is_true(old.conditions, cond.SUSPENDED):
+            event(
+                "Normal",
+                "Suspended",
+                f"Suspended at item {at + 1}/{total if total is not None else '?'}",
+            )
+        return _finish_decision(old, status, decision)
+    if cond.is_true(status.conditions, cond.SUSPENDED):
+        condition(
+            cond.SUSPENDED, "False", cond.REASON_NOT_SUSPENDED, "Resumed by spec.suspend=false."
+        )
+        status.last_failure = status.last_failure or "suspend"
+
+    # The active attempt.
+    if status.active_pod:
+        if active is not None and not active.finished:
+            if active.deleting:
+                decision.requeue_after = 1.0  # wait for it to end before a new attempt
+                return _finish_decision(old, status, decision)
+            if active.phase == "Running":
+                at = resume_index(status)
+                progressing(
+                    "True",
+                    cond.REASON_RUNNING,
+                    f"Attempt {status.checkpoint.attempt} running from item {at + 1}.",
+                )
+            decision.requeue_after = RESYNC_SECONDS
+            return _finish_decision(old, status, decision)
+        if active is None:
+            # Created-and-vanished or never created: a disruption either way.
+            view = PodView(
+                name=status.active_pod,
+                attempt=status.checkpoint.attempt,
+                phase="Failed",
+                disruption="PodDeleted",
+            )
+        else:
+            view = active
+        stop = _handle_end(batch, status, decision, view, now, condition, event)
+        if stop:
+            return _finish_decision(old, status, decision)
+
+    # No active pod: wait for the backoff, then start the next attempt.
+    if any(not p.finished for p in pods if (p.name, True) not in decision.delete_pods):
+        decision.requeue_after = 1.0
+        return _finish_decision(old, status, decision)
+    retry_at = parse_time(status.retry_after)
+    if retry_at is not None and retry_at > now:
+        decision.requeue_after = max(0.05, (retry_at - now).total_seconds())
+        return _finish_decision(old, status, decision)
+    _start_attempt(batch, status, decision, now, progressing, event)
+    return _finish_decision(old, status, decision)
+
+
+def _handle_end(
+    batch: ResumableBatch,
+    status: ResumableBatchStatus,
+    decision: Decision,
+    pod: PodView,
+    now: datetime,
+    condition: ConditionFn,
+    event: EventFn,
+) -> bool:
+    """Account for the active pod's end. Returns True when no new attempt may start."""
+    spec = batch.spec
+    total = total_items(batch)
+    stamp = format_time(now)
+    cp = status.checkpoint
+    kind, what, counted = classify(pod, spec.retry.never_retry_exit_codes)
+    status.active_pod = ""
+    status.failed_at = stamp
+    status.last_failure = what
+    done = cp.items_done if cp.finished else len(IndexSet.parse(cp.completed))
+    total_now = total if total is not None else cp.total_items
+
+    if kind == "success":
+        if cp.finished:
+            status.completion_time = stamp
+            status.retry_after = ""
+            status.stall = None
+            status.progress = progress_text(cp.items_done, total_now)
+            msg = (
+                f"Completed {cp.items_done}/{total_now if total_now is not None else cp.items_done} items"
+                f" ({len(status.skipped)} skipped) in {cp.attempt} attempt(s), "
+                f"{status.restarts} restart(s); {cp.tokens} tokens, ${cp.cost_usd:.4f}"
+            )
+            condition(cond.SUCCEEDED, "True", cond.REASON_COMPLETED, msg)
+            condition(cond.FAILED, "False", cond.REASON_COMPLETED, "The batch succeeded.")
+            condition(cond.PROGRESSING, "False", cond.REASON_COMPLETED, msg)
+            event("Normal", cond.REASON_COMPLETED, msg)
+            decision.outcome = Outcome("succeeded", cond.REASON_COMPLETED)
+            ttl = spec.ttl_seconds_after_finished
+            if ttl is not None:
+                decision.requeue_after = float(ttl)
+            return True
+        kind, what, counted = (
+            "failure",
+            f"exit 0 with {done}/{total_now if total_now is not None else '?'} items done",
+            True,
+        )
+        status.last_failure = what
+        event(
+            "Warning",
+            cond.REASON_NOT_FINISHED,
+            f"Worker {pod.name} exited 0 with items left ({done}/{total_now if total_now is not None else '?'}); resuming",
+        )
+        decision.outcome = Outcome("not-finished", cond.REASON_NOT_FINISHED)
+
+    position = resume_index(status)
+    if kind == "never-retry":
+        msg = f"Attempt {cp.attempt} ended with {what}, listed in retry.neverRetryExitCodes; not retried."
+        _fail(status, decision, cond.REASON_NEVER_RETRY, msg, condition, event, stamp)
+        return True
+    if kind == "disruption":
+        status.disruptions += 1
+        status.retry_after = ""
+        event(
+            "Normal",
+            "Disrupted",
+            f"Worker {pod.name} ended by {what} at item {position + 1}; not counted against maxRestarts",
+        )
+        decision.outcome = Outcome("disrupted", pod.disruption or "Disruption")
+        return False
+
+    # A counted failure.
+    if decision.outcome is None:
+        decision.outcome = Outcome(
+            "failed",
+            pod.reason or (f"Exit{pod.exit_code}" if pod.exit_code is not None else "Unknown"),
+        )
+    stall = status.stall
+    if stall is not None and stall.index == position:
+        stall = Stall(index=position, attempts=stall.attempts + 1)
+    else:
+        stall = Stall(index=position, attempts=1)
+    status.stall = stall
+    if stall.attempts >= spec.retry.max_item_attempts and (
+        total_now is None or position < total_now
+    ):
+        error = (
+            cp.last_error
+            if cp.last_error_index == position and cp.last_error
+            else f"worker died: {what}"
+        )
+        if spec.retry.on_poison_item == "Fail":
+            msg = f"Item {position + 1} killed {stall.attempts} attempt(s) in a row (last: {error}); retry.onPoisonItem is Fail."
+            _fail(status, decision, cond.REASON_POISON, msg, condition, event, stamp)
+            return True
+        if len(status.skipped) < MAX_SKIPPED_RECORDED:
+            status.skipped.append(
+                SkippedItem(index=position, attempts=stall.attempts, error=error[:MAX_ERROR_CHARS])
+            )
+        status.stall = None
+        event(
+            "Warning",
+            "ItemSkipped",
+            f"Item {position + 1} skipped after {stall.attempts} attempt(s) died there: {error}",
+        )
+    if status.restarts >= spec.retry.max_restarts:
+        msg = f"Attempt {cp.attempt} ended with {what} at item {position + 1}; maxRestarts ({spec.retry.max_restarts}) exhausted."
+        _fail(status, decision, cond.REASON_MAX_RESTARTS, msg, condition, event, stamp)
+        return True
+    status.restarts += 1
+    delay = spec.retry.backoff.delay(status.restarts)
+    status.retry_after = format_time(now + timedelta(seconds=delay)) if delay > 0 else ""
+    if delay > 0:
+        at = resume_index(status)
+        condition(
+            cond.PROGRESSING,
+            "True",
+            cond.REASON_BACKOFF,
+            f"Attempt {cp.attempt} ended with {what}; resuming at item {at + 1} in {math.ceil(delay)}s.",
+        )
+        event(
+            "Warning",
+            "AttemptFailed",
+            f"Attempt {cp.attempt} ended with {what}; restart {status.restarts}/{spec.retry.max_restarts} in {math.ceil(delay)}s",
+        )
+    return False
+
+
+def _fail(
+    status: ResumableBatchStatus,
+    decision: Decision,
+    reason: str,
+    msg: str,
+    condition: ConditionFn,
+    event: EventFn,
+    stamp: str,
+) -> None:
+    status.completion_time = stamp
+    status.retry_after = ""
+    condition(cond.FAILED, "True", reason, msg)
+    condition(cond.SUCCEEDED, "False", reason, "The batch failed.")
+    condition(cond.PROGRESSING, "False", reason, msg)
+    event("Warning", reason, msg)
+    decision.outcome = decision.outcome or Outcome("failed", reason)
+
+
+def _start_attempt(
+    batch: ResumableBatch,
+    status: ResumableBatchStatus,
+    decision: Decision,
+    now: datetime,
+    progressing: Callable[[cond.Status, str, str], None],
+    event: EventFn,
+) -> None:
+    total = total_items(batch)
+    attempt = status.checkpoint.attempt + 1
+    start = resume_index(status)
+    name = pod_name(batch.metadata.name, attempt)
+    status.checkpoint.attempt = attempt
+    status.active_pod = name
+    status.retry_after = ""
+    decision.bump_attempt = True
+    decision.create_pod = PodPlan(name=name, attempt=attempt, start_index=start, total_items=total)
+    of = total if total is not None else "?"
+    if attempt == 1:
+        progressing("True", cond.REASON_POD_CREATED, f"Attempt 1 started at item 1/{of}.")
+        event("Normal", "Started", f"Started at item 1/{of} (attempt 1, pod {name})")
+    else:
+        after = status.last_failure or "a restart"
+        msg = f"Resumed at item {start + 1}/{of} after {after} (attempt {attempt})"
+        progressing("True", cond.REASON_RESUMED, msg + ".")
+        event("Normal", cond.REASON_RESUMED, msg)
+        failed_at = parse_time(status.failed_at)
+        if failed_at is not None:
+            decision.resumed_after_seconds = max(0.0, (now - failed_at).total_seconds())
+    status.progress = progress_text(len(IndexSet.parse(status.checkpoint.completed)), total)
+
+
+def _finished(
+    batch: ResumableBatch,
+    status: ResumableBatchStatus,
+    decision: Decision,
+    live: list[PodView],
+    now: datetime,
+) -> Decision:
+    """A batch that ended: stop leftovers, and delete it once its TTL passed."""
+    for pod in live:
+        if not pod.deleting and (pod.name, True) not in decision.delete_pods:
+            decision.delete_pods.append((pod.name, True))
+    status.active_pod = ""
+    ttl = batch.spec.ttl_seconds_after_finished
+    done_at = parse_time(status.completion_time)
+    if ttl is not None and done_at is not None:
+        remaining = (done_at + timedelta(seconds=ttl) - now).total_seconds()
+        if remaining <= 0:
+            decision.delete_batch = True
+        else:
+            decision.requeue_after = remaining
+    return _finish_decision(batch.status, status, decision)
+
+
+def _finish_decision(
+    old: ResumableBatchStatus, status: ResumableBatchStatus, decision: Decision
+) -> Decision:
+    status.phase = _phase(status)
+    decision.status_changed = _dump(old) != _dump(status)
+    return decision
+
+
+def _dump(status: ResumableBatchStatus) -> dict[str, object]:
+    return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def finished_pods_to_prune(pods: list[PodView], active: str) -> list[str]:
+    """Terminated pods beyond the newest few, oldest first."""
+    done = sorted(
+        (p for p in pods if p.finished and p.name != active and not p.deleting),
+        key=lambda p: p.attempt,
+    )
+    return [p.name for p in done[:-KEEP_FINISHED_PODS]] if len(done) > KEEP_FINISHED_PODS else []

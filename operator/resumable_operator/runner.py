@@ -1,0 +1,296 @@
+"""The local runner behind ``resumable run``: a ResumableBatch on a laptop, no cluster.
+
+The operator's own :func:`reconcile.decide` drives worker *subprocesses* instead
+of pods: the first container's command and args run with its env plus the same
+``RESUMABLE_*`` variables the operator injects (pointing the SDK at a local
+store), so restarts, backoff, poison items, fencing, suspend and
+clear-on-completion behave exactly as in a cluster. The status lives in the
+store directory's ``status.json`` beside the worker's checkpoint, written with
+the same fenced JSON patches the operator sends to the API server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+from resumable._store import LocalStore
+from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
+from resumable_operator import objects
+from resumable_operator.jsonpatch import PatchTestFailed, apply_patch
+from resumable_operator.reconcile import Decision, EventPlan, PodView, decide
+
+#: How often the runner looks at its worker and the store.
+POLL_SECONDS = 0.1
+
+
+@dataclass
+class LocalPod:
+    """A worker subprocess standing in for a pod."""
+
+    name: str
+    attempt: int
+    process: subprocess.Popen[str]
+    grace: float
+    deleting: bool = False
+    kill_at: float | None = None
+
+    def view(self) -> PodView:
+        """The pod as the decision sees it."""
+        code = self.process.poll()
+        if code is None:
+            return PodView(self.name, self.attempt, "Running", deleting=self.deleting)
+        exit_code = 128 - code if code < 0 else code
+        return PodView(
+            self.name,
+            self.attempt,
+            "Succeeded" if exit_code == 0 else "Failed",
+            exit_code=exit_code,
+            reason="Completed" if exit_code == 0 else "Error",
+            deleting=self.deleting,
+        )
+
+
+@dataclass
+class RunResult:
+    """How a local run ended."""
+
+    phase: str
+    status: ResumableBatchStatus
+    events: list[EventPlan] = field(default_factory=list)
+    attempts: int = 0
+
+
+class LocalRunner:
+    """Runs one batch to an end (Succeeded, Failed or Suspended) with subprocess workers."""
+
+    def __init__(
+        self,
+        batch: ResumableBatch,
+        directory: Path,
+        *,
+        on_event: Callable[[EventPlan], None] | None = None,
+        on_output: Callable[[str, str], None] | None = None,
+        on_tick: Callable[[ResumableBatchStatus], None] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.batch = batch
+        self.store = LocalStore(directory)
+        self.directory = directory
+        self.on_event = on_event or (lambda e: None)
+        self.on_output = on_output or (lambda pod, line: None)
+        self.on_tick = on_tick or (lambda s: None)
+        self.extra_env = extra_env or {}
+        self.pods: dict[str, LocalPod] = {}
+        self.events: list[EventPlan] = []
+        self._suspend_requested = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def request_suspend(self) -> None:
+        """Stop gracefully at the next step (what Ctrl-C does); running again resumes."""
+        self._suspend_requested.set()
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> RunResult:
+        """Reconcile until the batch ends or is suspended."""
+        self.batch.metadata.uid = self.batch.metadata.uid or f"local-{self.batch.metadata.name}"
+        self.batch.metadata.generation = self.batch.metadata.generation or 1
+        self.batch.metadata.namespace = self.batch.metadata.namespace or "local"
+        attempts = 0
+        while True:
+            if self._suspend_requested.is_set() and not self.batch.spec.suspend:
+                self.batch.spec.suspend = True
+            status = self.store.load() or ResumableBatchStatus()
+            self.batch.status = status
+            views = [p.view() for p in self.pods.values()]
+            decision = decide(self.batch, views, datetime.now(UTC))
+            try:
+                self._write_status(status, decision)
+            except PatchTestFailed:
+                continue  # the worker wrote in between: decide again on fresh state
+            self._apply(decision)
+            if decision.create_pod is not None:
+                attempts += 1
+            self.on_tick(decision.status)
+            phase = decision.status.phase
+            live = [p for p in self.pods.values() if p.process.poll() is None]
+            if phase in ("Succeeded", "Failed", "Suspended") and not live:
+                self._join_output()
+                return RunResult(phase, decision.status, list(self.events), attempts)
+            self._wait(decision.requeue_after)
+
+    def _wait(self, requeue_after: float | None) -> None:
+        deadline = time.monotonic() + min(requeue_after if requeue_after is not None else 1.0, 1.0)
+        while time.monotonic() < deadline:
+            self._enforce_grace()
+            if any(p.process.poll() is not None and not p.deleting for p in self.pods.values()
+                   if p.name == self.batch.status.active_pod):
+                return
+            if self._suspend_requested.is_set() and not self.batch.spec.suspend:
+                return
+            time.sleep(POLL_SECONDS)
+
+    # ---------------------------------------------------------------- acting
+
+    def _write_status(self, old: ResumableBatchStatus, decision: Decision) -> None:
+        if not decision.status_changed:
+            return
+        with self.store.locked():
+            current = self.store.load() or ResumableBatchStatus()
+            before = old.model_dump(by_alias=True, exclude_none=True, mode="json")
+            after = decision.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+            ops = objects.status_patch(before if self.store.status_path.exists() else None, after)
+            if not ops:
+                return
+            doc = {"status": current.model_dump(by_alias=True, exclude_none=True, mode="json")}
+            patched = apply_patch(doc, ops)
+            self.store.write_status(ResumableBatchStatus.model_validate(patched["status"]))
+
+    def _apply(self, decision: Decision) -> None:
+        for name, graceful in decision.delete_pods:
+            self._stop(name, graceful=graceful)
+        if decision.create_pod is not None:
+            self._start(decision)
+        for plan in decision.events:
+            self.events.append(plan)
+            self.on_event(plan)
+
+    def _start(self, decision: Decision) -> None:
+        plan = decision.create_pod
+        assert plan is not None
+        if plan.name in self.pods:
+            return
+        pod = objects.build_pod(self.batch, plan)
+        container = pod["spec"]["containers"][0]
+        argv = list(container.get("command") or []) + list(container.get("args") or [])
+        if not argv:
+            raise ValueError("spec.template.spec.containers[0]: command is required for `resumable run`")
+        env = dict(os.environ)
+        for var in container.get("env", []):
+            if "value" in var:
+                env[var["name"]] = str(var["value"])
+        env.update(
+            {
+                "RESUMABLE_STORE": "local",
+                "RESUMABLE_DIR": str(self.directory),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.pods[plan.name] = LocalPod(plan.name, plan.attempt, process, grace)
+        reader = threading.Thread(
+            target=self._pump, args=(plan.name, process.stdout), daemon=True, name=f"out-{plan.name}"
+        )
+        reader.start()
+        self._threads.append(reader)
+
+    def _pump(self, name: str, stream: IO[str] | None) -> None:
+        if stream is None:
+            return
+        log = self.directory / "logs"
+        log.mkdir(parents=True, exist_ok=True)
+        with open(log / f"{name}.log", "a") as sink:
+            for line in stream:
+                sink.write(line)
+                sink.flush()
+                self.on_output(name, line.rstrip("\n"))
+
+    def _stop(self, name: str, *, graceful: bool) -> None:
+        pod = self.pods.get(name)
+        if pod is None or pod.process.poll() is not None or pod.deleting:
+            return
+        pod.deleting = True
+        with contextlib.suppress(ProcessLookupError):
+            if graceful:
+                os.killpg(pod.process.pid, signal.SIGTERM)
+                pod.kill_at = time.monotonic() + pod.grace
+            else:
+                os.killpg(pod.process.pid, signal.SIGKILL)
+
+    def _enforce_grace(self) -> None:
+        now = time.monotonic()
+        for pod in self.pods.values():
+            if pod.kill_at is not None and now >= pod.kill_at and pod.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pod.process.pid, signal.SIGKILL)
+                pod.kill_at = None
+
+    def _join_output(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+    def kill_active(self, sig: int = signal.SIGKILL) -> None:
+        """Send a signal to the running worker (tests and demos inject faults with it)."""
+        for pod in self.pods.values():
+            if pod.process.poll() is None and not pod.deleting:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pod.process.pid, sig)
+
+
+def load_manifest(path: Path) -> ResumableBatch:
+    """Read and validate a ResumableBatch manifest; errors name the file and the field."""
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: not valid YAML: {exc}") from exc
+    batches = [d for d in docs if isinstance(d, dict) and d.get("kind") == "ResumableBatch"]
+    if not batches:
+        raise ManifestError(f"{path}: no ResumableBatch in the file")
+    raw = dict(batches[0])
+    raw.pop("status", None)
+    try:
+        batch = ResumableBatch.model_validate(raw)
+    except ValidationError as exc:
+        raise ManifestError(f"{path}: " + describe_validation_error(exc)) from exc
+    if not batch.metadata.name:
+        raise ManifestError(f"{path}: metadata.name is required")
+    return batch
+
+
+def describe_validation_error(exc: Any) -> str:
+    """One line per problem, each naming the field path as the API server would."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
+        loc = loc.replace(".[", "[")
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}")
+    return "; ".join(lines)
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot run; the message names the file and field."""
+
+
+def write_line(stream: TextIO, text: str) -> None:
+    """Print a line and flush (worker output and events interleave with the bar)."""
+    stream.write(text + "\n")
+    stream.flush()
+
+
+__all__ = ["LocalRunner", "ManifestError", "RunResult", "load_manifest", "write_line", "sys"]

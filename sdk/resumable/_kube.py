@@ -1,0 +1,163 @@
+"""The SDK's Kubernetes store: the checkpoint lives in the ResumableBatch's status.
+
+Every write is a JSON patch on the status subresource whose ``test`` ops check
+the attempt number (the fencing token the operator wrote before it created this
+pod) and the position this worker last saved, so an older attempt can never
+overwrite newer progress and the position never moves backwards. 429s, 5xx and
+timeouts are retried with backoff and jitter; if the API server stays away the
+run keeps its pending progress and flushes it at a later item boundary.
+Outputs never go to status: they go to a directory (a mounted volume).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import ValidationError
+
+from resumable._errors import ConfigError, CorruptCheckpointError, FencedError, StoreUnavailableError
+from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path, call_with_retries
+from resumable._settings import Settings
+from resumable._store import DirectoryOutputs, OutputStore
+from resumable.v1alpha1 import Checkpoint, ResumableBatchStatus
+
+#: Seconds a checkpoint write keeps retrying at an item boundary before it defers.
+BOUNDARY_DEADLINE = 5.0
+#: Seconds the final write (exit, SIGTERM) keeps retrying; within a pod's grace period.
+FINAL_DEADLINE = 20.0
+
+
+class KubeStore:
+    """Checkpoint store on ``resumablebatches/<name>/status``."""
+
+    def __init__(self, api: KubeApi, namespace: str, name: str) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.name = name
+        self.writes = 0
+
+    def describe(self) -> str:
+        """The batch, as kubectl names it."""
+        return f"resumablebatch {self.namespace}/{self.name}"
+
+    def _get(self) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = call_with_retries(
+                lambda: self.api.request("GET", batch_path(self.namespace, self.name)),
+                deadline=FINAL_DEADLINE,
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                raise ConfigError(f"{self.describe()} does not exist") from exc
+            if exc.retryable:
+                raise StoreUnavailableError(f"{self.describe()}: {exc}") from exc
+            raise
+        return result
+
+    def load(self) -> ResumableBatchStatus | None:
+        """The batch's status (None when it has none yet)."""
+        raw = self._get().get("status")
+        if not raw:
+            return None
+        try:
+            return ResumableBatchStatus.model_validate(raw)
+        except ValidationError as exc:
+            raise CorruptCheckpointError(f"{self.describe()}: status is not valid: {exc}") from exc
+
+    def claim(self, attempt: int | None) -> tuple[ResumableBatchStatus, int]:
+        """Check this attempt owns the batch (or take the next one when None)."""
+        status = self.load() or ResumableBatchStatus()
+        stored = status.checkpoint.attempt
+        if attempt is None:
+            attempt = stored + 1
+        if attempt < stored:
+            raise FencedError(
+                f"{self.describe()}: attempt {attempt} is older than attempt {stored}, "
+                "which owns this batch; this worker stops without writing"
+            )
+        if attempt != stored:
+            ops: list[dict[str, Any]] = [
+                {"op": "test", "path": "/status/checkpoint/attempt", "value": stored},
+                {"op": "replace", "path": "/status/checkpoint/attempt", "value": attempt},
+            ]
+            if not self._has_checkpoint(status):
+                ops = [{"op": "add", "path": "/status", "value": {"checkpoint": {"attempt": attempt}}}]
+            self._patch(ops, expect_attempt=stored, expect_next=status.checkpoint.next_index)
+            status.checkpoint.attempt = attempt
+        return status, attempt
+
+    def _has_checkpoint(self, status: ResumableBatchStatus) -> bool:
+        return "checkpoint" in status.model_fields_set
+
+    def save_checkpoint(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        progress: str,
+        expect_attempt: int,
+        expect_next: int,
+        final: bool = False,
+    ) -> None:
+        """Fenced JSON patch of status.checkpoint and status.progress."""
+        ops = [
+            {"op": "test", "path": "/status/checkpoint/attempt", "value": expect_attempt},
+            {"op": "test", "path": "/status/checkpoint/nextIndex", "value": expect_next},
+            {
+                "op": "replace",
+                "path": "/status/checkpoint",
+                "value": checkpoint.model_dump(by_alias=True, exclude_none=True, mode="json"),
+            },
+            {"op": "add", "path": "/status/progress", "value": progress},
+        ]
+        self._patch(ops, expect_attempt=expect_attempt, expect_next=expect_next, final=final)
+
+    def _patch(
+        self,
+        ops: list[dict[str, Any]],
+        *,
+        expect_attempt: int,
+        expect_next: int,
+        final: bool = True,
+    ) -> None:
+        path = batch_path(self.namespace, self.name, status=True)
+        try:
+            call_with_retries(
+                lambda: self.api.request("PATCH", path, body=ops, content_type=JSON_PATCH),
+                deadline=FINAL_DEADLINE if final else BOUNDARY_DEADLINE,
+            )
+        except ApiError as exc:
+            if exc.retryable:
+                raise StoreUnavailableError(f"{self.describe()}: {exc}") from exc
+            if exc.status in (409, 422):
+                self._explain_refusal(expect_attempt, expect_next, exc)
+            raise
+        self.writes += 1
+
+    def _explain_refusal(self, expect_attempt: int, expect_next: int, exc: ApiError) -> None:
+        """A refused test op: say who owns the batch now."""
+        current = self.load() or ResumableBatchStatus()
+        cp = current.checkpoint
+        if cp.attempt != expect_attempt:
+            raise FencedError(
+                f"{self.describe()}: attempt {expect_attempt} was replaced by attempt "
+                f"{cp.attempt}; this worker stops without writing"
+            ) from exc
+        if cp.next_index != expect_next:
+            raise FencedError(
+                f"{self.describe()}: the position moved to {cp.next_index} (expected "
+                f"{expect_next}); this worker stops without writing"
+            ) from exc
+
+
+def open_kube_store(settings: Settings) -> tuple[KubeStore, OutputStore, OutputStore]:
+    """The checkpoint store and the output and step stores for a worker in a cluster."""
+    if not settings.namespace:
+        raise ConfigError("RESUMABLE_NAMESPACE must be set to use the Kubernetes store")
+    api = KubeApi.from_environment()
+    store = KubeStore(api, settings.namespace, settings.batch_name)
+    root = settings.output_dir or settings.directory
+    outputs = DirectoryOutputs(root / "outputs")
+    steps = DirectoryOutputs(root / "steps")
+    os.makedirs(root, exist_ok=True)
+    return store, outputs, steps

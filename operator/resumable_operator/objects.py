@@ -58,6 +58,8 @@ def injected_env(batch: ResumableBatch, plan: PodPlan) -> list[dict[str, str]]:
     }
     if plan.total_items is not None:
         env["RESUMABLE_TOTAL_ITEMS"] = str(plan.total_items)
+    if plan.careful:
+        env["RESUMABLE_CAREFUL"] = "1"
     return [{"name": k, "value": v} for k, v in env.items()]
 
 

@@ -81,6 +81,7 @@ class PodPlan:
     attempt: int
     start_index: int
     total_items: int | None
+    careful: bool = False
 
 
 @dataclass(frozen=True)
@@ -429,13 +430,21 @@ def _handle_end(
             "failed",
             pod.reason or (f"Exit{pod.exit_code}" if pod.exit_code is not None else "Unknown"),
         )
+    # Poison items. A death counts against the item at the saved position only when
+    # that position is exact: the worker recorded an error there, exited cleanly, or
+    # ran in careful mode (every commit written) because an earlier death was unexplained.
+    precise = (
+        (cp.last_error_index == position and bool(cp.last_error))
+        or (decision.outcome is not None and decision.outcome.kind == "not-finished")
+        or status.stall is not None
+    )
     stall = status.stall
     if stall is not None and stall.index == position:
         stall = Stall(index=position, attempts=stall.attempts + 1)
     else:
-        stall = Stall(index=position, attempts=1)
+        stall = Stall(index=position, attempts=1 if precise else 0)
     status.stall = stall
-    if stall.attempts >= spec.retry.max_item_attempts and (
+    if stall.attempts and stall.attempts >= spec.retry.max_item_attempts and (
         total_now is None or position < total_now
     ):
         error = (
@@ -514,7 +523,13 @@ def _start_attempt(
     status.active_pod = name
     status.retry_after = ""
     decision.bump_attempt = True
-    decision.create_pod = PodPlan(name=name, attempt=attempt, start_index=start, total_items=total)
+    decision.create_pod = PodPlan(
+        name=name,
+        attempt=attempt,
+        start_index=start,
+        total_items=total,
+        careful=status.stall is not None,
+    )
     of = total if total is not None else "?"
     if attempt == 1:
         progressing("True", cond.REASON_POD_CREATED, f"Attempt 1 started at item 1/{of}.")

@@ -176,6 +176,15 @@ class Run:
         self._total: int | None = settings.total_items or cp.total_items
         self._fingerprint = cp.fingerprint
         self.resumed_from = self._next_index()
+        self._careful_until = self._careful_window()
+        self.redone = 0
+        redo_from = getattr(outputs, "read_inflight", lambda: None)()
+        if redo_from is not None and not self._fresh:
+            self.redone = sum(
+                1 for i in range(self.resumed_from, redo_from) if not self.is_done(i)
+            )
+        self._redone_total = int(cp.context.get("redone", 0)) if cp.context else 0
+        self._redone_total += self.redone
         if settings.handle_signals:
             self._install_signal_handlers()
         atexit.register(self._atexit)
@@ -223,6 +232,9 @@ class Run:
                 if self.is_done(index):
                     continue
                 item: Item[T] = Item(self, index, listed[index])
+                mark = getattr(self._outputs, "mark_inflight", None)
+                if mark is not None:
+                    mark(index)
                 yield item
                 if not item._entered and not item._closed:
                     self._commit(item)
@@ -276,6 +288,20 @@ class Run:
                 continue
             return index
 
+    def _careful_window(self) -> int | None:
+        """Up to which item every commit is written at once (after an unexplained death).
+
+        The operator sets RESUMABLE_CAREFUL after an attempt died without saying
+        where; writing each commit until the item the dead attempt was working on
+        makes the next death's position exact, so a poison item is found
+        precisely, without per-item writes for the rest of the batch.
+        """
+        if not self.settings.careful:
+            return None
+        reader = getattr(self._outputs, "read_inflight", None)
+        marker = reader() if reader is not None else None
+        return marker if marker is not None else 2**62
+
     def _check_fingerprint(self, current: str) -> None:
         stored = self._fingerprint
         if stored and stored != current and len(self._completed) and not self._fresh:
@@ -313,7 +339,9 @@ class Run:
             cp.cost_usd += item.cost_usd
             self._iteration += 1
             self._coalescer.record(items=1, cost_usd=item.cost_usd)
-            due = self._coalescer.due(self._clock())
+            due = self._coalescer.due(self._clock()) or (
+                self._careful_until is not None and item.index <= self._careful_until
+            )
         if due:
             self._flush(final=False)
 
@@ -366,6 +394,7 @@ class Run:
             "workerId": self.settings.worker_id,
             "attempt": self.attempt,
             "iteration": self._iteration,
+            "redone": self._redone_total,
             "user": self.context,
         }
         encoded = json.dumps(context, default=str)

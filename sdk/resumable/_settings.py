@@ -55,6 +55,7 @@ class Settings:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     policy: CheckpointPolicy = field(default_factory=CheckpointPolicy)
     allow_changed_items: bool = False
+    careful: bool = False
     handle_signals: bool = True
 
     @classmethod
@@ -92,4 +93,5 @@ class Settings:
             or f"{socket.gethostname()}-{os.getpid()}",
             policy=policy,
             allow_changed_items=_flag(env, "ALLOW_CHANGED_ITEMS"),
+            careful=_flag(env, "CAREFUL"),
         )

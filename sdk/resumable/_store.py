@@ -28,6 +28,7 @@ STATUS_FILE = "status.json"
 LOCK_FILE = ".lock"
 OUTPUTS_DIR = "outputs"
 STEPS_DIR = "steps"
+INFLIGHT_FILE = ".inflight"
 
 
 class CheckpointStore(Protocol):
@@ -123,6 +124,7 @@ class DirectoryOutputs:
         self.root = Path(root)
         self._unsynced: list[Path] = []
         self._made = False
+        self._inflight_fd: int | None = None
 
     def _path(self, key: str) -> Path:
         if not key or "/" in key or key.startswith("."):
@@ -154,6 +156,21 @@ class DirectoryOutputs:
         if not self.root.is_dir():
             return []
         return sorted(p.name[: -len(".json")] for p in self.root.glob("*.json"))
+
+    def mark_inflight(self, index: int) -> None:
+        """Note the item being worked on (no fsync: it must survive the process, not the node)."""
+        if self._inflight_fd is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._made = True
+            self._inflight_fd = os.open(self.root / INFLIGHT_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        os.pwrite(self._inflight_fd, f"{index:<20d}\n".encode(), 0)
+
+    def read_inflight(self) -> int | None:
+        """The item the previous process was working on when it stopped, if recorded."""
+        try:
+            return int((self.root / INFLIGHT_FILE).read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def clear(self) -> None:
         """Remove every stored value (steps of a finished run)."""

@@ -82,9 +82,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--crash-mode",
-        choices=["timeout", "kill"],
+        choices=["timeout", "kill", "exit"],
         default=env.get("SUMMARIZER_CRASH_MODE", "timeout"),
-        help="how to stop: an uncaught API timeout, or SIGKILL (default timeout)",
+        help="how to stop: an uncaught API timeout, SIGKILL, or exiting with --exit-code "
+        "(default timeout)",
+    )
+    parser.add_argument(
+        "--exit-code",
+        type=int,
+        default=int(env.get("SUMMARIZER_EXIT_CODE", "3")),
+        help="exit code for --crash-mode exit (default 3)",
     )
     parser.add_argument(
         "--poison",
@@ -125,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             say(f"item {item.number} committed; injecting a crash ({args.crash_mode})", flush=True)
             if args.crash_mode == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if args.crash_mode == "exit":
+                return args.exit_code
             raise SimulatedTimeout(f"model API timed out after item {item.number}")
     summary = run.summary()
     print(

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=config.clusterwide,
         namespaces=list(config.namespaces),
         standalone=config.standalone,
-        peering_name=config.peering,
+        peering_name=None if config.standalone else config.peering,
         liveness_endpoint=config.liveness or None,
     )
     return 0

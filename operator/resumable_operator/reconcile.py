@@ -369,6 +369,9 @@ def _handle_end(
     stamp = format_time(now)
     cp = status.checkpoint
     kind, what, counted = classify(pod, spec.retry.never_retry_exit_codes)
+    if cp.finished and kind != "success":
+        # Every item was done and saved before the pod ended: nothing to redo.
+        kind, what, counted = "success", f"{what} after the last item", False
     status.active_pod = ""
     status.failed_at = stamp
     status.last_failure = what

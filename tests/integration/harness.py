@@ -1,0 +1,187 @@
+"""Helpers for the operator's integration tests: run the operator, drive batches, wait.
+
+The operator runs as a real subprocess (the `resumable-operator` entry point)
+against the test control plane, with its log in a file that failing tests show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from resumable._kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float = 60.0, every: float = 0.1) -> T:
+    """Poll until probe returns something truthy; fail naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+class OperatorProcess:
+    """The operator as a subprocess watching one namespace."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, log_path: Path, *, env: dict[str, str] | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.log_path = log_path
+        self.metrics_port = free_port()
+        self.extra_env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        """Start it and wait until its metrics endpoint answers."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "KUBECONFIG": str(self.kubeconfig),
+                "RESUMABLE_OPERATOR_NAMESPACES": self.namespace,
+                "RESUMABLE_OPERATOR_METRICS_PORT": str(self.metrics_port),
+                "RESUMABLE_OPERATOR_LIVENESS": f"http://127.0.0.1:{free_port()}/healthz",
+                "RESUMABLE_OPERATOR_LOG_LEVEL": "INFO",
+            }
+        )
+        env.update(self.extra_env)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "resumable_operator.main"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        wait_for("the operator's /metrics", self._metrics_up, timeout=30)
+        return self
+
+    def _metrics_up(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"operator exited {self.process.returncode}:\n{self.log()}")
+        return self.metrics() != ""
+
+    def metrics(self) -> str:
+        """The /metrics text ('' when not up)."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
+                return str(r.read().decode())
+        except OSError:
+            return ""
+
+    def stop(self, *, sig: int = signal.SIGTERM) -> None:
+        """Stop it (SIGKILL simulates a crash)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        """The operator's log so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Batches:
+    """Create, read and change ResumableBatch objects in one namespace."""
+
+    def __init__(self, api: KubeApi, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """POST a batch."""
+        result: dict[str, Any] = self.api.request("POST", batch_path(self.namespace), body=manifest)
+        return result
+
+    def get(self, name: str) -> dict[str, Any]:
+        """GET a batch."""
+        result: dict[str, Any] = self.api.request("GET", batch_path(self.namespace, name))
+        return result
+
+    def exists(self, name: str) -> bool:
+        """True while the batch exists."""
+        try:
+            self.get(name)
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        """Merge-patch the spec."""
+        self.api.request("PATCH", batch_path(self.namespace, name), body={"spec": spec}, content_type=MERGE_PATCH)
+
+    def patch_status(self, name: str, ops: list[dict[str, Any]]) -> None:
+        """JSON-patch the status."""
+        self.api.request("PATCH", batch_path(self.namespace, name, status=True), body=ops, content_type=JSON_PATCH)
+
+    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        """The condition of that type, if any."""
+        for c in (self.get(name).get("status") or {}).get("conditions", []):
+            if c["type"] == type_:
+                return dict(c)
+        return None
+
+    def wait_condition(self, name: str, type_: str, *, timeout: float = 90.0) -> dict[str, Any]:
+        """Wait until the condition is True."""
+        return wait_for(
+            f"{name} condition {type_}=True",
+            lambda: (c := self.condition(name, type_)) is not None and c["status"] == "True" and c,
+            timeout=timeout,
+        )
+
+    def wait_ended(self, name: str, *, timeout: float = 120.0) -> dict[str, Any]:
+        """Wait for Succeeded or Failed; return the batch."""
+
+        def ended() -> dict[str, Any] | None:
+            obj = self.get(name)
+            for c in (obj.get("status") or {}).get("conditions", []):
+                if c["type"] in ("Succeeded", "Failed") and c["status"] == "True":
+                    return obj
+            return None
+
+        return wait_for(f"{name} to end", ended, timeout=timeout)
+
+    def pods(self, name: str) -> list[dict[str, Any]]:
+        """The batch's worker pods, oldest attempt first."""
+        items = self.api.request(
+            "GET", f"/api/v1/namespaces/{self.namespace}/pods", query={"labelSelector": f"resumable.dev/batch={name}"}
+        ).get("items", [])
+        return sorted(items, key=lambda p: int(p["metadata"]["labels"].get("resumable.dev/attempt", "0")))
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """Events about the batch."""
+        items = self.api.request(
+            "GET", f"/api/v1/namespaces/{self.namespace}/events",
+            query={"fieldSelector": f"involvedObject.name={name}"},
+        ).get("items", [])
+        return list(items)
+
+
+def outputs_in(directory: Path) -> list[int]:
+    """Item indices of the output files a worker wrote."""
+    return sorted(json.loads(p.read_text())["index"] for p in (directory / "outputs").glob("*.json"))

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
+
 from resumable_operator.reconcile import EventPlan, progress_text
 from resumable_operator.runner import (
     LocalRunner,
@@ -127,7 +128,12 @@ def run_local(
             bar.line(f"  [{pod}] {line}")
 
     runner = LocalRunner(
-        batch, directory, on_event=on_event, on_output=on_output, on_tick=bar.update, extra_env=extra_env
+        batch,
+        directory,
+        on_event=on_event,
+        on_output=on_output,
+        on_tick=bar.update,
+        extra_env=extra_env,
     )
 
     def on_sigint(signum: int, frame: Any) -> None:
@@ -179,7 +185,9 @@ DEMO_ITEMS = 50
 DEMO_CRASH_AFTER = 20
 
 
-def demo_batch(*, items: int = DEMO_ITEMS, crash_after: int = DEMO_CRASH_AFTER, delay: float = 0.04) -> ResumableBatch:
+def demo_batch(
+    *, items: int = DEMO_ITEMS, crash_after: int = DEMO_CRASH_AFTER, delay: float = 0.04
+) -> ResumableBatch:
     """The demo: the summariser over 50 documents, SIGKILLed right after item 20."""
     return ResumableBatch.model_validate(
         {
@@ -211,12 +219,17 @@ def demo_batch(*, items: int = DEMO_ITEMS, crash_after: int = DEMO_CRASH_AFTER, 
 def cmd_demo(args: argparse.Namespace) -> int:
     """resumable demo: crash after item 20, resume at 21, show what resuming saved."""
     out = sys.stdout
-    directory = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="resumable-demo-"))
+    directory = (
+        Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="resumable-demo-"))
+    )
     if directory.exists():
         shutil.rmtree(directory)
     batch = demo_batch(items=args.items, crash_after=args.crash_after, delay=args.delay)
-    write_line(out, f"demo: summarising {args.items} documents; the worker is killed right after item "
-               f"{args.crash_after}, and the local runner resumes it (state in {directory})")
+    write_line(
+        out,
+        f"demo: summarising {args.items} documents; the worker is killed right after item "
+        f"{args.crash_after}, and the local runner resumes it (state in {directory})",
+    )
     started = time.monotonic()
     result = run_local(batch, directory, out=out)
     elapsed = time.monotonic() - started
@@ -229,8 +242,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         saved_items = args.crash_after
         write_line(
             out,
-            f"saved by resuming: {saved_items} items not redone (~{saved_items * per_item_time:.1f}s of "
-            f"model time, ${saved_items * per_item_cost:.4f} of tokens); total wall time {elapsed:.1f}s",
+            f"saved by resuming: {saved_items} items not redone "
+            f"(~{saved_items * per_item_time:.1f}s of model time, "
+            f"${saved_items * per_item_cost:.4f} of tokens); total wall time {elapsed:.1f}s",
         )
     return 0 if result.phase == "Succeeded" else 1
 
@@ -242,7 +256,9 @@ def _api(args: argparse.Namespace) -> Any:
     try:
         from resumable._kubeapi import KubeApi
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise CliError("cluster commands need the kubernetes client: pip install 'resumable-batch[operator]'") from exc
+        raise CliError(
+            "cluster commands need the kubernetes client: pip install 'resumable-batch[operator]'"
+        ) from exc
     try:
         return KubeApi.from_environment(kubeconfig=args.kubeconfig, context=args.context)
     except Exception as exc:
@@ -255,9 +271,13 @@ def _namespace(args: argparse.Namespace) -> str:
     try:
         from kubernetes import config
 
-        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        _, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=args.kubeconfig
+        )
         if args.context:
-            contexts, _ = config.list_kube_config_contexts(config_file=args.kubeconfig)
+            contexts, _ = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+                config_file=args.kubeconfig
+            )
             active = next((c for c in contexts if c["name"] == args.context), active)
         return str(active.get("context", {}).get("namespace") or "default")
     except Exception:
@@ -340,12 +360,17 @@ def cmd_describe(args: argparse.Namespace) -> int:
     events = api.request(
         "GET",
         f"/api/v1/namespaces/{ns}/events",
-        query={"fieldSelector": f"involvedObject.name={args.name},involvedObject.kind=ResumableBatch"},
+        query={
+            "fieldSelector": f"involvedObject.name={args.name},involvedObject.kind=ResumableBatch"
+        },
     ).get("items", [])
     events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
     print("Events:" + ("" if events else " (none)"))
     for e in events[-15:]:
-        print(f"  {e.get('lastTimestamp', '')}  {e.get('type', ''):<8} {e.get('reason', ''):<16} {e.get('message', '')}")
+        print(
+            f"  {e.get('lastTimestamp', '')}  {e.get('type', ''):<8} "
+            f"{e.get('reason', ''):<16} {e.get('message', '')}"
+        )
     return 0
 
 
@@ -359,16 +384,22 @@ def cmd_logs(args: argparse.Namespace) -> int:
     pod = (obj.get("status") or {}).get("activePod")
     if not pod:
         pods = api.request(
-            "GET", f"/api/v1/namespaces/{ns}/pods", query={"labelSelector": f"resumable.dev/batch={args.name}"}
+            "GET",
+            f"/api/v1/namespaces/{ns}/pods",
+            query={"labelSelector": f"resumable.dev/batch={args.name}"},
         ).get("items", [])
         if not pods:
             raise CliError(f'resumablebatch "{args.name}" has no worker pods')
-        pods.sort(key=lambda p: int(p["metadata"].get("labels", {}).get("resumable.dev/attempt", "0")))
+        pods.sort(
+            key=lambda p: int(p["metadata"].get("labels", {}).get("resumable.dev/attempt", "0"))
+        )
         pod = pods[-1]["metadata"]["name"]
     try:
         text = api.api_client.call_api(
             *api.api_client.param_serialize(
-                method="GET", resource_path=f"/api/v1/namespaces/{ns}/pods/{pod}/log", auth_settings=["BearerToken"]
+                method="GET",
+                resource_path=f"/api/v1/namespaces/{ns}/pods/{pod}/log",
+                auth_settings=["BearerToken"],
             )[:3]
         ).read()
     except ApiError as exc:
@@ -447,18 +478,24 @@ def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the example agent: killed after item 20, resumed at 21")
     p.add_argument("--items", type=int, default=DEMO_ITEMS, help="documents (default 50)")
-    p.add_argument("--crash-after", type=int, default=DEMO_CRASH_AFTER, help="kill after item N (20)")
+    p.add_argument(
+        "--crash-after", type=int, default=DEMO_CRASH_AFTER, help="kill after item N (20)"
+    )
     p.add_argument("--delay", type=float, default=0.04, help="fake model seconds per item (0.04)")
     p.add_argument("--state-dir", help="state directory (default: a new temporary one)")
     p.set_defaults(func=cmd_demo)
 
-    def cluster(name: str, help_: str, func: Any, *, needs_name: bool = True) -> argparse.ArgumentParser:
+    def cluster(
+        name: str, help_: str, func: Any, *, needs_name: bool = True
+    ) -> argparse.ArgumentParser:
         q = sub.add_parser(name, help=help_)
         if needs_name:
             q.add_argument("name", help="the ResumableBatch")
         q.add_argument("-n", "--namespace", help="namespace (default: the context's)")
         q.add_argument("--context", help="kubeconfig context (default: current)")
-        q.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG or ~/.kube/config)")
+        q.add_argument(
+            "--kubeconfig", help="kubeconfig file (default: KUBECONFIG or ~/.kube/config)"
+        )
         q.set_defaults(func=func)
         return q
 

@@ -18,15 +18,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-
 from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch
+
 from resumable_operator import metrics, objects
 from resumable_operator.reconcile import (
     LABEL_BATCH,
     RESYNC_SECONDS,
     Decision,
+    PodView,
     decide,
     finished_pods_to_prune,
     format_time,
@@ -182,11 +183,17 @@ class Controller:
         return [
             p
             for p in items
-            if any(o.get("uid") == batch.metadata.uid for o in p["metadata"].get("ownerReferences", []))
+            if any(
+                o.get("uid") == batch.metadata.uid for o in p["metadata"].get("ownerReferences", [])
+            )
         ]
 
     def _apply(
-        self, batch: ResumableBatch, raw: dict[str, Any], decision: Decision, views: list[objects.PodView]
+        self,
+        batch: ResumableBatch,
+        raw: dict[str, Any],
+        decision: Decision,
+        views: list[PodView],
     ) -> float | None:
         ns, name = batch.metadata.namespace or "default", batch.metadata.name
         key = (ns, name)
@@ -196,11 +203,16 @@ class Controller:
             if ops:
                 try:
                     self.api.request(
-                        "PATCH", batch_path(ns, name, status=True), body=ops, content_type=JSON_PATCH
+                        "PATCH",
+                        batch_path(ns, name, status=True),
+                        body=ops,
+                        content_type=JSON_PATCH,
                     )
                 except ApiError as exc:
                     if exc.status in (409, 422):
-                        log.info("%s/%s changed while reconciling (%s); again", ns, name, exc.message)
+                        log.info(
+                            "%s/%s changed while reconciling (%s); again", ns, name, exc.message
+                        )
                         return 0.05
                     raise
         for pod_name, graceful in decision.delete_pods:
@@ -212,15 +224,25 @@ class Controller:
                 self._ensure_worker_rbac(batch)
             try:
                 self.api.request(
-                    "POST", f"/api/v1/namespaces/{ns}/pods", body=objects.build_pod(batch, decision.create_pod)
+                    "POST",
+                    f"/api/v1/namespaces/{ns}/pods",
+                    body=objects.build_pod(batch, decision.create_pod),
                 )
             except ApiError as exc:
                 if exc.status != 409:
-                    self._event(batch, "Warning", "PodCreateFailed", f"Cannot create pod: {exc.message}", stamp)
+                    self._event(
+                        batch,
+                        "Warning",
+                        "PodCreateFailed",
+                        f"Cannot create pod: {exc.message}",
+                        stamp,
+                    )
                     log.error("%s/%s: cannot create pod: %s", ns, name, exc)
                     return 30.0
             if decision.resumed_after_seconds is not None:
-                metrics.RESUME_SECONDS.observe(decision.resumed_after_seconds + (time.monotonic() - created_at))
+                metrics.RESUME_SECONDS.observe(
+                    decision.resumed_after_seconds + (time.monotonic() - created_at)
+                )
         for plan in decision.events:
             self._event(batch, plan.type, plan.reason, plan.message, stamp)
         if decision.outcome is not None and decision.outcome.kind != "succeeded":
@@ -269,7 +291,9 @@ class Controller:
                     raise
         self._rbac_ready.add(uid)
 
-    def _event(self, batch: ResumableBatch, type_: str, reason: str, message: str, stamp: str) -> None:
+    def _event(
+        self, batch: ResumableBatch, type_: str, reason: str, message: str, stamp: str
+    ) -> None:
         from resumable_operator.reconcile import EventPlan
 
         plan = EventPlan(type_, reason, message)  # type: ignore[arg-type]

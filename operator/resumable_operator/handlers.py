@@ -14,9 +14,9 @@ import logging
 from typing import Any
 
 import kopf
-
 from resumable import v1alpha1
 from resumable._kubeapi import KubeApi
+
 from resumable_operator import metrics
 from resumable_operator.config import ANNOTATION_PREFIX, FINALIZER, OperatorConfig
 from resumable_operator.controller import Controller
@@ -27,7 +27,9 @@ from resumable_operator.reconcile import LABEL_BATCH
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf, start /metrics and the reconcile workers."""
     config = OperatorConfig.from_env()
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )

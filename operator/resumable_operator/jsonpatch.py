@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 
-class PatchTestFailed(Exception):
+class PatchTestFailedError(Exception):
     """A ``test`` op did not match: the document changed underneath."""
 
 
@@ -38,7 +38,7 @@ def apply_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any
         if kind == "test":
             current = parent[int(last)] if isinstance(parent, list) else parent.get(last, KeyError)
             if current != op["value"]:
-                raise PatchTestFailed(f"test at {op['path']}: {current!r} != {op['value']!r}")
+                raise PatchTestFailedError(f"test at {op['path']}: {current!r} != {op['value']!r}")
         elif kind in ("add", "replace"):
             if kind == "replace" and not isinstance(parent, list) and last not in parent:
                 raise KeyError(op["path"])

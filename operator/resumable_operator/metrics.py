@@ -10,9 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 REGISTRY = CollectorRegistry()
 
-BATCHES = Gauge(
-    "resumable_batches", "Batches by phase.", ["phase"], registry=REGISTRY
-)
+BATCHES = Gauge("resumable_batches", "Batches by phase.", ["phase"], registry=REGISTRY)
 ITEMS_COMPLETED = Counter(
     "resumable_items_completed_total", "Items completed, as seen in checkpoints.", registry=REGISTRY
 )
@@ -22,7 +20,9 @@ ITEMS_REDONE = Counter(
     registry=REGISTRY,
 )
 RESTARTS = Counter(
-    "resumable_restarts_total", "Attempts that ended and were restarted, by reason.", ["reason"],
+    "resumable_restarts_total",
+    "Attempts that ended and were restarted, by reason.",
+    ["reason"],
     registry=REGISTRY,
 )
 CHECKPOINT_WRITES = Counter(

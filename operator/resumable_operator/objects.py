@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, cast
 
 from resumable import v1alpha1
 from resumable.v1alpha1 import ResumableBatch
+
 from resumable_operator.reconcile import (
     LABEL_ATTEMPT,
     LABEL_BATCH,
     LABEL_RUN_ID,
     EventPlan,
+    PodPhase,
     PodPlan,
     PodView,
 )
 
 MANAGED_BY = "resumable-batch-operator"
+_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
 
 def owner_reference(batch: ResumableBatch) -> dict[str, Any]:
@@ -157,14 +160,19 @@ def pod_view(pod: dict[str, Any]) -> PodView:
     for c in status.get("conditions") or []:
         if c.get("type") == "DisruptionTarget" and c.get("status") == "True":
             disruption = c.get("reason") or "DisruptionTarget"
-    if not disruption and status.get("reason") in ("Evicted", "Preempting", "NodeLost", "Terminated"):
+    if not disruption and status.get("reason") in (
+        "Evicted",
+        "Preempting",
+        "NodeLost",
+        "Terminated",
+    ):
         disruption = str(status.get("reason"))
     if phase == "Unknown":
         disruption = disruption or "NodeLost"
     return PodView(
         name=meta.get("name", ""),
         attempt=attempt,
-        phase=phase if phase in ("Pending", "Running", "Succeeded", "Failed", "Unknown") else "Unknown",
+        phase=cast(PodPhase, phase) if phase in _PHASES else "Unknown",
         exit_code=exit_code,
         reason=reason,
         disruption=disruption,
@@ -177,7 +185,10 @@ def event_manifest(batch: ResumableBatch, plan: EventPlan, stamp: str) -> dict[s
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{batch.metadata.name}.", "namespace": batch.metadata.namespace},
+        "metadata": {
+            "generateName": f"{batch.metadata.name}.",
+            "namespace": batch.metadata.namespace,
+        },
         "involvedObject": {
             "apiVersion": v1alpha1.API_VERSION,
             "kind": v1alpha1.KIND,
@@ -207,14 +218,20 @@ def status_patch(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[s
     if not old or "checkpoint" not in old:
         return [{"op": "add", "path": "/status", "value": new}]
     ops: list[dict[str, Any]] = [
-        {"op": "test", "path": "/status/checkpoint/attempt", "value": old["checkpoint"].get("attempt", 0)}
+        {
+            "op": "test",
+            "path": "/status/checkpoint/attempt",
+            "value": old["checkpoint"].get("attempt", 0),
+        }
     ]
     for key, value in new.items():
         if key == "checkpoint":
             old_cp = old.get("checkpoint") or {}
             for sub, sub_value in value.items():
                 if old_cp.get(sub) != sub_value:
-                    ops.append({"op": "add", "path": f"/status/checkpoint/{sub}", "value": sub_value})
+                    ops.append(
+                        {"op": "add", "path": f"/status/checkpoint/{sub}", "value": sub_value}
+                    )
             for sub in old_cp:
                 if sub not in value:
                     ops.append({"op": "remove", "path": f"/status/checkpoint/{sub}"})

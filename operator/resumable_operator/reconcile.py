@@ -38,6 +38,7 @@ from resumable.v1alpha1 import (
     SkippedItem,
     Stall,
 )
+
 from resumable_operator import conditions as cond
 
 LABEL_BATCH = "resumable.dev/batch"
@@ -208,7 +209,6 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
     stamp = format_time(now)
     status.observed_generation = gen
     decision = Decision(status=status)
-    name = batch.metadata.name
     by_name = {p.name: p for p in pods}
     total = total_items(batch)
 
@@ -368,15 +368,16 @@ def _handle_end(
     total = total_items(batch)
     stamp = format_time(now)
     cp = status.checkpoint
-    kind, what, counted = classify(pod, spec.retry.never_retry_exit_codes)
+    kind, what, _counted = classify(pod, spec.retry.never_retry_exit_codes)
     if cp.finished and kind != "success":
         # Every item was done and saved before the pod ended: nothing to redo.
-        kind, what, counted = "success", f"{what} after the last item", False
+        kind, what = "success", f"{what} after the last item"
     status.active_pod = ""
     status.failed_at = stamp
     status.last_failure = what
     done = cp.items_done if cp.finished else len(IndexSet.parse(cp.completed))
     total_now = total if total is not None else cp.total_items
+    of = str(total_now) if total_now is not None else "?"
 
     if kind == "success":
         if cp.finished:
@@ -385,7 +386,7 @@ def _handle_end(
             status.stall = None
             status.progress = progress_text(cp.items_done, total_now)
             msg = (
-                f"Completed {cp.items_done}/{total_now if total_now is not None else cp.items_done} items"
+                f"Completed {progress_text(cp.items_done, total_now)} items"
                 f" ({len(status.skipped)} skipped) in {cp.attempt} attempt(s), "
                 f"{status.restarts} restart(s); {cp.tokens} tokens, ${cp.cost_usd:.4f}"
             )
@@ -398,22 +399,21 @@ def _handle_end(
             if ttl is not None:
                 decision.requeue_after = float(ttl)
             return True
-        kind, what, counted = (
-            "failure",
-            f"exit 0 with {done}/{total_now if total_now is not None else '?'} items done",
-            True,
-        )
+        kind, what = "failure", f"exit 0 with {done}/{of} items done"
         status.last_failure = what
         event(
             "Warning",
             cond.REASON_NOT_FINISHED,
-            f"Worker {pod.name} exited 0 with items left ({done}/{total_now if total_now is not None else '?'}); resuming",
+            f"Worker {pod.name} exited 0 with items left ({done}/{of}); resuming",
         )
         decision.outcome = Outcome("not-finished", cond.REASON_NOT_FINISHED)
 
     position = resume_index(status)
     if kind == "never-retry":
-        msg = f"Attempt {cp.attempt} ended with {what}, listed in retry.neverRetryExitCodes; not retried."
+        msg = (
+            f"Attempt {cp.attempt} ended with {what}, listed in retry.neverRetryExitCodes; "
+            "not retried."
+        )
         _fail(status, decision, cond.REASON_NEVER_RETRY, msg, condition, event, stamp)
         return True
     if kind == "disruption":
@@ -422,7 +422,8 @@ def _handle_end(
         event(
             "Normal",
             "Disrupted",
-            f"Worker {pod.name} ended by {what} at item {position + 1}; not counted against maxRestarts",
+            f"Worker {pod.name} ended by {what} at item {position + 1}; "
+            "not counted against maxRestarts",
         )
         decision.outcome = Outcome("disrupted", pod.disruption or "Disruption")
         return False
@@ -447,22 +448,28 @@ def _handle_end(
     else:
         stall = Stall(index=position, attempts=1 if precise else 0)
     status.stall = stall
-    if stall.attempts and stall.attempts >= spec.retry.max_item_attempts and (
-        total_now is None or position < total_now
+    if (
+        stall.attempts
+        and stall.attempts >= spec.retry.max_item_attempts
+        and (total_now is None or position < total_now)
     ):
         error = (
             cp.last_error
             if cp.last_error_index == position and cp.last_error
             else f"worker died: {what}"
         )
+        killed = f"Item {position + 1} killed {stall.attempts} attempt(s) in a row (last: {error})"
         if spec.retry.on_poison_item == "Fail":
-            msg = f"Item {position + 1} killed {stall.attempts} attempt(s) in a row (last: {error}); retry.onPoisonItem is Fail."
+            msg = f"{killed}; retry.onPoisonItem is Fail."
             _fail(status, decision, cond.REASON_POISON, msg, condition, event, stamp)
             return True
-        if len(status.skipped) < MAX_SKIPPED_RECORDED:
-            status.skipped.append(
-                SkippedItem(index=position, attempts=stall.attempts, error=error[:MAX_ERROR_CHARS])
-            )
+        if len(status.skipped) >= MAX_SKIPPED_RECORDED:
+            msg = f"{killed}; {MAX_SKIPPED_RECORDED} items were skipped already, giving up."
+            _fail(status, decision, cond.REASON_POISON, msg, condition, event, stamp)
+            return True
+        status.skipped.append(
+            SkippedItem(index=position, attempts=stall.attempts, error=error[:MAX_ERROR_CHARS])
+        )
         status.stall = None
         event(
             "Warning",
@@ -470,7 +477,10 @@ def _handle_end(
             f"Item {position + 1} skipped after {stall.attempts} attempt(s) died there: {error}",
         )
     if status.restarts >= spec.retry.max_restarts:
-        msg = f"Attempt {cp.attempt} ended with {what} at item {position + 1}; maxRestarts ({spec.retry.max_restarts}) exhausted."
+        msg = (
+            f"Attempt {cp.attempt} ended with {what} at item {position + 1}; "
+            f"maxRestarts ({spec.retry.max_restarts}) exhausted."
+        )
         _fail(status, decision, cond.REASON_MAX_RESTARTS, msg, condition, event, stamp)
         return True
     status.restarts += 1
@@ -482,12 +492,14 @@ def _handle_end(
             cond.PROGRESSING,
             "True",
             cond.REASON_BACKOFF,
-            f"Attempt {cp.attempt} ended with {what}; resuming at item {at + 1} in {math.ceil(delay)}s.",
+            f"Attempt {cp.attempt} ended with {what}; "
+            f"resuming at item {at + 1} in {math.ceil(delay)}s.",
         )
         event(
             "Warning",
             "AttemptFailed",
-            f"Attempt {cp.attempt} ended with {what}; restart {status.restarts}/{spec.retry.max_restarts} in {math.ceil(delay)}s",
+            f"Attempt {cp.attempt} ended with {what}; "
+            f"restart {status.restarts}/{spec.retry.max_restarts} in {math.ceil(delay)}s",
         )
     return False
 

@@ -26,8 +26,9 @@ from typing import IO, Any, TextIO
 
 from resumable._store import LocalStore
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
+
 from resumable_operator import objects
-from resumable_operator.jsonpatch import PatchTestFailed, apply_patch
+from resumable_operator.jsonpatch import PatchTestFailedError, apply_patch
 from resumable_operator.reconcile import Decision, EventPlan, PodView, decide
 
 #: How often the runner looks at its worker and the store.
@@ -117,7 +118,7 @@ class LocalRunner:
             decision = decide(self.batch, views, datetime.now(UTC))
             try:
                 self._write_status(status, decision)
-            except PatchTestFailed:
+            except PatchTestFailedError:
                 continue  # the worker wrote in between: decide again on fresh state
             self._apply(decision)
             if decision.create_pod is not None:
@@ -134,8 +135,11 @@ class LocalRunner:
         deadline = time.monotonic() + min(requeue_after if requeue_after is not None else 1.0, 1.0)
         while time.monotonic() < deadline:
             self._enforce_grace()
-            if any(p.process.poll() is not None and not p.deleting for p in self.pods.values()
-                   if p.name == self.batch.status.active_pod):
+            if any(
+                p.process.poll() is not None and not p.deleting
+                for p in self.pods.values()
+                if p.name == self.batch.status.active_pod
+            ):
                 return
             if self._suspend_requested.is_set() and not self.batch.spec.suspend:
                 return
@@ -175,7 +179,9 @@ class LocalRunner:
         container = pod["spec"]["containers"][0]
         argv = list(container.get("command") or []) + list(container.get("args") or [])
         if not argv:
-            raise ValueError("spec.template.spec.containers[0]: command is required for `resumable run`")
+            raise ValueError(
+                "spec.template.spec.containers[0]: command is required for `resumable run`"
+            )
         env = dict(os.environ)
         for var in container.get("env", []):
             if "value" in var:
@@ -199,7 +205,10 @@ class LocalRunner:
         )
         self.pods[plan.name] = LocalPod(plan.name, plan.attempt, process, grace)
         reader = threading.Thread(
-            target=self._pump, args=(plan.name, process.stdout), daemon=True, name=f"out-{plan.name}"
+            target=self._pump,
+            args=(plan.name, process.stdout),
+            daemon=True,
+            name=f"out-{plan.name}",
         )
         reader.start()
         self._threads.append(reader)
@@ -293,4 +302,4 @@ def write_line(stream: TextIO, text: str) -> None:
     stream.flush()
 
 
-__all__ = ["LocalRunner", "ManifestError", "RunResult", "load_manifest", "write_line", "sys"]
+__all__ = ["LocalRunner", "ManifestError", "RunResult", "load_manifest", "sys", "write_line"]

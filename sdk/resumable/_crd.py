@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from resumable import v1alpha1
 
@@ -70,7 +71,7 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def schema_for(model: type[v1alpha1.BaseModel]) -> dict[str, Any]:
+def schema_for(model: type[BaseModel]) -> dict[str, Any]:
     """The structural OpenAPI v3 schema of one model, camelCase field names."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})

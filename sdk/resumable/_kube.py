@@ -16,7 +16,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from resumable._errors import ConfigError, CorruptCheckpointError, FencedError, StoreUnavailableError
+from resumable._errors import (
+    ConfigError,
+    CorruptCheckpointError,
+    FencedError,
+    StoreUnavailableError,
+)
 from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path, call_with_retries
 from resumable._settings import Settings
 from resumable._store import DirectoryOutputs, OutputStore
@@ -82,7 +87,9 @@ class KubeStore:
                 {"op": "replace", "path": "/status/checkpoint/attempt", "value": attempt},
             ]
             if not self._has_checkpoint(status):
-                ops = [{"op": "add", "path": "/status", "value": {"checkpoint": {"attempt": attempt}}}]
+                ops = [
+                    {"op": "add", "path": "/status", "value": {"checkpoint": {"attempt": attempt}}}
+                ]
             self._patch(ops, expect_attempt=stored, expect_next=status.checkpoint.next_index)
             status.checkpoint.attempt = attempt
         return status, attempt
@@ -100,7 +107,7 @@ class KubeStore:
         final: bool = False,
     ) -> None:
         """Fenced JSON patch of status.checkpoint and status.progress."""
-        ops = [
+        ops: list[dict[str, Any]] = [
             {"op": "test", "path": "/status/checkpoint/attempt", "value": expect_attempt},
             {"op": "test", "path": "/status/checkpoint/nextIndex", "value": expect_next},
             {

@@ -47,11 +47,13 @@ def load_api_client(*, kubeconfig: str | None = None, context: str | None = None
     configuration = k8s_client.Configuration()
     path = kubeconfig or os.environ.get("KUBECONFIG")
     if path or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-        k8s_config.load_kube_config(
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=path, context=context, client_configuration=configuration
         )
     else:
-        k8s_config.load_incluster_config(client_configuration=configuration)
+        k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
     configuration.retries = 0
     return k8s_client.ApiClient(configuration)
 
@@ -64,7 +66,9 @@ class KubeApi:
         self.timeout = timeout
 
     @classmethod
-    def from_environment(cls, *, kubeconfig: str | None = None, context: str | None = None) -> KubeApi:
+    def from_environment(
+        cls, *, kubeconfig: str | None = None, context: str | None = None
+    ) -> KubeApi:
         """Connect with the current kubeconfig or the pod's service account."""
         return cls(load_api_client(kubeconfig=kubeconfig, context=context))
 
@@ -79,7 +83,9 @@ class KubeApi:
         timeout: float | None = None,
     ) -> Any:
         """Send one request; return the decoded JSON response or raise ApiError."""
-        params = [(k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (query or {}).items()]
+        params = [
+            (k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (query or {}).items()
+        ]
         headers = {"Accept": "application/json", "Content-Type": content_type}
         method_, url, headers_, body_, post = self.api_client.param_serialize(
             method=method,
@@ -91,7 +97,11 @@ class KubeApi:
         )
         try:
             response = self.api_client.call_api(
-                method_, url, header_params=headers_, body=body_, post_params=post,
+                method_,
+                url,
+                header_params=headers_,
+                body=body_,
+                post_params=post,
                 _request_timeout=timeout or self.timeout,
             )
             data = response.read()

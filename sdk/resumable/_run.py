@@ -180,9 +180,7 @@ class Run:
         self.redone = 0
         redo_from = getattr(outputs, "read_inflight", lambda: None)()
         if redo_from is not None and not self._fresh:
-            self.redone = sum(
-                1 for i in range(self.resumed_from, redo_from) if not self.is_done(i)
-            )
+            self.redone = sum(1 for i in range(self.resumed_from, redo_from) if not self.is_done(i))
         self._redone_total = int(cp.context.get("redone", 0)) if cp.context else 0
         self._redone_total += self.redone
         if settings.handle_signals:
@@ -304,14 +302,14 @@ class Run:
 
     def _check_fingerprint(self, current: str) -> None:
         stored = self._fingerprint
-        if stored and stored != current and len(self._completed) and not self._fresh:
-            if not self.settings.allow_changed_items:
-                raise FingerprintMismatchError(
-                    f"{self._store.describe()}: the item list changed since the checkpoint was "
-                    f"written (fingerprint {stored}, now {current}; {len(self._completed)} items "
-                    "done). Restore the original list, set RESUMABLE_ALLOW_CHANGED_ITEMS=1 to "
-                    "resume anyway, or change spec.runId to start over."
-                )
+        changed = stored and stored != current and len(self._completed) and not self._fresh
+        if changed and not self.settings.allow_changed_items:
+            raise FingerprintMismatchError(
+                f"{self._store.describe()}: the item list changed since the checkpoint was "
+                f"written (fingerprint {stored}, now {current}; {len(self._completed)} items "
+                "done). Restore the original list, set RESUMABLE_ALLOW_CHANGED_ITEMS=1 to "
+                "resume anyway, or change spec.runId to start over."
+            )
         self._fingerprint = current
 
     def _step(self, key: str, fn: Callable[[], R]) -> R:
@@ -400,8 +398,9 @@ class Run:
         encoded = json.dumps(context, default=str)
         if len(encoded) > MAX_CONTEXT_BYTES:
             raise ResumableError(
-                f"run.context is {len(encoded)} bytes serialised, over the {MAX_CONTEXT_BYTES}-byte "
-                "limit: keep large state in item outputs or steps, not in the checkpoint"
+                f"run.context is {len(encoded)} bytes serialised, over the "
+                f"{MAX_CONTEXT_BYTES}-byte limit: keep large state in item outputs or steps, "
+                "not in the checkpoint"
             )
         finished = cp.finished
         return Checkpoint(

@@ -142,7 +142,8 @@ class Backoff(_Model):
                 {
                     "rule": "!has(self.maxSeconds) || !has(self.initialSeconds) || "
                     "self.maxSeconds >= self.initialSeconds",
-                    "message": "backoff.maxSeconds must be greater than or equal to backoff.initialSeconds",
+                    "message": "backoff.maxSeconds must be greater than or equal to "
+                    "backoff.initialSeconds",
                 }
             ]
         }
@@ -341,8 +342,10 @@ class ResumableBatch(_Model):
 
     model_config = ConfigDict(extra="ignore")
 
-    api_version: Literal["resumable.dev/v1alpha1"] = Field(default=API_VERSION, alias="apiVersion")
-    kind: Literal["ResumableBatch"] = Field(default=KIND)
+    api_version: Literal["resumable.dev/v1alpha1"] = Field(
+        default="resumable.dev/v1alpha1", alias="apiVersion"
+    )
+    kind: Literal["ResumableBatch"] = Field(default="ResumableBatch")
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ResumableBatchSpec
     status: ResumableBatchStatus = Field(default_factory=ResumableBatchStatus)

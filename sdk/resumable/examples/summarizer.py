@@ -24,10 +24,30 @@ from typing import Any
 
 import resumable
 
-WORDS = (
-    "checkpoint resume batch item worker operator status cluster failure retry token cost "
-    "document summary agent pipeline research parse write progress position attempt"
-).split()
+WORDS = [
+    "checkpoint",
+    "resume",
+    "batch",
+    "item",
+    "worker",
+    "operator",
+    "status",
+    "cluster",
+    "failure",
+    "retry",
+    "token",
+    "cost",
+    "document",
+    "summary",
+    "agent",
+    "pipeline",
+    "research",
+    "parse",
+    "write",
+    "progress",
+    "position",
+    "attempt",
+]
 
 PRICE_PER_TOKEN_USD = 3.0 / 1_000_000
 
@@ -54,7 +74,7 @@ def fake_llm(text: str, *, delay: float) -> tuple[str, int]:
     return first, tokens
 
 
-class SimulatedTimeout(TimeoutError):
+class SimulatedTimeoutError(TimeoutError):
     """The fault injected by --crash-after: the model API timed out."""
 
 
@@ -133,15 +153,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.crash_mode == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             if args.crash_mode == "exit":
-                return args.exit_code
-            raise SimulatedTimeout(f"model API timed out after item {item.number}")
-    summary = run.summary()
+                return int(args.exit_code)
+            raise SimulatedTimeoutError(f"model API timed out after item {item.number}")
+    totals = run.summary()
     print(
-        f"done: {summary.done}/{len(docs)} items, {summary.skipped} skipped, "
-        f"{summary.tokens} tokens, ${summary.cost_usd:.4f}, attempt {summary.attempt}",
+        f"done: {totals.done}/{len(docs)} items, {totals.skipped} skipped, "
+        f"{totals.tokens} tokens, ${totals.cost_usd:.4f}, attempt {totals.attempt}",
         flush=True,
     )
-    return 0 if summary.finished else 1
+    return 0 if totals.finished else 1
 
 
 if __name__ == "__main__":

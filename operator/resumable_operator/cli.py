@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
+from resumable._errors import ResumableError
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 
@@ -172,7 +173,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     directory = Path(args.state_dir or Path(".resumable") / batch.metadata.name)
     out = sys.stdout
     write_line(out, f"running {batch.metadata.name} locally; state in {directory}")
-    result = run_local(batch, directory, out=out, show_worker_output=not args.quiet)
+    try:
+        result = run_local(batch, directory, out=out, show_worker_output=not args.quiet)
+    except ResumableError as exc:  # e.g. a corrupt status.json: one line, no traceback
+        raise CliError(str(exc)) from exc
     for line in summary_lines(result):
         write_line(out, line)
     if result.phase == "Suspended":

@@ -12,6 +12,7 @@ decision changed something.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -51,7 +52,7 @@ class Controller:
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._phases: dict[Key, str] = {}
-        self._seen_items: dict[Key, tuple[str, int, str]] = {}
+        self._seen_items: dict[Key, tuple[str, int, str, int]] = {}
         self._rbac_ready: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -135,14 +136,18 @@ class Controller:
         cp = status.get("checkpoint") or {}
         uid = meta.get("uid", "")
         done = int(cp.get("itemsDone", 0) or 0)
-        updated = str(cp.get("updatedAt", ""))
+        updated = json.dumps(cp, sort_keys=True) if cp else ""
+        context = cp.get("context") or {}
+        redone = int(context.get("redone", 0) or 0) if isinstance(context, dict) else 0
         seen = self._seen_items.get(key)
         if seen is not None and seen[0] == uid:
             if done > seen[1]:
                 metrics.ITEMS_COMPLETED.inc(done - seen[1])
             if updated and updated != seen[2]:
                 metrics.CHECKPOINT_WRITES.inc()
-        self._seen_items[key] = (uid, done, updated)
+            if redone > seen[3]:
+                metrics.ITEMS_REDONE.inc(redone - seen[3])
+        self._seen_items[key] = (uid, done, updated, redone)
         generation = meta.get("generation")
         conditions = status.get("conditions") or []
         if (

@@ -435,12 +435,13 @@ def _handle_end(
             pod.reason or (f"Exit{pod.exit_code}" if pod.exit_code is not None else "Unknown"),
         )
     # Poison items. A death counts against the item at the saved position only when
-    # that position is exact: the worker recorded an error there, exited cleanly, or
-    # ran in careful mode (every commit written) because an earlier death was unexplained.
-    precise = (
-        (cp.last_error_index == position and bool(cp.last_error))
-        or (decision.outcome is not None and decision.outcome.kind == "not-finished")
-        or status.stall is not None
+    # this attempt said it died there: it recorded an error for that item, exited
+    # cleanly, or (in careful mode, after an unexplained death) marked the item in
+    # flight. A worker that dies before it starts an item blames no item.
+    wrote = cp.context.get("attempt") == cp.attempt
+    precise = (decision.outcome is not None and decision.outcome.kind == "not-finished") or (
+        wrote
+        and ((cp.last_error_index == position and bool(cp.last_error)) or cp.inflight == position)
     )
     stall = status.stall
     if stall is not None and stall.index == position:

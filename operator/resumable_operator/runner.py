@@ -182,6 +182,8 @@ class LocalRunner:
             raise ValueError(
                 "spec.template.spec.containers[0]: command is required for `resumable run`"
             )
+        if argv[0] in ("python", "python3"):
+            argv[0] = sys.executable  # the interpreter that has this package, as the image has
         env = dict(os.environ)
         for var in container.get("env", []):
             if "value" in var:
@@ -266,7 +268,11 @@ def load_manifest(path: Path) -> ResumableBatch:
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{path}: not valid YAML: {exc}") from exc
+        # One line: PyYAML's message spans several, with a snippet of the file.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ManifestError(f"{path}: not valid YAML: {problem}{where}") from exc
     batches = [d for d in docs if isinstance(d, dict) and d.get("kind") == "ResumableBatch"]
     if not batches:
         raise ManifestError(f"{path}: no ResumableBatch in the file")
@@ -278,6 +284,12 @@ def load_manifest(path: Path) -> ResumableBatch:
         raise ManifestError(f"{path}: " + describe_validation_error(exc)) from exc
     if not batch.metadata.name:
         raise ManifestError(f"{path}: metadata.name is required")
+    first = batch.spec.template.spec.containers[0]
+    if not (first.command or first.args):
+        # Checked here, before anything runs: there is no image entrypoint locally.
+        raise ManifestError(
+            f"{path}: spec.template.spec.containers[0].command: required by `resumable run`"
+        )
     return batch
 
 

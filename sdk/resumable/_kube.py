@@ -107,17 +107,16 @@ class KubeStore:
         final: bool = False,
     ) -> None:
         """Fenced JSON patch of status.checkpoint and status.progress."""
+        value = checkpoint.model_dump(by_alias=True, exclude_none=True, mode="json")
         ops: list[dict[str, Any]] = [
             {"op": "test", "path": "/status/checkpoint/attempt", "value": expect_attempt},
             {"op": "test", "path": "/status/checkpoint/nextIndex", "value": expect_next},
-            {
-                "op": "replace",
-                "path": "/status/checkpoint",
-                "value": checkpoint.model_dump(by_alias=True, exclude_none=True, mode="json"),
-            },
+            {"op": "replace", "path": "/status/checkpoint", "value": value},
             {"op": "add", "path": "/status/progress", "value": progress},
         ]
-        self._patch(ops, expect_attempt=expect_attempt, expect_next=expect_next, final=final)
+        self._patch(
+            ops, expect_attempt=expect_attempt, expect_next=expect_next, final=final, sent=value
+        )
 
     def _patch(
         self,
@@ -126,24 +125,46 @@ class KubeStore:
         expect_attempt: int,
         expect_next: int,
         final: bool = True,
+        sent: dict[str, Any] | None = None,
     ) -> None:
         path = batch_path(self.namespace, self.name, status=True)
+        tries = 0
+
+        def send() -> Any:
+            nonlocal tries
+            tries += 1
+            return self.api.request("PATCH", path, body=ops, content_type=JSON_PATCH)
+
         try:
-            call_with_retries(
-                lambda: self.api.request("PATCH", path, body=ops, content_type=JSON_PATCH),
-                deadline=FINAL_DEADLINE if final else BOUNDARY_DEADLINE,
-            )
+            call_with_retries(send, deadline=FINAL_DEADLINE if final else BOUNDARY_DEADLINE)
         except ApiError as exc:
             if exc.retryable:
                 raise StoreUnavailableError(f"{self.describe()}: {exc}") from exc
+            if exc.status == 404:
+                raise ConfigError(f"{self.describe()} does not exist") from exc
             if exc.status in (409, 422):
-                self._explain_refusal(expect_attempt, expect_next, exc)
+                current = self.load() or ResumableBatchStatus()
+                if (
+                    sent is not None
+                    and tries > 1
+                    and current.checkpoint == Checkpoint.model_validate(sent)
+                ):
+                    # An earlier try was applied but its answer was lost (timeout,
+                    # dropped connection): the retry's test op failed on our own write.
+                    self.writes += 1
+                    return
+                self._explain_refusal(current, expect_attempt, expect_next, exc)
             raise
         self.writes += 1
 
-    def _explain_refusal(self, expect_attempt: int, expect_next: int, exc: ApiError) -> None:
+    def _explain_refusal(
+        self,
+        current: ResumableBatchStatus,
+        expect_attempt: int,
+        expect_next: int,
+        exc: ApiError,
+    ) -> None:
         """A refused test op: say who owns the batch now."""
-        current = self.load() or ResumableBatchStatus()
         cp = current.checkpoint
         if cp.attempt != expect_attempt:
             raise FencedError(

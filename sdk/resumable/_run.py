@@ -177,6 +177,7 @@ class Run:
         self._fingerprint = cp.fingerprint
         self.resumed_from = self._next_index()
         self._careful_until = self._careful_window()
+        self._inflight: int | None = None
         self.redone = 0
         redo_from = getattr(outputs, "read_inflight", lambda: None)()
         if redo_from is not None and not self._fresh:
@@ -233,6 +234,9 @@ class Run:
                 mark = getattr(self._outputs, "mark_inflight", None)
                 if mark is not None:
                     mark(index)
+                if self._careful_until is not None and index <= self._careful_until:
+                    self._inflight = index
+                    self._flush(final=False)  # careful mode: say which item we are on
                 yield item
                 if not item._entered and not item._closed:
                     self._commit(item)
@@ -331,6 +335,7 @@ class Run:
                     {"index": item.index, "key": item.key, "output": item.output},
                 )
             self._completed.add(item.index)
+            self._inflight = None
             self._failed.discard(item.index)
             cp = self._checkpoint
             cp.tokens += item.tokens
@@ -415,6 +420,7 @@ class Run:
             context=json.loads(encoded),
             last_error=cp.last_error,
             last_error_index=cp.last_error_index,
+            inflight=self._inflight,
             finished=finished,
             updated_at=_now_rfc3339(),
         )

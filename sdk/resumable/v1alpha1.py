@@ -264,6 +264,11 @@ class Checkpoint(_Model):
         default="", max_length=MAX_ERROR_CHARS, description="Last item error the worker recorded."
     )
     last_error_index: int | None = Field(default=None, ge=0, description="The item that raised it.")
+    inflight: int | None = Field(
+        default=None,
+        ge=0,
+        description="In careful mode (after an unexplained death), the item being worked on.",
+    )
     finished: bool = Field(
         default=False,
         description="True once every item is done: the position is cleared, the counts stay.",

@@ -28,8 +28,10 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && has_binaries "$KUBEBUILDER_ASSETS"; the
     exit 0
 fi
 
-kube_version="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/kube-apiserver/go.mod")"
-etcd_version="$(awk '$1 == "require" && $2 == "go.etcd.io/etcd/server/v3" {print $3}' "$here/etcd/go.mod")"
+# The version a go.mod requires of a module (single-line or block form).
+required() { awk -v m="$2" '($1 == "require" && $2 == m) {print $3; exit} ($1 == m && $2 ~ /^v/) {print $2; exit}' "$1"; }
+kube_version="$(required "$here/kube-apiserver/go.mod" k8s.io/kubernetes)"
+etcd_version="$(required "$here/etcd/go.mod" go.etcd.io/etcd/server/v3)"
 if [[ -z "$kube_version" || -z "$etcd_version" ]]; then
     log "cannot read the pinned versions from the wrapper go.mod files"
     exit 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -56,7 +57,7 @@ def find_binaries(*, build: bool = True, log_file: Path | None = None) -> Path:
     with contextlib.ExitStack() as stack:
         stderr: Any = subprocess.PIPE
         if log_file is not None:
-            stderr = stack.enter_context(log_file.open("ab"))
+            stderr = stack.enter_context(log_file.open("wb"))
         proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=stderr, check=False)
     if proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace") if log_file is None else tail(log_file)
@@ -64,6 +65,14 @@ def find_binaries(*, build: bool = True, log_file: Path | None = None) -> Path:
             f"{BUILD_SCRIPT.relative_to(REPO_ROOT)} exited {proc.returncode}:\n{detail}"
         )
     return Path(proc.stdout.decode().strip().splitlines()[-1])
+
+
+def new_api_client(kubeconfig: Path) -> Any:
+    """A kubernetes.client.ApiClient for a kubeconfig file (the caller closes it)."""
+    from kubernetes import config
+
+    factory: Any = config.new_client_from_config  # untyped upstream
+    return factory(config_file=str(kubeconfig))
 
 
 def free_port() -> int:
@@ -167,9 +176,14 @@ class ControlPlane:
         *,
         binaries: Path | None = None,
         ready_timeout: float = 90.0,
-        verbosity: int = 1,
+        verbosity: int | None = None,
     ) -> ControlPlane:
-        """Start etcd and kube-apiserver in workdir; return when /readyz says ok."""
+        """Start etcd and kube-apiserver in workdir; return when /readyz says ok.
+
+        verbosity: kube-apiserver's --v (default $RB_APISERVER_VERBOSITY or 0).
+        """
+        if verbosity is None:
+            verbosity = int(os.environ.get("RB_APISERVER_VERBOSITY") or 0)
         workdir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         if binaries is None:
@@ -243,7 +257,7 @@ class ControlPlane:
             for proc, log in zip(self._processes, (self.etcd_log, self.apiserver_log), strict=True):
                 if proc.poll() is not None:
                     raise ControlPlaneError(
-                        f"{Path(str(proc.args[0])).name} exited with {proc.returncode}:\n"
+                        f"{Path(str(proc.args[0])).name} exited with {proc.returncode}:\n"  # type: ignore[index]
                         + tail(log)
                     )
             try:
@@ -357,9 +371,7 @@ class ControlPlane:
 
     def new_api_client(self, kubeconfig: Path | None = None) -> Any:
         """A new kubernetes.client.ApiClient (admin by default); the caller closes it."""
-        from kubernetes import config
-
-        return config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
+        return new_api_client(kubeconfig or self.kubeconfig)
 
     def kubectl(
         self,
@@ -396,7 +408,7 @@ class ControlPlane:
         """Create a ServiceAccount if missing (no token controller runs here)."""
         from kubernetes import client
 
-        core = client.CoreV1Api(self.api_client())
+        core: Any = client.CoreV1Api(self.api_client())
         try:
             core.create_namespaced_service_account(
                 namespace, {"metadata": {"name": name}}, _preload_content=False
@@ -409,7 +421,7 @@ class ControlPlane:
         """Create a namespace with its `default` ServiceAccount."""
         from kubernetes import client
 
-        core = client.CoreV1Api(self.api_client())
+        core: Any = client.CoreV1Api(self.api_client())
         body = {"metadata": {"name": name, "labels": labels or {}}}
         core.create_namespace(body, _preload_content=False)
         self.ensure_service_account(name)
@@ -418,7 +430,7 @@ class ControlPlane:
         """Delete a namespace. Without a namespace controller it stays Terminating."""
         from kubernetes import client
 
-        core = client.CoreV1Api(self.api_client())
+        core: Any = client.CoreV1Api(self.api_client())
         with contextlib.suppress(client.ApiException):
             core.delete_namespace(name, _preload_content=False)
 
@@ -430,35 +442,43 @@ class ControlPlane:
         """
         from kubernetes import client
 
-        ext = client.ApiextensionsV1Api(self.api_client())
+        ext: Any = client.ApiextensionsV1Api(self.api_client())
         names: list[str] = []
         for path in paths:
             for doc in yaml.safe_load_all(path.read_text()):
                 if not doc:
                     continue
                 if doc.get("kind") != "CustomResourceDefinition":
-                    raise ControlPlaneError(f"{path}: not a CustomResourceDefinition: {doc.get('kind')}")
+                    raise ControlPlaneError(
+                        f"{path}: not a CustomResourceDefinition: {doc.get('kind')}"
+                    )
                 name = doc["metadata"]["name"]
                 try:
                     ext.create_custom_resource_definition(doc, _preload_content=False)
                 except client.ApiException as e:
                     if e.status != 409:
                         raise ControlPlaneError(f"{path}: CRD {name} rejected: {e.body}") from e
-                    current = self._get_json(ext.read_custom_resource_definition(name, _preload_content=False))
+                    current = self._get_json(
+                        ext.read_custom_resource_definition(name, _preload_content=False)
+                    )
                     doc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
                     ext.replace_custom_resource_definition(name, doc, _preload_content=False)
                 names.append(name)
         deadline = time.monotonic() + timeout
         pending = list(names)
         while pending:
-            crd = self._get_json(ext.read_custom_resource_definition(pending[0], _preload_content=False))
-            conditions = {c["type"]: c for c in crd.get("status", {}).get("conditions", [])}
+            crd = self._get_json(
+                ext.read_custom_resource_definition(pending[0], _preload_content=False)
+            )
+            status = crd.get("status") or {}
+            conditions = {c["type"]: c for c in status.get("conditions") or []}
             if conditions.get("Established", {}).get("status") == "True":
                 pending.pop(0)
                 continue
             if time.monotonic() > deadline:
+                found = list(conditions.values())
                 raise ControlPlaneError(
-                    f"CRD {pending[0]} not Established after {timeout}s: {list(conditions.values())}"
+                    f"CRD {pending[0]} not Established after {timeout}s: {found}"
                 )
             time.sleep(0.1)
         return names
@@ -486,6 +506,7 @@ __all__ = [
     "ControlPlaneError",
     "find_binaries",
     "free_port",
+    "new_api_client",
     "running_control_plane",
     "tail",
 ]

@@ -64,7 +64,7 @@ def _issue(
     usage: x509.ObjectIdentifier,
     sans: list[x509.GeneralName] | None = None,
 ) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -98,7 +98,7 @@ def _issue(
 def generate_pki(directory: Path) -> PKI:
     """Create a CA, the apiserver's serving cert, an admin client cert, SA keys."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (

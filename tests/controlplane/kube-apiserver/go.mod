@@ -4,7 +4,7 @@
 // k8s.io/kubernetes's own go.mod requires its staging modules at v0.0.0 and
 // replaces them with ./staging/src/...; those replaces are ignored in a
 // dependency, so this module pins each staging module to the matching v0
-// release. Bump every version together (KUBE_VERSION in ../build.sh too).
+// release. Bump them all together; ../build.sh reads the version from here.
 module resumable.dev/tests/controlplane/kube-apiserver
 
 go 1.26.0

@@ -1,8 +1,0 @@
-"""Shared test setup: make tests/ importable (scenarios, helpers) for every tier."""
-
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).parent))

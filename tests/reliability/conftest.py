@@ -1,0 +1,105 @@
+"""Reliability tier: API faults the real server can't produce on demand, on kmock.
+
+500s, 429s with Retry-After, slow answers (client timeouts) and dropped watch
+streams. Everything else is tested against the real control plane (integration).
+
+Fixtures (besides kmock's own ``kmock``: a fresh KubernetesEmulator on a local
+HTTP port per test, from the kmock pytest plugin):
+
+- ``kmock_url``: the mock server's base URL (str).
+- ``kmock_kubeconfig``: a kubeconfig file pointing at it (plain HTTP, no auth).
+- ``kmock_env``: sets KUBECONFIG to that file for the test (for code that loads
+  its config itself, like the SDK and kopf); returns the path.
+- ``kmock_client``: a kubernetes.client.ApiClient for the mock (closed after the test).
+- ``rb_resource``: registers the ResumableBatch resource (resumable.dev/v1alpha1,
+  resumablebatches, namespaced, with the status subresource) in the mock's
+  discovery; returns its kmock.resource for criteria.
+
+The kubernetes client is synchronous: call it with ``await asyncio.to_thread(...)``
+so the mock server (on the test's event loop) can answer.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import kmock as km  # noqa: E402
+
+GROUP, VERSION, PLURAL = "resumable.dev", "v1alpha1", "resumablebatches"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.reliability)
+
+
+@pytest.fixture
+def kmock_url(kmock: km.RawHandler) -> str:
+    return str(kmock.url).rstrip("/")
+
+
+@pytest.fixture
+def kmock_kubeconfig(kmock_url: str, tmp_path: Path) -> Path:
+    path = tmp_path / "kmock.kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "kmock", "cluster": {"server": kmock_url}}],
+                "users": [{"name": "kmock", "user": {"token": "kmock-token"}}],
+                "contexts": [
+                    {
+                        "name": "kmock",
+                        "context": {"cluster": "kmock", "user": "kmock", "namespace": "default"},
+                    }
+                ],
+                "current-context": "kmock",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def kmock_env(kmock_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KUBECONFIG", str(kmock_kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return kmock_kubeconfig
+
+
+@pytest.fixture
+def kmock_client(kmock_kubeconfig: Path) -> Iterator[Any]:
+    from tests.kube.controlplane import new_api_client
+
+    api = new_api_client(kmock_kubeconfig)
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def rb_resource(kmock: km.KubernetesScaffold) -> km.resource:
+    resource = km.resource(GROUP, VERSION, PLURAL)
+    kmock.resources[resource] = km.ResourceInfo(
+        kind="ResumableBatch",
+        singular="resumablebatch",
+        shortnames={"rb"},
+        namespaced=True,
+        subresources={"status"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    )
+    return resource

@@ -40,6 +40,10 @@ class Coalescer:
             or (policy.cost_usd is not None and self.pending_cost >= policy.cost_usd)
         )
 
+    def deferred(self, now: float) -> None:
+        """A due write could not be made: keep the pending work, wait before trying again."""
+        self.last_write = now
+
     def written(self, now: float) -> None:
         """Note that everything pending was just saved."""
         self.last_write = now

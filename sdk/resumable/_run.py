@@ -452,7 +452,10 @@ class Run:
             except StoreUnavailableError:
                 if final:
                     raise
-                return  # keep pending progress; the next boundary tries again
+                # Keep the pending progress; try again one policy interval later
+                # instead of blocking at every item boundary while the server is away.
+                self._coalescer.deferred(self._clock())
+                return
             self._saved_next = new.next_index
             self._checkpoint = new
             self._coalescer.written(self._clock())

@@ -11,13 +11,16 @@ directory fsync. Used by :mod:`resumable._run`, the local runner and the CLI.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
+import itertools
 import json
 import os
-import tempfile
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pydantic import ValidationError
 
@@ -91,15 +94,27 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_temp_serial = itertools.count()
+
+
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write data to path atomically: temp file, fsync, rename, directory fsync."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write data to path atomically: temp file, fsync, rename, directory fsync.
+
+    The temp name is unique per process and call (pid and a counter) and made
+    with plain os calls: this runs once per item, where mkstemp's random names and
+    a buffered file object cost more than the write itself.
+    """
+    tmp = os.path.join(path.parent, f".{path.name}.{os.getpid()}-{next(_temp_serial)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -107,6 +122,25 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """Linux's syncfs(2) from libc, or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        func = ctypes.CDLL(None, use_errno=True).syncfs
+    except (AttributeError, OSError):
+        return None
+    func.argtypes = [ctypes.c_int]
+    func.restype = ctypes.c_int
+    return cast("Callable[[int], int]", func)
+
+
+_syncfs = _load_syncfs()
+
+#: Above this many unsynced files one syncfs(2) replaces the per-file fsyncs.
+SYNCFS_THRESHOLD = 8
 
 
 def _read_json(path: Path) -> Any:
@@ -183,6 +217,19 @@ class DirectoryOutputs:
         """fsync every file written since the last sync, then the directory."""
         if not self._unsynced:
             return
+        if _syncfs is not None and len(self._unsynced) > SYNCFS_THRESHOLD:
+            # One filesystem-wide flush instead of one journal commit per file: with
+            # the default policy a write covers ~1000 outputs of 1 ms items, and
+            # fsyncing them one by one costs more than the items themselves.
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _syncfs(fd) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"syncfs {self.root}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            self._unsynced.clear()
+            return
         for path in self._unsynced:
             with contextlib.suppress(FileNotFoundError):
                 fd = os.open(path, os.O_RDONLY)
@@ -208,6 +255,8 @@ class LocalStore:
         self.steps = DirectoryOutputs(self.root / STEPS_DIR)
         self._seen: tuple[int, int] | None = None
         self._seen_status: ResumableBatchStatus | None = None
+        self._lock_fd: int | None = None
+        self._thread_lock = threading.Lock()
 
     def describe(self) -> str:
         """The status file's path."""
@@ -215,14 +264,23 @@ class LocalStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the store's exclusive lock (between processes) for a read-modify-write."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        """Hold the store's exclusive lock (between processes) for a read-modify-write.
+
+        The lock file stays open for the store's lifetime (every checkpoint write
+        takes the lock; reopening it each time cost as much as the JSON work), so a
+        thread lock keeps threads sharing this object apart as flock cannot.
+        """
+        with self._thread_lock:
+            if self._lock_fd is None:
+                self.root.mkdir(parents=True, exist_ok=True)
+                self._lock_fd = os.open(
+                    self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+                )
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def load(self) -> ResumableBatchStatus | None:
         """The saved status, or None when the store is empty."""
@@ -239,7 +297,7 @@ class LocalStore:
 
     def write_status(self, status: ResumableBatchStatus) -> None:
         """Replace the whole status (the local runner's write; hold :meth:`locked`)."""
-        data = json.dumps(status.model_dump(by_alias=True, exclude_none=True, mode="json"))
+        data = status.model_dump_json(by_alias=True, exclude_none=True)
         atomic_write(self.status_path, data.encode())
         self._remember()
 

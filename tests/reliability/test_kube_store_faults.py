@@ -1,0 +1,451 @@
+"""The SDK's Kubernetes store under API faults the real server can't produce on demand (kmock).
+
+429 with Retry-After, 500/503, a response that never comes (client timeout),
+an API server that stays away longer than a write's deadline, and a write that
+landed although its answer was lost. Also how refusals read: a 422 from a
+failed JSON-patch ``test`` op is a FencedError naming the attempts, a 404 a
+ConfigError naming the batch.
+
+The batch lives in :class:`BatchServer`, a few lines on kmock's
+KubernetesScaffold that GET and JSON-patch one object the way kube-apiserver
+does (a failed ``test`` op is a 422 and changes nothing). kmock's
+KubernetesEmulator is not used for it: it applies a write to its store before
+the reactions run (a write answered with an injected 503 still lands), and it
+answers a failed ``test`` op with a 500, which a client rightly retries.
+Faults are kmock reactions at a higher priority than the batch's.
+
+Deadlines are shortened (resumable._kube.BOUNDARY_DEADLINE / FINAL_DEADLINE) so
+every test runs in about a second. The store is synchronous: it runs in a
+thread (asyncio.to_thread) while kmock answers on the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import kmock as km
+import pytest
+import pytest_asyncio
+import resumable
+
+# Exported by kmock (not listed in its __all__): a response with its own status code.
+from kmock import Response  # type: ignore[attr-defined]
+from resumable import _kube
+from resumable._errors import ConfigError, FencedError, StoreUnavailableError
+from resumable._kube import KubeStore
+from resumable._kubeapi import KubeApi, batch_path, load_api_client
+from resumable.v1alpha1 import Checkpoint, CheckpointPolicy
+
+pytestmark = [
+    pytest.mark.reliability,
+    pytest.mark.asyncio,
+    pytest.mark.kmock(cls=km.KubernetesScaffold),
+    pytest.mark.timeout(60),
+]
+
+NS, NAME = "ns1", "b1"
+OBJECT_PATH = batch_path(NS, NAME)
+STATUS_PATH = batch_path(NS, NAME, status=True)
+
+
+def k8s_status(code: int, reason: str, message: str = "") -> dict[str, Any]:
+    """A metav1.Status body, as kube-apiserver sends with errors."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "metadata": {},
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message or reason,
+    }
+
+
+class BatchServer:
+    """One ResumableBatch served like kube-apiserver serves it: GET, and JSON patch of status.
+
+    Every applied write is kept in ``history`` (the status after it). Replace or
+    edit ``obj`` from the test to play the operator (e.g. a newer attempt).
+    """
+
+    def __init__(self, kmock: km.RawHandler, status: dict[str, Any] | None) -> None:
+        self.obj: dict[str, Any] = {
+            "apiVersion": "resumable.dev/v1alpha1",
+            "kind": "ResumableBatch",
+            "metadata": {"name": NAME, "namespace": NS, "resourceVersion": "1"},
+            "spec": {"template": {"spec": {"containers": [{"name": "worker"}]}}},
+        }
+        if status is not None:
+            self.obj["status"] = status
+        self.deleted = False
+        self.history: list[dict[str, Any]] = []
+        self.refused: list[list[dict[str, Any]]] = []
+        kmock["get", OBJECT_PATH] << self._get
+        kmock["patch", STATUS_PATH] << self._patch
+
+    @property
+    def status(self) -> dict[str, Any]:
+        return copy.deepcopy(self.obj.get("status") or {})
+
+    @property
+    def checkpoint(self) -> dict[str, Any]:
+        return dict(self.status.get("checkpoint") or {})
+
+    def apply(self, ops: list[dict[str, Any]]) -> Response:
+        """Apply a JSON patch as kube-apiserver does: all or nothing, 422 if it can't."""
+        if self.deleted:
+            return Response(status=404, payload=k8s_status(404, "NotFound", self._gone()))
+        try:
+            new = jsonpatch.apply_patch(self.obj, ops, in_place=False)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            self.refused.append(ops)
+            message = f"the server rejected our request due to an error in our request: {exc}"
+            return Response(status=422, payload=k8s_status(422, "Invalid", message))
+        new["metadata"]["resourceVersion"] = str(int(new["metadata"]["resourceVersion"]) + 1)
+        self.obj = new
+        self.history.append(self.status)
+        return Response(status=200, payload=copy.deepcopy(new))
+
+    def _gone(self) -> str:
+        return f'resumablebatches.resumable.dev "{NAME}" not found'
+
+    def _get(self) -> Response:
+        # Always a Response with its own status: kmock keeps the last one on the reaction.
+        if self.deleted:
+            return Response(status=404, payload=k8s_status(404, "NotFound", self._gone()))
+        return Response(status=200, payload=copy.deepcopy(self.obj))
+
+    def _patch(self, request: km.Request) -> Response:
+        return self.apply(request.data)
+
+
+def initial_status(attempt: int = 1) -> dict[str, Any]:
+    """What the operator writes before it starts attempt N: the fencing token.
+
+    The whole checkpoint, as the operator dumps it (kube-apiserver would fill in
+    the CRD's defaults of a shorter one; this fake does no defaulting).
+    """
+    cp = Checkpoint(attempt=attempt).model_dump(by_alias=True, exclude_none=True, mode="json")
+    return {"checkpoint": cp, "progress": "0/20", "restarts": 0}
+
+
+@pytest.fixture(autouse=True)
+def short_deadlines(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_kube, "BOUNDARY_DEADLINE", 2.0)
+    monkeypatch.setattr(_kube, "FINAL_DEADLINE", 3.0)
+
+
+@pytest_asyncio.fixture
+async def release() -> AsyncIterator[asyncio.Event]:
+    """Set at teardown so hung handlers end and the server shuts down at once."""
+    event = asyncio.Event()
+    yield event
+    event.set()
+    await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def api(kmock_kubeconfig: Path) -> Iterator[KubeApi]:
+    client = load_api_client(kubeconfig=str(kmock_kubeconfig))
+    try:
+        yield KubeApi(client, timeout=0.5)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def batch(kmock: km.RawHandler) -> BatchServer:
+    return BatchServer(kmock, initial_status())
+
+
+@pytest.fixture
+def store(api: KubeApi) -> KubeStore:
+    return KubeStore(api, NS, NAME)
+
+
+def checkpoint_at(next_index: int, *, attempt: int = 1, total: int = 20) -> Checkpoint:
+    return Checkpoint(
+        next_index=next_index,
+        completed=f"0-{next_index - 1}" if next_index > 1 else ("0" if next_index else ""),
+        attempt=attempt,
+        items_done=next_index,
+        total_items=total,
+        context={"attempt": attempt, "workerId": f"test-{time.monotonic_ns()}"},
+        updated_at="2025-01-01T00:00:00Z",
+    )
+
+
+def save(store: KubeStore, cp: Checkpoint, *, expect_next: int, final: bool = False) -> None:
+    store.save_checkpoint(
+        cp,
+        progress=f"{cp.items_done}/{cp.total_items}",
+        expect_attempt=cp.attempt,
+        expect_next=expect_next,
+        final=final,
+    )
+
+
+def patches(kmock: km.RawHandler) -> int:
+    return len(kmock["patch", STATUS_PATH])
+
+
+# --------------------------------------------------------------------------- retries
+
+
+async def test_429_is_retried_after_the_retry_after_it_names(
+    kmock: km.RawHandler, batch: BatchServer, store: KubeStore
+) -> None:
+    (
+        kmock.override["patch", STATUS_PATH][:1]
+        << 429
+        << {"Retry-After": "1"}
+        << k8s_status(429, "TooManyRequests", "Too many requests, please try again later.")
+    )
+    start = time.monotonic()
+    await asyncio.to_thread(save, store, checkpoint_at(5), expect_next=0)
+    elapsed = time.monotonic() - start
+    assert elapsed >= 1.0  # the jittered backoff alone is at most 0.4 s here
+    assert patches(kmock) == 2
+    assert batch.checkpoint["nextIndex"] == 5
+    assert batch.status["progress"] == "5/20"
+    assert len(batch.history) == 1
+    assert store.writes == 1
+
+
+async def test_retry_after_beyond_the_deadline_defers_at_once_without_sleeping(
+    kmock: km.RawHandler, batch: BatchServer, store: KubeStore
+) -> None:
+    (
+        kmock.override["patch", STATUS_PATH]
+        << 429
+        << {"Retry-After": "30"}
+        << k8s_status(429, "TooManyRequests")
+    )
+    start = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match=f"resumablebatch {NS}/{NAME}: 429"):
+        await asyncio.to_thread(save, store, checkpoint_at(5), expect_next=0)
+    assert time.monotonic() - start < 1.0  # it did not sleep 30 s past a 2 s deadline
+    assert patches(kmock) == 1
+    assert batch.checkpoint == initial_status()["checkpoint"]
+
+
+async def test_500_and_503_are_retried_until_the_write_succeeds(
+    kmock: km.RawHandler, batch: BatchServer, store: KubeStore
+) -> None:
+    (
+        kmock.override["patch", STATUS_PATH][:1]
+        << 500
+        << k8s_status(500, "InternalError", "etcdserver: request timed out")
+    )
+    (
+        kmock.override["patch", STATUS_PATH][1:2]
+        << 503
+        << k8s_status(
+            503, "ServiceUnavailable", "the server is currently unable to handle the request"
+        )
+    )
+    await asyncio.to_thread(save, store, checkpoint_at(7), expect_next=0)
+    assert patches(kmock) == 3
+    assert batch.checkpoint["nextIndex"] == 7
+    assert len(batch.history) == 1  # written once, by the third request
+
+
+async def test_a_hung_response_times_out_and_the_write_is_retried(
+    kmock: km.RawHandler, batch: BatchServer, store: KubeStore, release: asyncio.Event
+) -> None:
+    async def hang() -> Response:
+        await release.wait()  # never answers while the client waits
+        return Response(status=504, payload=k8s_status(504, "Timeout"))
+
+    kmock.override["patch", STATUS_PATH][:1] << hang
+    start = time.monotonic()
+    await asyncio.to_thread(save, store, checkpoint_at(3), expect_next=0)
+    assert time.monotonic() - start >= 0.5  # the client's request timeout
+    assert patches(kmock) == 2
+    assert batch.checkpoint["nextIndex"] == 3
+    assert len(batch.history) == 1
+
+
+async def test_a_write_that_landed_but_whose_answer_was_lost_is_not_mistaken_for_fencing(
+    kmock: km.RawHandler, batch: BatchServer, store: KubeStore, release: asyncio.Event
+) -> None:
+    # The server commits the write, then the answer never comes (a dropped
+    # connection, a slow etcd): the retry's `test` of nextIndex now fails with
+    # 422 because our own write moved it. That is success, not a newer owner.
+    async def commit_then_hang(request: km.Request) -> Response:
+        batch.apply(request.data)
+        await release.wait()
+        return Response(status=504, payload=k8s_status(504, "Timeout"))
+
+    kmock.override["patch", STATUS_PATH][:1] << commit_then_hang
+    await asyncio.to_thread(save, store, checkpoint_at(4), expect_next=0)
+    assert batch.checkpoint["nextIndex"] == 4
+    assert len(batch.refused) == 1  # the retry was refused by the server...
+    assert store.writes == 1  # ...and counted as the write it was
+    # The run goes on from there: the next write expects the position it saved.
+    await asyncio.to_thread(save, store, checkpoint_at(6), expect_next=4)
+    assert batch.checkpoint["nextIndex"] == 6
+
+
+# ------------------------------------------------------------------ a whole Run
+
+
+def make_run(store: KubeStore, root: Path, *, attempt: int = 1, items: int = 20) -> resumable.Run:
+    settings = resumable.Settings(
+        batch_name=NAME,
+        namespace=NS,
+        store="kube",
+        directory=root,
+        attempt=attempt,
+        total_items=items,
+        worker_id="worker-a",
+        policy=CheckpointPolicy(every_items=1, min_interval_seconds=0),
+        handle_signals=False,
+    )
+    return resumable.Run(
+        settings, store, resumable.DirectoryOutputs(root / "outputs"),
+        resumable.DirectoryOutputs(root / "steps"),
+    )  # fmt: skip
+
+
+def output_indices(root: Path) -> list[int]:
+    return sorted(json.loads(p.read_text())["index"] for p in (root / "outputs").glob("*.json"))
+
+
+async def test_an_outage_longer_than_the_deadline_loses_no_progress(
+    kmock: km.RawHandler,
+    batch: BatchServer,
+    store: KubeStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_kube, "BOUNDARY_DEADLINE", 0.3)
+    down = threading.Event()
+    kmock.override[down] << 503 << k8s_status(503, "ServiceUnavailable")
+    seen: dict[str, Any] = {}
+
+    def work() -> resumable.Summary:
+        run = make_run(store, tmp_path)
+        for item in run.items(list(range(20))):
+            if item.index == 5:
+                down.set()  # the API server goes away after item 5 is saved
+            if item.index == 12:
+                # Still down: items 5..11 were done and kept pending, none saved.
+                seen["outputs_while_down"] = output_indices(tmp_path)
+                seen["saved_while_down"] = batch.checkpoint.get("nextIndex")
+                seen["patches_while_down"] = patches(kmock)
+                down.clear()  # back: the next boundary flushes everything pending
+            with item:
+                item.output = {"doubled": item.value * 2}
+        return run.summary()
+
+    summary = await asyncio.to_thread(work)
+
+    assert seen["outputs_while_down"] == list(range(12))  # the worker kept going
+    assert seen["saved_while_down"] == 5  # the last position saved before the outage
+    assert seen["patches_while_down"] > len(batch.history)  # writes were tried and failed
+    positions = [h["checkpoint"]["nextIndex"] for h in batch.history]
+    # One write per item until the outage, then the first write after it covers
+    # every item done meanwhile (13 = items 0..12), then one per item again.
+    assert positions[:6] == [1, 2, 3, 4, 5, 13]
+    assert batch.history[5]["checkpoint"]["completed"] == "0-12"
+    final = batch.checkpoint
+    assert final["finished"] is True
+    assert final["itemsDone"] == 20
+    assert batch.status["progress"] == "20/20"
+    assert output_indices(tmp_path) == list(range(20))
+    assert summary.done == 20
+    assert summary.finished
+
+
+async def test_the_final_write_waits_out_a_short_outage(
+    kmock: km.RawHandler,
+    batch: BatchServer,
+    store: KubeStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every write fails while the items run; the final write then keeps retrying
+    # (within FINAL_DEADLINE) until the server is back, and saves everything.
+    monkeypatch.setattr(_kube, "BOUNDARY_DEADLINE", 0.2)
+    down = threading.Event()
+    down.set()
+    kmock.override["patch", STATUS_PATH][down] << 503 << k8s_status(503, "ServiceUnavailable")
+    back = threading.Timer(1.0, down.clear)
+    timings: dict[str, float] = {}
+
+    def work() -> None:
+        run = make_run(store, tmp_path, items=4)
+        for item in run.items(list(range(4))):
+            if item.index == 3:
+                back.start()
+                timings["last"] = time.monotonic()
+            with item:
+                item.output = item.value
+        timings["end"] = time.monotonic()
+
+    try:
+        await asyncio.to_thread(work)
+    finally:
+        back.cancel()
+    assert timings["end"] - timings["last"] >= 1.0  # it waited for the server
+    assert batch.history[0]["checkpoint"]["finished"] is True  # the only write
+    assert batch.checkpoint["itemsDone"] == 4
+    assert batch.checkpoint["completed"] == ""
+    assert patches(kmock) > 4
+    assert output_indices(tmp_path) == [0, 1, 2, 3]
+
+
+# -------------------------------------------------------------------- refusals
+
+
+async def test_a_failed_test_op_is_a_fenced_error_naming_both_attempts(
+    kmock: km.RawHandler, batch: BatchServer, store: KubeStore, tmp_path: Path
+) -> None:
+    def work() -> None:
+        run = make_run(store, tmp_path)
+        for item in run.items(list(range(20))):
+            if item.index == 3:
+                # The operator declared attempt 1 dead and started attempt 2.
+                batch.obj["status"]["checkpoint"]["attempt"] = 2
+            with item:
+                item.output = item.value
+
+    with pytest.raises(FencedError) as exc:
+        await asyncio.to_thread(work)
+    message = str(exc.value)
+    assert f"resumablebatch {NS}/{NAME}" in message
+    assert "attempt 1 was replaced by attempt 2" in message
+    assert "stops without writing" in message
+    # The server refused it (422) and nothing after item 2 was written.
+    assert len(batch.refused) == 1
+    assert batch.checkpoint["attempt"] == 2
+    assert batch.checkpoint["nextIndex"] == 3
+    assert any(op["op"] == "test" and op["value"] == 1 for op in batch.refused[0])
+
+
+async def test_a_missing_batch_is_a_config_error_naming_it(
+    kmock: km.RawHandler, store: KubeStore, tmp_path: Path
+) -> None:
+    batch = BatchServer(kmock, initial_status())
+    batch.deleted = True
+    with pytest.raises(ConfigError, match=f"resumablebatch {NS}/{NAME} does not exist"):
+        await asyncio.to_thread(make_run, store, tmp_path)
+    assert len(kmock["get", OBJECT_PATH]) == 1  # a 404 is not retried
+
+
+async def test_a_batch_deleted_mid_run_is_a_config_error_naming_it(
+    kmock: km.RawHandler, batch: BatchServer, store: KubeStore
+) -> None:
+    batch.deleted = True
+    with pytest.raises(ConfigError, match=f"resumablebatch {NS}/{NAME} does not exist"):
+        await asyncio.to_thread(save, store, checkpoint_at(2), expect_next=0)
+    assert patches(kmock) == 1

@@ -53,6 +53,7 @@ class ProgressBar:
         self.first_done: int | None = None
         self.shown = False
         self.text = ""
+        self.printed = ""
 
     def update(self, status: ResumableBatchStatus) -> None:
         """Redraw from a status."""
@@ -80,6 +81,7 @@ class ProgressBar:
             self.shown = True
         elif now - self.last_line >= self.interval:
             self.last_line = now
+            self.printed = self.text
             write_line(self.stream, self.text)
 
     def line(self, text: str) -> None:
@@ -348,7 +350,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
     print(f"Progress:    {st.progress}\nRestarts:    {st.restarts} (+{st.disruptions} disruptions)")
     print(f"Run ID:      {batch.spec.run_id or '(none)'}\nActive pod:  {st.active_pod or '(none)'}")
     print("Checkpoint:")
-    print(f"  Next item:   {cp.next_index + 1}\n  Completed:   {cp.completed or '(none)'}")
+    if cp.finished:
+        print(f"  Next item:   (finished)\n  Completed:   all ({cp.items_done} items)")
+    else:
+        print(f"  Next item:   {cp.next_index + 1}\n  Completed:   {cp.completed or '(none)'}")
     print(f"  Attempt:     {cp.attempt}\n  Usage:       {cp.tokens} tokens, ${cp.cost_usd:.4f}")
     print(f"  Updated:     {cp.updated_at or '-'}\n  Fingerprint: {cp.fingerprint or '-'}")
     if cp.last_error:
@@ -368,7 +373,12 @@ def cmd_describe(args: argparse.Namespace) -> int:
             "fieldSelector": f"involvedObject.name={args.name},involvedObject.kind=ResumableBatch"
         },
     ).get("items", [])
-    events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    events.sort(
+        key=lambda e: (
+            e.get("lastTimestamp") or e.get("eventTime") or "",
+            int(e.get("metadata", {}).get("resourceVersion") or 0),
+        )
+    )
     print("Events:" + ("" if events else " (none)"))
     for e in events[-15:]:
         print(
@@ -380,7 +390,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """Logs of the batch's current (or latest) worker pod."""
-    from resumable._kubeapi import ApiError
+    from resumable._kubeapi import _server_message
 
     api = _api(args)
     ns = _namespace(args)
@@ -398,16 +408,20 @@ def cmd_logs(args: argparse.Namespace) -> int:
             key=lambda p: int(p["metadata"].get("labels", {}).get("resumable.dev/attempt", "0"))
         )
         pod = pods[-1]["metadata"]["name"]
+    method, url, headers = api.api_client.param_serialize(
+        method="GET",
+        resource_path=f"/api/v1/namespaces/{ns}/pods/{pod}/log",
+        header_params={"Accept": "*/*"},
+        auth_settings=["BearerToken"],
+    )[:3]
     try:
-        text = api.api_client.call_api(
-            *api.api_client.param_serialize(
-                method="GET",
-                resource_path=f"/api/v1/namespaces/{ns}/pods/{pod}/log",
-                auth_settings=["BearerToken"],
-            )[:3]
-        ).read()
-    except ApiError as exc:
-        raise CliError(f"cannot read logs of pod {pod}: {exc.message}") from None
+        response = api.api_client.call_api(method, url, header_params=headers)
+        text = response.read()
+    except Exception as exc:  # transport errors: refused, reset, timed out
+        raise CliError(f"cannot read logs of pod {pod}: {exc}") from None
+    if response.status >= 400:  # the client does not raise for these: the body is an error
+        reason = _server_message(text) or str(response.reason)
+        raise CliError(f"cannot read logs of pod {pod}: {' '.join(reason.split())}")
     sys.stdout.write(text.decode(errors="replace") if isinstance(text, bytes) else str(text))
     return 0
 
@@ -456,7 +470,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         pass
     finally:
         bar.close()
-    if not bar.tty:
+    if not bar.tty and bar.printed != bar.text:
         write_line(sys.stdout, bar.text)
     print(f"phase: {batch.status.phase}")
     return 0
@@ -526,6 +540,12 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        kubeapi = sys.modules.get("resumable._kubeapi")
+        if kubeapi is None or not isinstance(exc, kubeapi.ApiError):
+            raise
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     return code
 

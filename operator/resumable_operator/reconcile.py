@@ -343,7 +343,7 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
             return _finish_decision(old, status, decision)
 
     # No active pod: wait for the backoff, then start the next attempt.
-    if any(not p.finished for p in pods if (p.name, True) not in decision.delete_pods):
+    if any(not p.finished for p in pods):  # never two live pods: wait for the old one
         decision.requeue_after = 1.0
         return _finish_decision(old, status, decision)
     retry_at = parse_time(status.retry_after)
@@ -445,7 +445,7 @@ def _handle_end(
     )
     stall = status.stall
     if stall is not None and stall.index == position:
-        stall = Stall(index=position, attempts=stall.attempts + 1)
+        stall = Stall(index=position, attempts=stall.attempts + (1 if precise else 0))
     else:
         stall = Stall(index=position, attempts=1 if precise else 0)
     status.stall = stall
@@ -547,9 +547,10 @@ def _start_attempt(
         careful=status.stall is not None,
     )
     of = total if total is not None else "?"
-    if attempt == 1:
-        progressing("True", cond.REASON_POD_CREATED, f"Attempt 1 started at item 1/{of}.")
-        event("Normal", "Started", f"Started at item 1/{of} (attempt 1, pod {name})")
+    fresh = start == 0 and not status.checkpoint.completed
+    if attempt == 1 or fresh:
+        progressing("True", cond.REASON_POD_CREATED, f"Attempt {attempt} started at item 1/{of}.")
+        event("Normal", "Started", f"Started at item 1/{of} (attempt {attempt}, pod {name})")
     else:
         after = status.last_failure or "a restart"
         msg = f"Resumed at item {start + 1}/{of} after {after} (attempt {attempt})"

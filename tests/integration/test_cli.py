@@ -1,0 +1,393 @@
+"""The `resumable` cluster commands against the real control plane, run as subprocesses.
+
+get, describe, status (and --watch), logs, suspend, resume and rerun, each as a
+user would type it (`resumable CMD ... --kubeconfig PATH -n NS`), plus the kubectl
+plugin name. The operator runs (as a subprocess) only where a batch must really
+progress; the spec-changing commands are checked by reading the object back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from resumable._kubeapi import KubeApi
+from scenarios import SCENARIOS, Scenario, manifest
+
+from tests.integration.harness import Batches, OperatorProcess, free_port
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+RESUMABLE = BIN / "resumable"
+
+
+def run_cli(
+    *args: str, kubeconfig: Path | None, namespace: str | None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    cmd = [str(RESUMABLE), *args]
+    if kubeconfig is not None:
+        cmd += ["--kubeconfig", str(kubeconfig)]
+    if namespace is not None:
+        cmd += ["-n", namespace]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # exactly one line
+    assert result.stderr.startswith("error: "), result.stderr
+    assert text in result.stderr, result.stderr
+
+
+def simple_batch(name: str, **spec: Any) -> dict[str, Any]:
+    """A batch nobody runs (no operator): for commands that only read or change the object."""
+    scenario = Scenario(id="plain", items=10, fault={}, retry={}, phase="Succeeded", restarts=0)
+    body = manifest(scenario, name)
+    body["spec"].update(spec)
+    return body
+
+
+@pytest.fixture
+def api(kubeconfig: Path) -> KubeApi:
+    return KubeApi.from_environment(kubeconfig=str(kubeconfig))
+
+
+@pytest.fixture
+def batches(api: KubeApi, namespace: str) -> Batches:
+    return Batches(api, namespace)
+
+
+# ------------------------------------------------ a batch the operator ran to the end
+
+
+class Finished:
+    """The recovery scenario (killed after item 20) run by the operator in its own namespace."""
+
+    def __init__(
+        self, namespace: str, batches: Batches, watch: subprocess.CompletedProcess[str]
+    ) -> None:
+        self.namespace = namespace
+        self.batches = batches
+        self.watch = watch
+        self.name = "recovery"
+
+
+@pytest.fixture(scope="module")
+def finished(
+    controlplane: Any, kubeconfig: Path, kubelet: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Finished]:
+    tmp = tmp_path_factory.mktemp("cli")
+    ns = "t-cli-" + hashlib.sha1(str(time.time_ns()).encode()).hexdigest()[:6]
+    controlplane.create_namespace(ns, labels={"resumable.dev/test": "true"})
+    batches = Batches(KubeApi.from_environment(kubeconfig=str(kubeconfig)), ns)
+    operator = OperatorProcess(kubeconfig, ns, tmp / "operator.log").start()
+    try:
+        body = manifest(SCENARIOS[0], "recovery", env={"RESUMABLE_OUTPUT_DIR": str(tmp / "out")})
+        batches.create(body)
+        # `status --watch` follows the batch live, from before its first pod to the end.
+        watch = run_cli(
+            "status",
+            "recovery",
+            "--watch",
+            "--interval",
+            "0.2",
+            kubeconfig=kubeconfig,
+            namespace=ns,
+            timeout=120,
+        )
+        batches.wait_ended("recovery")
+        yield Finished(ns, batches, watch)
+    finally:
+        operator.stop()
+        print("---- operator log (tail) ----\n" + "\n".join(operator.log().splitlines()[-40:]))
+        kubelet.forget_namespace(ns)
+        controlplane.delete_namespace(ns)
+
+
+def test_status_watch_follows_the_batch_until_it_succeeds(finished: Finished) -> None:
+    out = finished.watch.stdout
+    assert finished.watch.returncode == 0, out + finished.watch.stderr
+    assert out.splitlines()[-1] == "phase: Succeeded"
+    assert re.search(r"\] 50/50 .*restarts 1 \$0\.\d{4}$", out.splitlines()[-2]), out
+
+
+def test_get_lists_the_batch_with_progress_restarts_and_phase(
+    finished: Finished, kubeconfig: Path
+) -> None:
+    result = run_cli("get", kubeconfig=kubeconfig, namespace=finished.namespace)
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "PROGRESS", "RESTARTS", "PHASE"]
+    assert [r.split() for r in rows] == [["recovery", "50/50", "1", "Succeeded"]]
+    one = run_cli("get", "recovery", kubeconfig=kubeconfig, namespace=finished.namespace)
+    assert one.stdout == result.stdout
+
+
+def test_describe_shows_the_checkpoint_restarts_and_events(
+    finished: Finished, kubeconfig: Path
+) -> None:
+    result = run_cli("describe", "recovery", kubeconfig=kubeconfig, namespace=finished.namespace)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    cp = finished.batches.get("recovery")["status"]["checkpoint"]
+    assert re.search(r"^Phase:\s+Succeeded$", out, re.MULTILINE)
+    assert re.search(r"^Progress:\s+50/50$", out, re.MULTILINE)
+    assert re.search(r"^Restarts:\s+1 \(\+0 disruptions\)$", out, re.MULTILINE)
+    assert re.search(r"^\s+Attempt:\s+2$", out, re.MULTILINE)
+    assert re.search(r"^\s+Next item:\s+\(finished\)$", out, re.MULTILINE)
+    assert f"{cp['tokens']} tokens, ${cp['costUsd']:.4f}" in out
+    assert cp["fingerprint"] in out
+    assert re.search(r"^\s+Succeeded\s+True\s+Completed\s", out, re.MULTILINE)
+    events = out[out.index("Events:") :]
+    assert "Resumed at item 21/50 after exit 137 (attempt 2)" in events
+    order = [events.index(r) for r in ("Accepted", "Started", "Resumed", "Completed")]
+    assert order == sorted(order), events  # oldest first, also within one second
+
+
+def test_status_prints_the_progress_once(finished: Finished, kubeconfig: Path) -> None:
+    result = run_cli("status", "recovery", kubeconfig=kubeconfig, namespace=finished.namespace)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout
+    assert "50/50" in lines[0]
+    assert "restarts 1" in lines[0]
+    assert lines[1] == "phase: Succeeded"
+
+
+def test_logs_failure_is_a_one_line_error_naming_the_pod(
+    finished: Finished, kubeconfig: Path
+) -> None:
+    # The process kubelet serves no container logs, so the API server answers 500: the
+    # CLI must say so, not print the error body as if it were the log.
+    result = run_cli("logs", "recovery", kubeconfig=kubeconfig, namespace=finished.namespace)
+    assert_one_line_error(result, "cannot read logs of pod recovery-2")
+    assert result.stdout == ""
+
+
+def test_logs_of_a_batch_without_pods_says_so(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("idle"))
+    result = run_cli("logs", "idle", kubeconfig=kubeconfig, namespace=namespace)
+    assert_one_line_error(result, 'resumablebatch "idle" has no worker pods')
+
+
+# -------------------------------------------------- describe of a batch mid-run
+
+
+def test_describe_shows_position_last_error_and_skipped_items(
+    batches: Batches, api: KubeApi, kubeconfig: Path, namespace: str
+) -> None:
+    created = batches.create(simple_batch("midway", totalItems=200))
+    status = {
+        "checkpoint": {
+            "nextIndex": 47,
+            "completed": "0-46,48",
+            "attempt": 3,
+            "itemsDone": 48,
+            "tokens": 1234,
+            "costUsd": 0.0123,
+            "lastError": "ValueError: bad document",
+            "lastErrorIndex": 47,
+        },
+        "progress": "48/200",
+        "restarts": 2,
+        "disruptions": 1,
+        "skipped": [{"index": 12, "attempts": 3, "error": "worker died: exit 137"}],
+        "phase": "Running",
+        "activePod": "midway-3",
+    }
+    batches.patch_status("midway", [{"op": "add", "path": "/status", "value": status}])
+    api.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/events",
+        body={
+            "metadata": {"generateName": "midway.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": "resumable.dev/v1alpha1",
+                "kind": "ResumableBatch",
+                "name": "midway",
+                "namespace": namespace,
+                "uid": created["metadata"]["uid"],
+            },
+            "type": "Normal",
+            "reason": "Resumed",
+            "message": "Resumed at item 48/200 after exit 137 (attempt 3)",
+            "firstTimestamp": "2025-03-01T12:00:00Z",
+            "lastTimestamp": "2025-03-01T12:00:00Z",
+            "count": 1,
+        },
+    )
+    result = run_cli("describe", "midway", kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"^Restarts:\s+2 \(\+1 disruptions\)$", out, re.MULTILINE)
+    assert re.search(r"^Active pod:\s+midway-3$", out, re.MULTILINE)
+    assert re.search(r"^\s+Next item:\s+48$", out, re.MULTILINE)
+    assert re.search(r"^\s+Completed:\s+0-46,48$", out, re.MULTILINE)
+    assert re.search(r"^\s+Attempt:\s+3$", out, re.MULTILINE)
+    assert "1234 tokens, $0.0123" in out
+    assert re.search(r"^\s+Last error:\s+item 48: ValueError: bad document$", out, re.MULTILINE)
+    assert re.search(r"^\s+item 13 after 3 attempt\(s\): worker died: exit 137$", out, re.MULTILINE)
+    assert "Resumed at item 48/200 after exit 137 (attempt 3)" in out
+
+
+# ------------------------------------------------------- spec-changing commands
+
+
+def test_suspend_sets_spec_suspend_and_resume_clears_it(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("pausable"))
+    result = run_cli("suspend", "pausable", kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "resumablebatch/pausable suspended"
+    assert batches.get("pausable")["spec"]["suspend"] is True
+
+    result = run_cli("resume", "pausable", kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "resumablebatch/pausable resumed"
+    obj = batches.get("pausable")
+    assert obj["spec"]["suspend"] is False
+    assert obj["spec"]["totalItems"] == 10  # the rest of the spec is untouched
+
+
+def test_rerun_changes_the_run_id_and_unsuspends(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("again", suspend=True))
+    before = batches.get("again")
+    result = run_cli("rerun", "again", kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == 0, result.stderr
+    first = batches.get("again")
+    run_id = first["spec"]["runId"]
+    assert run_id
+    assert run_id != before["spec"].get("runId", "")
+    assert first["spec"]["suspend"] is False
+    assert result.stdout.strip() == f"resumablebatch/again rerun with runId {run_id}"
+    assert first["metadata"]["generation"] > before["metadata"]["generation"]
+
+    result = run_cli(
+        "rerun", "again", "--run-id", "second", kubeconfig=kubeconfig, namespace=namespace
+    )
+    assert result.returncode == 0, result.stderr
+    assert batches.get("again")["spec"]["runId"] == "second"
+
+
+def test_invalid_run_id_is_refused_by_the_api_server_in_one_line(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("strict"))
+    result = run_cli(
+        "rerun", "strict", "--run-id", "x" * 64, kubeconfig=kubeconfig, namespace=namespace
+    )
+    assert_one_line_error(result, "cannot update resumablebatch")
+    assert "runId" in result.stderr
+    assert batches.get("strict")["spec"].get("runId", "") == ""
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["describe"], ["get"], ["status"], ["suspend"], ["resume"], ["rerun"], ["logs"]],
+    ids=lambda c: c[0],
+)
+def test_unknown_batch_is_a_one_line_error(
+    command: list[str], kubeconfig: Path, namespace: str
+) -> None:
+    result = run_cli(*command, "nope", kubeconfig=kubeconfig, namespace=namespace)
+    assert_one_line_error(result, f'resumablebatch "nope" not found in namespace "{namespace}"')
+    assert result.stdout == ""
+
+
+def test_unreachable_api_server_is_a_one_line_error(
+    kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    dead = tmp_path / "dead.kubeconfig"
+    dead.write_text(yaml.safe_dump(config))
+    for command in (["get"], ["describe", "x"]):
+        result = run_cli(*command, kubeconfig=dead, namespace=namespace)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.startswith("error: "), result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_namespace_defaults_to_the_kubeconfig_context(
+    batches: Batches, kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
+    batches.create(simple_batch("here"))
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["contexts"][0]["context"]["namespace"] = namespace
+    scoped = tmp_path / "scoped.kubeconfig"
+    scoped.write_text(yaml.safe_dump(config))
+    result = run_cli("get", kubeconfig=scoped, namespace=None)
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in result.stdout.splitlines()[1:]] == ["here"]
+
+
+# ---------------------------------------------------------------- kubectl plugin
+
+
+def test_kubectl_discovers_the_plugin_and_runs_our_cli(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not on PATH")
+    assert (BIN / "kubectl-resumable").exists()
+    batches.create(simple_batch("plugged"))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        [kubectl, "resumable", "get", "-n", namespace, "--kubeconfig", str(kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "PROGRESS", "RESTARTS", "PHASE"]
+    assert [r.split()[0] for r in rows] == ["plugged"]
+
+    usage = subprocess.run(
+        [kubectl, "resumable", "--help"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert usage.returncode == 0
+    assert usage.stdout.startswith("usage: kubectl resumable")
+
+    missing = subprocess.run(
+        [
+            kubectl,
+            "resumable",
+            "describe",
+            "nope",
+            "-n",
+            namespace,
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert missing.returncode == 1
+    assert f'error: resumablebatch "nope" not found in namespace "{namespace}"' in missing.stderr
+    assert "Traceback" not in missing.stderr

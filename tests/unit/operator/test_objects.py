@@ -1,0 +1,345 @@
+"""objects.py: the manifests the operator creates, the pod views it reads, the fenced status patch.
+
+Pure functions, checked on hand-built inputs; the status patch is applied with
+the local runner's jsonpatch.apply_patch, the same applier `resumable run` uses.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from resumable import v1alpha1
+from resumable.v1alpha1 import ResumableBatch
+from resumable_operator import objects
+from resumable_operator.jsonpatch import PatchTestFailedError, apply_patch
+from resumable_operator.reconcile import EventPlan, PodPlan
+
+pytestmark = pytest.mark.unit
+
+
+def make_batch(*, pod_spec: dict[str, Any] | None = None, **spec: Any) -> ResumableBatch:
+    template: dict[str, Any] = {
+        "metadata": {"labels": {"team": "docs"}, "annotations": {"note": "x"}},
+        "spec": pod_spec
+        or {
+            "containers": [
+                {
+                    "name": "worker",
+                    "image": "worker:1",
+                    "command": ["python", "-m", "work"],
+                    "env": [
+                        {"name": "MINE", "value": "1"},
+                        {"name": "RESUMABLE_START_INDEX", "value": "999"},  # ours wins
+                    ],
+                },
+                {"name": "sidecar", "image": "side:1"},
+            ],
+            "nodeSelector": {"pool": "batch"},  # passed through untouched
+        },
+    }
+    return ResumableBatch.model_validate(
+        {
+            "metadata": {"name": "docs", "namespace": "team-a", "uid": "uid-9", "generation": 3},
+            "spec": {"template": template, "runId": "r1", **spec},
+        }
+    )
+
+
+PLAN = PodPlan(name="docs-3", attempt=3, start_index=47, total_items=200)
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+# ---------------------------------------------------------------- build_pod
+
+
+def test_build_pod_injects_the_resumable_env_into_every_container() -> None:
+    pod = objects.build_pod(make_batch(checkpoint={"everyItems": 5}), PLAN)
+    worker, sidecar = pod["spec"]["containers"]
+    env = env_of(worker)
+    assert env["MINE"] == "1"
+    assert env["RESUMABLE_BATCH_NAME"] == "docs"
+    assert env["RESUMABLE_NAMESPACE"] == "team-a"
+    assert env["RESUMABLE_START_INDEX"] == "47"  # the user's stale value is replaced
+    assert [e["name"] for e in worker["env"]].count("RESUMABLE_START_INDEX") == 1
+    assert env["RESUMABLE_ATTEMPT"] == "3"
+    assert env["RESUMABLE_TOTAL_ITEMS"] == "200"
+    assert env["RESUMABLE_RUN_ID"] == "r1"
+    assert env["RESUMABLE_STORE"] == "kube"
+    assert json.loads(env["RESUMABLE_CHECKPOINT"] or "")["everyItems"] == 5
+    assert "RESUMABLE_CAREFUL" not in env
+    assert env_of(sidecar)["RESUMABLE_ATTEMPT"] == "3"
+
+
+def test_build_pod_leaves_out_unknown_total_and_marks_careful_attempts() -> None:
+    plan = PodPlan(name="docs-4", attempt=4, start_index=0, total_items=None, careful=True)
+    env = env_of(objects.build_pod(make_batch(), plan)["spec"]["containers"][0])
+    assert "RESUMABLE_TOTAL_ITEMS" not in env
+    assert env["RESUMABLE_CAREFUL"] == "1"
+
+
+def test_build_pod_is_never_restarted_by_the_kubelet_and_is_owned_by_the_batch() -> None:
+    pod = objects.build_pod(make_batch(), PLAN)
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["nodeSelector"] == {"pool": "batch"}
+    meta = pod["metadata"]
+    assert meta["name"] == "docs-3"
+    assert meta["namespace"] == "team-a"
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "resumable.dev/v1alpha1",
+            "kind": "ResumableBatch",
+            "name": "docs",
+            "uid": "uid-9",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert meta["labels"] == {
+        "team": "docs",
+        "resumable.dev/batch": "docs",
+        "resumable.dev/attempt": "3",
+        "resumable.dev/run-id": "r1",
+        "app.kubernetes.io/managed-by": objects.MANAGED_BY,
+    }
+    assert meta["annotations"] == {"note": "x"}
+
+
+def test_build_pod_does_not_change_the_batch_template() -> None:
+    batch = make_batch()
+    before = batch.model_dump()
+    objects.build_pod(batch, PLAN)
+    assert batch.model_dump() == before
+
+
+def test_build_pod_service_account_defaults_to_the_batch_worker_account() -> None:
+    pod = objects.build_pod(make_batch(), PLAN)
+    assert pod["spec"]["serviceAccountName"] == "docs-worker"
+
+
+def test_build_pod_keeps_the_users_service_account() -> None:
+    spec = {"serviceAccountName": "my-sa", "containers": [{"name": "w", "command": ["x"]}]}
+    pod = objects.build_pod(make_batch(pod_spec=spec), PLAN)
+    assert pod["spec"]["serviceAccountName"] == "my-sa"
+
+
+# -------------------------------------------------------------- worker_rbac
+
+
+def test_worker_rbac_role_may_only_get_and_patch_its_own_batch() -> None:
+    sa, role, binding = objects.worker_rbac(make_batch())
+    assert (sa["kind"], role["kind"], binding["kind"]) == ("ServiceAccount", "Role", "RoleBinding")
+    assert {o["metadata"]["name"] for o in (sa, role, binding)} == {"docs-worker"}
+    assert {o["metadata"]["namespace"] for o in (sa, role, binding)} == {"team-a"}
+    assert role["rules"] == [
+        {
+            "apiGroups": [v1alpha1.GROUP],
+            "resources": ["resumablebatches", "resumablebatches/status"],
+            "resourceNames": ["docs"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "docs-worker",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "docs-worker", "namespace": "team-a"}
+    ]
+    for obj in (sa, role, binding):
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == "uid-9"
+
+
+# ------------------------------------------------------------------ pod_view
+
+
+def pod(
+    phase: str = "Running",
+    *,
+    terminated: dict[str, Any] | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+    reason: str | None = None,
+    deleting: bool = False,
+    attempt: str = "2",
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase, "conditions": conditions or []}
+    if terminated is not None:
+        status["containerStatuses"] = [{"name": "worker", "state": {"terminated": terminated}}]
+    if reason is not None:
+        status["reason"] = reason
+    meta: dict[str, Any] = {"name": "docs-2", "labels": {"resumable.dev/attempt": attempt}}
+    if deleting:
+        meta["deletionTimestamp"] = "2025-03-01T12:00:00Z"
+    return {"metadata": meta, "status": status}
+
+
+def test_pod_view_reads_a_running_pod() -> None:
+    view = objects.pod_view(pod())
+    assert (view.name, view.attempt, view.phase) == ("docs-2", 2, "Running")
+    assert view.exit_code is None
+    assert view.disruption == ""
+    assert not view.deleting
+    assert not view.finished
+
+
+def test_pod_view_reads_the_exit_code_and_reason() -> None:
+    view = objects.pod_view(pod("Failed", terminated={"exitCode": 137, "reason": "Error"}))
+    assert (view.phase, view.exit_code, view.reason, view.finished) == (
+        "Failed",
+        137,
+        "Error",
+        True,
+    )
+
+
+def test_pod_view_reads_oom_killed() -> None:
+    view = objects.pod_view(pod("Failed", terminated={"exitCode": 137, "reason": "OOMKilled"}))
+    assert view.reason == "OOMKilled"
+    assert view.exit_code == 137
+    assert view.disruption == ""
+
+
+def test_pod_view_reads_the_disruption_target_condition() -> None:
+    conditions = [
+        {"type": "Ready", "status": "False"},
+        {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"},
+    ]
+    view = objects.pod_view(pod("Failed", terminated={"exitCode": 143}, conditions=conditions))
+    assert view.disruption == "EvictionByEvictionAPI"
+
+
+def test_pod_view_ignores_a_false_disruption_target() -> None:
+    conditions = [
+        {"type": "DisruptionTarget", "status": "False", "reason": "EvictionByEvictionAPI"}
+    ]
+    assert objects.pod_view(pod("Failed", conditions=conditions)).disruption == ""
+
+
+@pytest.mark.parametrize("reason", ["Evicted", "Preempting", "NodeLost"])
+def test_pod_view_reads_an_eviction_from_the_pod_reason(reason: str) -> None:
+    assert objects.pod_view(pod("Failed", reason=reason)).disruption == reason
+
+
+def test_pod_view_unknown_phase_is_a_lost_node() -> None:
+    view = objects.pod_view(pod("Unknown"))
+    assert view.phase == "Unknown"
+    assert view.disruption == "NodeLost"
+
+
+def test_pod_view_reads_the_deletion_timestamp() -> None:
+    assert objects.pod_view(pod(deleting=True)).deleting is True
+
+
+def test_pod_view_tolerates_a_bare_pod() -> None:
+    view = objects.pod_view({"metadata": {"name": "p", "labels": {"resumable.dev/attempt": "x"}}})
+    assert (view.name, view.attempt, view.phase) == ("p", 0, "Pending")
+
+
+# -------------------------------------------------------------- event_manifest
+
+
+def test_event_manifest_points_at_the_batch() -> None:
+    event = objects.event_manifest(
+        make_batch(),
+        EventPlan("Normal", "Resumed", "Resumed at item 48/200"),
+        "2025-03-01T12:00:00Z",
+    )
+    assert event["involvedObject"] == {
+        "apiVersion": "resumable.dev/v1alpha1",
+        "kind": "ResumableBatch",
+        "name": "docs",
+        "namespace": "team-a",
+        "uid": "uid-9",
+    }
+    assert (event["type"], event["reason"], event["message"]) == (
+        "Normal",
+        "Resumed",
+        "Resumed at item 48/200",
+    )
+    assert event["metadata"] == {"generateName": "docs.", "namespace": "team-a"}
+
+
+# --------------------------------------------------------------- status_patch
+
+
+OLD: dict[str, Any] = {
+    "checkpoint": {"attempt": 2, "nextIndex": 20, "completed": "0-19", "itemsDone": 20},
+    "progress": "20/50",
+    "restarts": 1,
+    "activePod": "docs-2",
+    "retryAfter": "2025-03-01T12:00:02Z",
+}
+
+
+def test_status_patch_tests_the_attempt_and_writes_only_changed_fields() -> None:
+    new = copy.deepcopy(OLD)
+    new["checkpoint"]["attempt"] = 3
+    new["activePod"] = "docs-3"
+    del new["retryAfter"]
+    ops = objects.status_patch(OLD, new)
+    assert ops[0] == {"op": "test", "path": "/status/checkpoint/attempt", "value": 2}
+    assert sorted(ops[1:], key=lambda o: o["path"]) == [
+        {"op": "add", "path": "/status/activePod", "value": "docs-3"},
+        {"op": "add", "path": "/status/checkpoint/attempt", "value": 3},
+        {"op": "remove", "path": "/status/retryAfter"},
+    ]
+
+
+def test_status_patch_is_empty_when_nothing_changed() -> None:
+    assert objects.status_patch(OLD, copy.deepcopy(OLD)) == []
+
+
+def test_status_patch_on_an_empty_status_adds_it_whole() -> None:
+    new = {"checkpoint": {"attempt": 1}, "phase": "Running"}
+    assert objects.status_patch(None, new) == [{"op": "add", "path": "/status", "value": new}]
+    assert apply_patch({"spec": {}}, objects.status_patch({}, new)) == {"spec": {}, "status": new}
+
+
+def test_status_patch_applies_and_keeps_fields_it_did_not_change() -> None:
+    new = copy.deepcopy(OLD)
+    new["restarts"] = 2
+    new["checkpoint"]["attempt"] = 3
+    ops = objects.status_patch(OLD, new)
+    # Meanwhile the worker wrote a newer position; the operator's patch must not undo it.
+    current = {"spec": {"x": 1}, "status": copy.deepcopy(OLD)}
+    current["status"]["checkpoint"].update(nextIndex=25, completed="0-24", itemsDone=25)
+    patched = apply_patch(current, ops)
+    assert patched["status"]["restarts"] == 2
+    assert patched["status"]["checkpoint"] == {
+        "attempt": 3,
+        "nextIndex": 25,
+        "completed": "0-24",
+        "itemsDone": 25,
+    }
+    assert patched["spec"] == {"x": 1}
+    assert current["status"]["checkpoint"]["attempt"] == 2  # apply_patch copies
+
+
+def test_status_patch_is_refused_when_the_attempt_changed_underneath() -> None:
+    new = copy.deepcopy(OLD)
+    new["checkpoint"]["attempt"] = 3
+    ops = objects.status_patch(OLD, new)
+    current = {"status": copy.deepcopy(OLD)}
+    current["status"]["checkpoint"]["attempt"] = 3  # another replica started attempt 3 already
+    with pytest.raises(PatchTestFailedError):
+        apply_patch(current, ops)
+
+
+def test_status_patch_removes_checkpoint_fields_that_were_cleared() -> None:
+    old = copy.deepcopy(OLD)
+    old["checkpoint"]["lastError"] = "boom"
+    new = copy.deepcopy(OLD)
+    ops = objects.status_patch(old, new)
+    assert {"op": "remove", "path": "/status/checkpoint/lastError"} in ops
+    assert "lastError" not in apply_patch({"status": old}, ops)["status"]["checkpoint"]
+
+
+def test_apply_patch_test_op_on_a_missing_field_fails() -> None:
+    with pytest.raises(PatchTestFailedError):
+        apply_patch({"status": {}}, [{"op": "test", "path": "/status/checkpoint", "value": None}])

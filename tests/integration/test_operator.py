@@ -286,3 +286,20 @@ def test_kubectl_plugin_name_runs_the_cli(tmp_path: Path) -> None:
     assert exe.exists() or shutil.which("kubectl-resumable")
     result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("usage: kubectl resumable")
+
+
+def test_oom_killed_worker_is_restarted_and_counted_with_its_reason(
+    operator: OperatorProcess, batches: Batches, kubelet: Any, namespace: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    batches.create(batch_manifest(LONG, "oom", out, delay=0.05))
+    wait_for("progress", lambda: progress(batches, "oom") >= 5)
+    kubelet.kill(namespace, "oom-1", oom=True)
+    obj = batches.wait_ended("oom")
+    assert obj["status"]["phase"] == "Succeeded"
+    assert obj["status"]["restarts"] == 1
+    resumed = [e["message"] for e in batches.events("oom") if e["reason"] == "Resumed"]
+    assert len(resumed) == 1
+    assert "after OOMKilled (exit 137) (attempt 2)" in resumed[0]
+    assert outputs_in(out) == list(range(150))
+    assert 'resumable_restarts_total{reason="OOMKilled"} 1.0' in operator.metrics()

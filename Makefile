@@ -61,6 +61,14 @@ verify: crds ## Regenerate everything and fail if the tree changed.
 	@git diff --exit-code -- crds charts || \
 		(echo "generated files are out of date: run 'make crds' and commit" && exit 1)
 
+.PHONY: chart-crds
+chart-crds: ## Regenerate the chart's CRD template from crds/.
+	bash tests/tools/chart-crds.sh
+
+.PHONY: chart-lint
+chart-lint: helm ## helm lint --strict the chart.
+	"$$(bash tests/tools/helm.sh)" lint --strict charts/resumable-batch
+
 .PHONY: images
 images: ## Build the operator and worker images (needs Docker).
 	docker build -t resumable-batch/operator:dev -f images/operator/Dockerfile .

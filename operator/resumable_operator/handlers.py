@@ -37,6 +37,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
+    if config.namespaces:
+        # Listed namespaces need no namespace scanning (and no permission to list them).
+        settings.scanning.disabled = True
     metrics.serve(config.metrics_port)
     controller = Controller(KubeApi.from_environment(), workers=config.workers)
     controller.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import sys
 
 from resumable_operator.config import PREFIX, OperatorConfig, SettingsError
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         namespaces=list(config.namespaces),
         standalone=config.standalone,
         peering_name=None if config.standalone else config.peering,
+        # Peers of equal priority all pause; a random one per replica lets one lead.
+        priority=None if config.standalone else random.randint(1, 2**31),
         liveness_endpoint=config.liveness or None,
     )
     return 0

@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -276,6 +277,7 @@ class LocalStore:
                 self._lock_fd = os.open(
                     self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
                 )
+                weakref.finalize(self, os.close, self._lock_fd)  # no fd outlives the store
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 yield

@@ -1,0 +1,469 @@
+"""The Helm chart, rendered: lint, values schema, labels, security, RBAC, CRD, peering.
+
+Only helm is needed (no cluster). The rendered objects are checked against the
+API server in test_chart_cluster.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.chartlib import (
+    CHART,
+    CLUSTER_PEERING,
+    CLUSTER_PERMISSIONS,
+    NAMESPACED_PEERING,
+    NAMESPACED_PERMISSIONS,
+    RECOMMENDED_LABELS,
+    REPO_ROOT,
+    VALUE_SETS,
+    Helm,
+    container,
+    env_of,
+    kinds,
+    of_kind,
+    only,
+    permissions,
+    substitute,
+)
+from tests.tools import chart_crds
+
+pytestmark = pytest.mark.unit
+
+NS = "team-a"
+
+
+def value_set(name: str) -> dict[str, Any]:
+    return dict(substitute(VALUE_SETS[name], namespace=NS))
+
+
+def all_metadata(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(what, metadata) of every object and of the Deployment's pod template."""
+    out = [(f"{o['kind']}/{o['metadata']['name']}", o["metadata"]) for o in objects]
+    out += [
+        (f"pod template of {d['metadata']['name']}", d["spec"]["template"]["metadata"])
+        for d in of_kind(objects, "Deployment")
+    ]
+    return out
+
+
+# ---- lint and values schema ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_helm_lint_passes_in_strict_mode(helm: Helm, name: str) -> None:
+    args = ["lint", str(CHART), "--strict"]
+    values = value_set(name)
+    if values:
+        args += ["-f", str(helm.values_file(values))]
+    proc = helm.run(*args, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "unknown"),
+    [
+        ("replicaCont=2", "replicaCont"),
+        ("metrics.enabeld=false", "enabeld"),
+        ("crds.keeep=true", "keeep"),
+    ],
+)
+def test_values_schema_rejects_a_typo(helm: Helm, setting: str, unknown: str) -> None:
+    proc = helm.run("template", "rb", str(CHART), "--set", setting, check=False)
+    assert proc.returncode != 0
+    assert f"additional properties '{unknown}' not allowed" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "logLevel=CHATTY",
+        "replicaCount=-1",
+        "watchNamespaces[0]=Not_A_Name",
+        "image.pullPolicy=Sometimes",
+    ],
+)
+def test_values_schema_rejects_a_bad_value(helm: Helm, setting: str) -> None:
+    proc = helm.run("template", "rb", str(CHART), "--set", setting, check=False)
+    assert proc.returncode != 0
+    assert "values don't meet the specifications" in proc.stderr, proc.stderr
+
+
+def _schema_objects(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        if node.get("type") == "object":
+            found.append((path or "<root>", node))
+        for key, child in node.get("properties", {}).items():
+            found += _schema_objects(child, f"{path}.{key}" if path else key)
+        for key in ("items", "additionalProperties"):
+            if isinstance(node.get(key), dict):
+                found += _schema_objects(node[key], f"{path}[{key}]")
+    return found
+
+
+#: Kubernetes objects passed through as they are; the API server checks them strictly.
+PASS_THROUGH = {"affinity.nodeAffinity", "affinity.podAffinity", "affinity.podAntiAffinity"}
+
+
+def test_values_schema_closes_every_object() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    open_objects = [
+        path
+        for path, node in _schema_objects(schema)
+        if path not in PASS_THROUGH and "additionalProperties" not in node
+    ]
+    assert open_objects == [], "objects that accept any key: add additionalProperties"
+    closed = [
+        path for path, node in _schema_objects(schema) if node.get("additionalProperties") is False
+    ]
+    assert "<root>" in closed
+    assert "image" in closed
+    assert "metrics" in closed
+
+
+def _documented_keys(text: str) -> tuple[dict[str, str], list[str]]:
+    """Map each values.yaml key (dotted path) to the first line of the comment above it."""
+    docs: dict[str, str] = {}
+    keys: list[str] = []
+    stack: list[tuple[int, str]] = []
+    comment: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comment.append(stripped)
+            continue
+        match = re.match(r"^( *)([A-Za-z][A-Za-z0-9]*):", line)
+        if match:
+            indent = len(match.group(1))
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            path = ".".join([*(k for _, k in stack), match.group(2)])
+            stack.append((indent, match.group(2)))
+            keys.append(path)
+            if comment:
+                docs[path] = comment[0]
+        if not stripped or match or not stripped.startswith("-"):
+            comment = []
+    return docs, keys
+
+
+def test_every_value_is_documented_by_a_comment_that_starts_with_its_name() -> None:
+    docs, _ = _documented_keys((CHART / "values.yaml").read_text())
+    for path, first in docs.items():
+        assert first.startswith(f"# -- {path} "), f"{path}: comment starts {first!r}"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for key, value in values.items():
+        if key in docs:
+            continue
+        assert isinstance(value, dict), f"{key} has no comment"
+        undocumented = [f"{key}.{child}" for child in value if f"{key}.{child}" not in docs]
+        assert undocumented == [], f"undocumented values: {undocumented}"
+    assert len(docs) >= 30
+
+
+def test_values_are_camel_case() -> None:
+    _, keys = _documented_keys((CHART / "values.yaml").read_text())
+    top_level = {k.split(".")[0] for k in keys}
+    for key in top_level:
+        assert re.fullmatch(r"[a-z][a-zA-Z0-9]*", key), key
+
+
+# ---- what is rendered ------------------------------------------------------------------------
+
+
+def test_defaults_render_the_operator_its_rbac_crd_and_metrics_service(helm: Helm) -> None:
+    objects = helm.template()
+    assert kinds(objects) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
+    deployment = only(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["metadata"]["namespace"] == "resumable-system"
+    pod = deployment["spec"]["template"]["spec"]
+    assert (
+        pod["serviceAccountName"]
+        == only(objects, "ServiceAccount")["metadata"]["name"]
+        == "rb-resumable-batch"
+    )
+    binding = only(objects, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rb-resumable-batch", "namespace": "resumable-system"}
+    ]
+    assert binding["roleRef"]["name"] == only(objects, "ClusterRole")["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    "name", ["defaults", "extra-labels", "one-namespace", "peering-one-namespace"]
+)
+def test_every_object_carries_the_recommended_labels(helm: Helm, name: str) -> None:
+    values = value_set(name)
+    objects = helm.template(values)
+    for what, meta in all_metadata(objects):
+        labels = meta.get("labels") or {}
+        missing = [k for k in RECOMMENDED_LABELS if k not in labels]
+        assert missing == [], f"{what} lacks {missing}"
+        assert labels["app.kubernetes.io/instance"] == "rb"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["helm.sh/chart"] == "resumable-batch-0.1.0"
+        for key, value in values.get("commonLabels", {}).items():
+            assert labels.get(key) == value, f"{what} lacks the extra label {key}"
+
+
+def test_selector_labels_are_stable_across_upgrades(helm: Helm) -> None:
+    deployment = only(helm.template({"commonLabels": {"team": "batch"}}), "Deployment")
+    assert deployment["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "resumable-batch",
+        "app.kubernetes.io/instance": "rb",
+    }
+
+
+def test_operator_runs_with_the_restricted_security_context(helm: Helm) -> None:
+    objects = helm.template()
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container(objects)["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "privileged" not in sc
+    assert {"name": "tmp", "mountPath": "/tmp"} in container(objects)["volumeMounts"]
+
+
+def test_operator_has_resources_and_kopfs_liveness_probe(helm: Helm) -> None:
+    objects = helm.template()
+    c = container(objects)
+    assert c["resources"]["requests"] == {"cpu": "50m", "memory": "128Mi"}
+    assert c["resources"]["limits"] == {"memory": "256Mi"}
+    probe = c["livenessProbe"]
+    assert probe["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"metrics": 8080, "healthz": 8081}
+    assert env_of(objects)["RESUMABLE_OPERATOR_LIVENESS"] == "http://0.0.0.0:8081/healthz"
+    moved = helm.template({"livenessProbe": {"port": 9091}})
+    assert env_of(moved)["RESUMABLE_OPERATOR_LIVENESS"] == "http://0.0.0.0:9091/healthz"
+    assert "livenessProbe" not in container(helm.template({"livenessProbe": {"enabled": False}}))
+
+
+def test_operator_settings_come_from_values_as_environment(helm: Helm) -> None:
+    env = env_of(helm.template())
+    assert env == {
+        "RESUMABLE_OPERATOR_NAMESPACES": "",
+        "RESUMABLE_OPERATOR_METRICS_PORT": "8080",
+        "RESUMABLE_OPERATOR_LOG_LEVEL": "INFO",
+        "RESUMABLE_OPERATOR_LOG_FORMAT": "text",
+        "RESUMABLE_OPERATOR_WORKERS": "4",
+        "RESUMABLE_OPERATOR_LIVENESS": "http://0.0.0.0:8081/healthz",
+        "RESUMABLE_OPERATOR_STANDALONE": "true",
+    }
+    env = env_of(
+        helm.template(
+            {"logLevel": "DEBUG", "logFormat": "json", "extraEnv": {"HTTPS_PROXY": "http://p:3128"}}
+        )
+    )
+    assert env["RESUMABLE_OPERATOR_LOG_LEVEL"] == "DEBUG"
+    assert env["RESUMABLE_OPERATOR_LOG_FORMAT"] == "json"
+    assert env["HTTPS_PROXY"] == "http://p:3128"
+
+
+def test_kopf_identifies_each_replica_by_its_pod_name(helm: Helm) -> None:
+    env = {e["name"]: e for e in container(helm.template())["env"]}
+    assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
+def test_image_defaults_to_the_app_version_and_a_digest_wins(helm: Helm) -> None:
+    assert container(helm.template())["image"] == "resumable-batch/operator:0.1.0"
+    tagged = helm.template({"image": {"repository": "registry.example/rb", "tag": "dev"}})
+    assert container(tagged)["image"] == "registry.example/rb:dev"
+    digest = "sha256:" + "a" * 64
+    pinned = helm.template({"image": {"tag": "dev", "digest": digest}})
+    assert container(pinned)["image"] == f"resumable-batch/operator@{digest}"
+
+
+# ---- RBAC ------------------------------------------------------------------------------------
+
+
+def test_cluster_role_grants_exactly_the_operators_contract(helm: Helm) -> None:
+    objects = helm.template()
+    assert (
+        permissions(only(objects, "ClusterRole")["rules"])
+        == NAMESPACED_PERMISSIONS | CLUSTER_PERMISSIONS
+    )
+    assert of_kind(objects, "Role") == []
+
+
+def test_one_namespace_grants_a_role_there_and_nothing_cluster_wide(helm: Helm) -> None:
+    objects = helm.template(value_set("one-namespace"))
+    assert of_kind(objects, "ClusterRole") == []
+    assert of_kind(objects, "ClusterRoleBinding") == []
+    role, binding = only(objects, "Role"), only(objects, "RoleBinding")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == NS
+    assert permissions(role["rules"]) == NAMESPACED_PERMISSIONS
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rb-resumable-batch", "namespace": "resumable-system"}
+    ]
+    assert env_of(objects)["RESUMABLE_OPERATOR_NAMESPACES"] == NS
+
+
+def test_several_namespaces_get_a_role_each(helm: Helm) -> None:
+    objects = helm.template({"watchNamespaces": ["a", "b"]})
+    assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "Role")) == ["a", "b"]
+    assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "RoleBinding")) == ["a", "b"]
+    assert env_of(objects)["RESUMABLE_OPERATOR_NAMESPACES"] == "a,b"
+
+
+def test_rbac_and_service_account_can_be_left_to_the_user(helm: Helm) -> None:
+    objects = helm.template(
+        {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "mine"}}
+    )
+    assert kinds(objects) == ["CustomResourceDefinition", "Deployment", "Service"]
+    assert only(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
+    proc = helm.run(
+        "template", "rb", str(CHART), "--set", "serviceAccount.create=false", check=False
+    )
+    assert proc.returncode != 0
+    assert "serviceAccount.name is required" in proc.stderr
+
+
+# ---- metrics ---------------------------------------------------------------------------------
+
+
+def test_metrics_service_selects_the_operator_pods(helm: Helm) -> None:
+    objects = helm.template()
+    service = only(objects, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    pod_labels = only(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_metrics_off_renders_no_service_port_or_service_monitor(helm: Helm) -> None:
+    objects = helm.template({"metrics": {"enabled": False}, "serviceMonitor": {"enabled": True}})
+    assert "Service" not in kinds(objects)
+    assert "ServiceMonitor" not in kinds(objects)
+    assert [p["name"] for p in container(objects)["ports"]] == ["healthz"]
+    assert env_of(objects)["RESUMABLE_OPERATOR_METRICS_PORT"] == "0"
+
+
+def test_service_monitor_when_enabled(helm: Helm) -> None:
+    values = {"serviceMonitor": {"enabled": True, "interval": "30s", "labels": {"release": "prom"}}}
+    monitor = only(helm.template(values), "ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    ]
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["resumable-system"]}
+
+
+# ---- the CRD ---------------------------------------------------------------------------------
+
+
+def test_crd_template_is_in_sync_with_crds_dir() -> None:
+    for path, text in chart_crds.expected().items():
+        assert path.exists(), f"{path.relative_to(REPO_ROOT)} is missing: run `make chart-crds`"
+        assert path.read_text() == text, (
+            f"{path.relative_to(REPO_ROOT)} is stale: run `make chart-crds`"
+        )
+    generated = {p.name for p in chart_crds.TEMPLATES_DIR.glob("*.yaml")}
+    assert generated == {p.name for p in chart_crds.CRDS_DIR.glob("*.yaml")}
+
+
+def test_rendered_crd_is_the_generated_crd_plus_chart_metadata(helm: Helm) -> None:
+    rendered = only(helm.template(), "CustomResourceDefinition")
+    source = yaml.safe_load(
+        (REPO_ROOT / "crds" / "resumablebatches.resumable.dev.yaml").read_text()
+    )
+    meta = rendered.pop("metadata")
+    source_meta = source.pop("metadata")
+    assert rendered == source
+    assert meta["name"] == source_meta["name"]
+    assert source_meta["labels"].items() <= meta["labels"].items()
+    assert meta["labels"]["app.kubernetes.io/component"] == "crd"
+
+
+def test_crd_is_kept_on_uninstall_unless_told_otherwise(helm: Helm) -> None:
+    kept = only(helm.template(), "CustomResourceDefinition")
+    assert kept["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    not_kept = only(helm.template({"crds": {"keep": False}}), "CustomResourceDefinition")
+    assert "annotations" not in not_kept["metadata"]
+    assert "CustomResourceDefinition" not in kinds(helm.template({"crds": {"enabled": False}}))
+
+
+# ---- replicas and kopf peering ---------------------------------------------------------------
+
+
+def test_one_replica_runs_standalone_and_never_overlaps(helm: Helm) -> None:
+    objects = helm.template()
+    assert only(objects, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    env = env_of(objects)
+    assert env["RESUMABLE_OPERATOR_STANDALONE"] == "true"
+    assert "RESUMABLE_OPERATOR_PEERING" not in env
+    assert not any(o["apiVersion"].startswith("kopf.dev/") for o in objects)
+
+
+def test_more_replicas_share_a_cluster_peering(helm: Helm) -> None:
+    objects = helm.template(value_set("peering"), release="resumable-batch")
+    deployment = only(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
+    env = env_of(objects)
+    assert env["RESUMABLE_OPERATOR_STANDALONE"] == "false"
+    assert env["RESUMABLE_OPERATOR_PEERING"] == "resumable-batch"  # the operator's default name
+    peering = only(objects, "ClusterKopfPeering")
+    assert peering["apiVersion"] == "kopf.dev/v1"
+    assert peering["metadata"]["name"] == "resumable-batch"
+    rules = permissions(only(objects, "ClusterRole")["rules"])
+    assert rules == NAMESPACED_PERMISSIONS | CLUSTER_PERMISSIONS | CLUSTER_PEERING
+
+
+def test_more_replicas_in_one_namespace_share_a_namespaced_peering(helm: Helm) -> None:
+    objects = helm.template(value_set("peering-one-namespace") | {"peeringName": "ops"})
+    peering = only(objects, "KopfPeering")
+    assert peering["metadata"] == peering["metadata"] | {"name": "ops", "namespace": NS}
+    assert env_of(objects)["RESUMABLE_OPERATOR_PEERING"] == "ops"
+    assert (
+        permissions(only(objects, "Role")["rules"]) == NAMESPACED_PERMISSIONS | NAMESPACED_PEERING
+    )
+
+
+def test_chart_ships_kopfs_peering_crds_in_crds_dir(helm: Helm) -> None:
+    crds = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all((CHART / "crds" / "kopf-peerings.yaml").read_text())
+        if d
+    }
+    assert set(crds) == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+    assert crds["clusterkopfpeerings.kopf.dev"]["spec"]["scope"] == "Cluster"
+    assert crds["kopfpeerings.kopf.dev"]["spec"]["scope"] == "Namespaced"
+    for crd in crds.values():
+        (version,) = crd["spec"]["versions"]
+        assert version["name"] == "v1"
+        assert version["served"]
+        assert version["storage"]
+    with_crds = helm.template(include_crds=True)
+    assert set(crds) <= {
+        o["metadata"]["name"] for o in of_kind(with_crds, "CustomResourceDefinition")
+    }
+
+
+def test_chart_files_are_valid_yaml_and_json() -> None:
+    for path in [CHART / "Chart.yaml", CHART / "values.yaml", *Path(CHART / "crds").glob("*.yaml")]:
+        assert list(yaml.safe_load_all(path.read_text())), path
+    json.loads((CHART / "values.schema.json").read_text())

@@ -1,0 +1,119 @@
+"""SIGTERM, SIGINT and a clean early exit flush pending progress; the in-flight item is redone.
+
+Real worker processes (tests/workers.py) under a policy that never writes on its
+own, so whatever the checkpoint holds at the end was written by the flush.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from workers import expected_output, read_log, start_worker, wait_for, worker_env
+
+from resumable import IndexSet
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
+
+NO_PERIODIC_WRITES = json.dumps({"everySeconds": 3600, "minIntervalSeconds": 3600})
+
+
+def indices(log: list[list[str]], event: str, pid: int | None = None) -> list[int]:
+    """Item indices of one kind of log line, in order, optionally for one process."""
+    return [
+        int(line[1]) for line in log if line[0] == event and (pid is None or int(line[2]) == pid)
+    ]
+
+
+def checkpoint(store: Path) -> dict[str, object]:
+    data: dict[str, object] = json.loads((store / "status.json").read_text())["checkpoint"]
+    return data
+
+
+def finish(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a fresh worker to the end with the same store and log."""
+    proc = start_worker(env)
+    out, _ = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, None)
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
+)
+def test_signal_mid_item_saves_all_committed_and_restart_redoes_only_the_in_flight_item(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    store, log_path = tmp_path / "store", tmp_path / "exec.log"
+    env = worker_env(
+        store, log_path, WORKER_ITEMS="40", WORKER_DELAY="0.05",
+        RESUMABLE_CHECKPOINT=NO_PERIODIC_WRITES,
+    )  # fmt: skip
+    proc = start_worker(env)
+    wait_for(lambda: len(indices(read_log(log_path), "commit")) >= 6, timeout=30, what="6 commits")
+    proc.send_signal(signum)
+    proc.communicate(timeout=30)
+    assert proc.returncode == code
+
+    log = read_log(log_path)
+    committed, started = indices(log, "commit"), indices(log, "start")
+    in_flight = sorted(set(started) - set(committed))
+    assert len(in_flight) <= 1, log
+    saved = checkpoint(store)
+    assert IndexSet.parse(str(saved["completed"])) == IndexSet(committed)
+    assert saved["nextIndex"] == len(committed)
+    assert not saved["finished"]
+
+    done = finish(env)
+    assert done.returncode == 0, done.stdout
+    assert f"resuming at item {len(committed) + 1}" in done.stdout
+    second_pid = int(read_log(log_path)[-1][1])
+    redone = indices(read_log(log_path), "start", second_pid)
+    assert redone[0] == len(committed)  # the item in flight (or the next one) comes first
+    assert redone[:1] == in_flight or not in_flight
+    assert set(redone).isdisjoint(committed)
+    assert sorted(indices(read_log(log_path), "commit")) == list(range(40))
+    outputs = sorted((store / "outputs").glob("*.json"))
+    assert [json.loads(p.read_text())["output"] for p in outputs] == [
+        expected_output(i) for i in range(40)
+    ]
+
+
+def test_sigterm_during_a_checkpoint_write_lets_that_write_finish_before_exiting(
+    tmp_path: Path,
+) -> None:
+    store, log_path = tmp_path / "store", tmp_path / "exec.log"
+    env = worker_env(
+        store, log_path, WORKER_ITEMS="40", WORKER_DELAY="0.01", WORKER_WINDOW="0.3",
+        RESUMABLE_CHECKPOINT=json.dumps({"everyItems": 1, "minIntervalSeconds": 0}),
+    )  # fmt: skip
+    proc = start_worker(env)
+    wait_for(
+        lambda: sum(line[0] == "window" for line in read_log(log_path)) >= 3,
+        timeout=30,
+        what="the third checkpoint write",
+    )
+    proc.send_signal(signal.SIGTERM)  # lands while the write sleeps inside the store
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143
+
+    log = read_log(log_path)
+    started = indices(log, "start")
+    assert sum(line[0] == "window" for line in log) == 3  # finished, not aborted and redone
+    saved = checkpoint(store)
+    assert IndexSet.parse(str(saved["completed"])) == IndexSet(started)  # nothing in flight
+
+
+def test_sys_exit_in_the_loop_saves_the_items_committed_before_it(tmp_path: Path) -> None:
+    store, log_path = tmp_path / "store", tmp_path / "exec.log"
+    env = worker_env(
+        store, log_path, WORKER_ITEMS="20", WORKER_DELAY="0", WORKER_EXIT_AFTER="5",
+        RESUMABLE_CHECKPOINT=NO_PERIODIC_WRITES,
+    )  # fmt: skip
+    proc = start_worker(env)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 3
+    saved = checkpoint(store)
+    assert (saved["completed"], saved["nextIndex"]) == ("0-4", 5)

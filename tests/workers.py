@@ -1,0 +1,135 @@
+"""A tiny worker for the SDK's subprocess tests, and the helpers the tests drive it with.
+
+Run as a script (``python tests/workers.py``), it processes ``WORKER_ITEMS`` items
+with the SDK and logs every execution to an append-only file, so a test can
+count how often each item ran across restarts. Configured by environment:
+
+- ``WORKER_ITEMS``: number of items (default 30).
+- ``WORKER_DELAY``: seconds of work per item (default 0.005).
+- ``WORKER_LOG``: the execution log (required); one line per event, written
+  with a single unbuffered ``write`` so a SIGKILL never leaves half a line.
+- ``WORKER_WINDOW``: seconds to pause inside every checkpoint write, after the
+  outputs it covers are durable and before the position is written; the
+  worker logs ``window`` first, so a test can kill it exactly there.
+- ``WORKER_EXIT_AFTER``: call ``sys.exit(3)`` right after item N (1-based) commits.
+- ``RESUMABLE_*``: the SDK's own settings (directory, policy, attempt...).
+
+Log lines: ``begin <pid> <resumed_from>``, ``start <index> <pid>``,
+``commit <index> <pid>`` (the ``with item:`` block committed it, maybe not yet
+saved), ``window <pid>``, ``end <pid>``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SDK = ROOT / "sdk"
+
+
+def expected_output(index: int) -> dict[str, Any]:
+    """The output the worker stores for an item: a pure function of its index."""
+    return {"index": index, "square": index * index, "text": f"item-{index:04d}"}
+
+
+def item_values(count: int) -> list[str]:
+    """The worker's item list."""
+    return [f"value-{index}" for index in range(count)]
+
+
+# ------------------------------------------------------------------ test-side helpers
+
+
+def worker_env(store: Path, log: Path, **extra: str) -> dict[str, str]:
+    """Environment for one worker process: the SDK importable, no inherited RESUMABLE_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESUMABLE_", "WORKER_"))}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    env.pop("KUBECONFIG", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SDK), env.get("PYTHONPATH", "")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env["RESUMABLE_DIR"] = str(store)
+    env["RESUMABLE_BATCH_NAME"] = "trial"
+    env["WORKER_LOG"] = str(log)
+    env.update(extra)
+    return env
+
+
+def start_worker(env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """Start the worker script in its own process."""
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve())],
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def read_log(path: Path) -> list[list[str]]:
+    """The execution log as split lines (empty when the file does not exist yet)."""
+    if not path.exists():
+        return []
+    return [line.split() for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll until predicate() is true; fail the test with ``what`` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.002)
+
+
+# ------------------------------------------------------------------------ the worker
+
+
+def _main() -> int:
+    sys.path.insert(0, str(SDK))
+    import resumable
+
+    items = int(os.environ.get("WORKER_ITEMS", "30"))
+    delay = float(os.environ.get("WORKER_DELAY", "0.005"))
+    window = float(os.environ.get("WORKER_WINDOW", "0") or 0)
+    exit_after = int(os.environ.get("WORKER_EXIT_AFTER", "0") or 0)
+    log_fd = os.open(os.environ["WORKER_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    pid = os.getpid()
+
+    def log(line: str) -> None:
+        os.write(log_fd, f"{line}\n".encode())
+
+    class WindowStore(resumable.LocalStore):
+        """A LocalStore that pauses between durable outputs and the position write."""
+
+        def save_checkpoint(self, checkpoint: Any, **kwargs: Any) -> None:
+            if window:
+                log(f"window {pid}")
+                time.sleep(window)
+            super().save_checkpoint(checkpoint, **kwargs)
+
+    settings = resumable.Settings.from_env()
+    store = WindowStore(settings.directory)
+    run = resumable.Run(settings, store, store.outputs, store.steps)
+    log(f"begin {pid} {run.resumed_from}")
+    print(f"attempt {run.attempt}: resuming at item {run.resumed_from + 1}", flush=True)
+    for item in run.items(item_values(items)):
+        with item:
+            log(f"start {item.index} {pid}")
+            if delay:
+                time.sleep(delay)
+            item.output = expected_output(item.index)
+        log(f"commit {item.index} {pid}")
+        if exit_after and item.number == exit_after:
+            sys.exit(3)
+    log(f"end {pid}")
+    return 0 if run.summary().finished else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

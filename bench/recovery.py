@@ -41,9 +41,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from kubernetes import client, watch  # noqa: E402
+
 from resumable._kubeapi import KubeApi, batch_path  # noqa: E402
 from resumable.v1alpha1 import GROUP, PLURAL, VERSION  # noqa: E402
-
 from tests.integration.harness import OperatorProcess  # noqa: E402
 from tests.kube.controlplane import find_binaries, running_control_plane  # noqa: E402
 from tests.kube.kubelet import ProcessKubelet  # noqa: E402

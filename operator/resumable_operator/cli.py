@@ -22,7 +22,6 @@ from typing import Any, TextIO
 from resumable._errors import ResumableError
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
-
 from resumable_operator.reconcile import EventPlan, progress_text
 from resumable_operator.runner import (
     LocalRunner,

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+
 from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch
-
 from resumable_operator import metrics, objects
 from resumable_operator.reconcile import (
     LABEL_BATCH,

@@ -14,9 +14,9 @@ import logging
 from typing import Any
 
 import kopf
+
 from resumable import v1alpha1
 from resumable._kubeapi import KubeApi
-
 from resumable_operator import metrics
 from resumable_operator.config import ANNOTATION_PREFIX, FINALIZER, OperatorConfig
 from resumable_operator.controller import Controller

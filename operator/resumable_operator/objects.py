@@ -14,7 +14,6 @@ from typing import Any, cast
 
 from resumable import v1alpha1
 from resumable.v1alpha1 import ResumableBatch
-
 from resumable_operator.reconcile import (
     LABEL_ATTEMPT,
     LABEL_BATCH,

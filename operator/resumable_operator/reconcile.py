@@ -38,7 +38,6 @@ from resumable.v1alpha1 import (
     SkippedItem,
     Stall,
 )
-
 from resumable_operator import conditions as cond
 
 LABEL_BATCH = "resumable.dev/batch"

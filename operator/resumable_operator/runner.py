@@ -26,7 +26,6 @@ from typing import IO, Any, TextIO
 
 from resumable._store import LocalStore
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
-
 from resumable_operator import objects
 from resumable_operator.jsonpatch import PatchTestFailedError, apply_patch
 from resumable_operator.reconcile import Decision, EventPlan, PodView, decide

@@ -32,7 +32,7 @@ from resumable._policy import Coalescer
 from resumable._ranges import IndexSet
 from resumable._settings import Settings
 from resumable._store import CheckpointStore, OutputStore
-from resumable.v1alpha1 import MAX_CONTEXT_BYTES, MAX_ERROR_CHARS, Checkpoint
+from resumable.v1alpha1 import MAX_COMPLETED_CHARS, MAX_CONTEXT_BYTES, MAX_ERROR_CHARS, Checkpoint
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -408,9 +408,18 @@ class Run:
                 "not in the checkpoint"
             )
         finished = cp.finished
-        return Checkpoint(
+        completed = "" if finished else str(self._completed)
+        if len(completed) > MAX_COMPLETED_CHARS:
+            raise ResumableError(
+                f"the completed items need {len(completed)} characters as ranges, over the "
+                f"{MAX_COMPLETED_CHARS} status allows: too many items failed and were left "
+                "behind (errors='continue'); let the worker stop on errors instead"
+            )
+        # model_construct: every field is built here from validated state (the context
+        # was checked above), so the hot path skips a second validation.
+        return Checkpoint.model_construct(
             next_index=0 if finished else self._next_index(),
-            completed="" if finished else str(self._completed),
+            completed=completed,
             attempt=self.attempt,
             items_done=len(self._completed),
             tokens=cp.tokens,

@@ -27,6 +27,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 #: Upper bound on the serialised size of ``status.checkpoint.context`` (bytes).
 MAX_CONTEXT_BYTES = 4096
+#: Upper bound on the completed-items ranges text in status.
+MAX_COMPLETED_CHARS = 8192
 #: Upper bound on the number of skipped items kept in status.
 MAX_SKIPPED_RECORDED = 100
 #: Upper bound on an error message kept in status.
@@ -240,7 +242,7 @@ class Checkpoint(_Model):
     next_index: int = Field(default=0, ge=0, description="The first item not done yet.")
     completed: str = Field(
         default="",
-        max_length=8192,
+        max_length=MAX_COMPLETED_CHARS,
         description='Completed item indices as ranges, e.g. "0-46,48".',
     )
     attempt: int = Field(

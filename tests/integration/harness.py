@@ -29,7 +29,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float = 60.0, every: float = 0.1) -> T:
+def wait_for(
+    what: str, probe: Callable[[], T | None], *, timeout: float = 60.0, every: float = 0.1
+) -> T:
     """Poll until probe returns something truthy; fail naming what was awaited."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -44,7 +46,9 @@ def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float = 60.0,
 class OperatorProcess:
     """The operator as a subprocess watching one namespace."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, log_path: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kubeconfig: Path, namespace: str, log_path: Path, *, env: dict[str, str] | None = None
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log_path = log_path
@@ -67,7 +71,10 @@ class OperatorProcess:
         env.update(self.extra_env)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "resumable_operator.main"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "resumable_operator.main"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         wait_for("the operator's /metrics", self._metrics_up, timeout=30)
         return self
@@ -83,7 +90,9 @@ class OperatorProcess:
         import urllib.request
 
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+            ) as r:
                 return str(r.read().decode())
         except OSError:
             return ""
@@ -133,11 +142,18 @@ class Batches:
 
     def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         """Merge-patch the spec."""
-        self.api.request("PATCH", batch_path(self.namespace, name), body={"spec": spec}, content_type=MERGE_PATCH)
+        self.api.request(
+            "PATCH", batch_path(self.namespace, name), body={"spec": spec}, content_type=MERGE_PATCH
+        )
 
     def patch_status(self, name: str, ops: list[dict[str, Any]]) -> None:
         """JSON-patch the status."""
-        self.api.request("PATCH", batch_path(self.namespace, name, status=True), body=ops, content_type=JSON_PATCH)
+        self.api.request(
+            "PATCH",
+            batch_path(self.namespace, name, status=True),
+            body=ops,
+            content_type=JSON_PATCH,
+        )
 
     def condition(self, name: str, type_: str) -> dict[str, Any] | None:
         """The condition of that type, if any."""
@@ -169,14 +185,19 @@ class Batches:
     def pods(self, name: str) -> list[dict[str, Any]]:
         """The batch's worker pods, oldest attempt first."""
         items = self.api.request(
-            "GET", f"/api/v1/namespaces/{self.namespace}/pods", query={"labelSelector": f"resumable.dev/batch={name}"}
+            "GET",
+            f"/api/v1/namespaces/{self.namespace}/pods",
+            query={"labelSelector": f"resumable.dev/batch={name}"},
         ).get("items", [])
-        return sorted(items, key=lambda p: int(p["metadata"]["labels"].get("resumable.dev/attempt", "0")))
+        return sorted(
+            items, key=lambda p: int(p["metadata"]["labels"].get("resumable.dev/attempt", "0"))
+        )
 
     def events(self, name: str) -> list[dict[str, Any]]:
         """Events about the batch."""
         items = self.api.request(
-            "GET", f"/api/v1/namespaces/{self.namespace}/events",
+            "GET",
+            f"/api/v1/namespaces/{self.namespace}/events",
             query={"fieldSelector": f"involvedObject.name={name}"},
         ).get("items", [])
         return list(items)
@@ -184,4 +205,6 @@ class Batches:
 
 def outputs_in(directory: Path) -> list[int]:
     """Item indices of the output files a worker wrote."""
-    return sorted(json.loads(p.read_text())["index"] for p in (directory / "outputs").glob("*.json"))
+    return sorted(
+        json.loads(p.read_text())["index"] for p in (directory / "outputs").glob("*.json")
+    )

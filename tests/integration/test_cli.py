@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 import yaml
+
 from resumable._kubeapi import KubeApi
 from scenarios import SCENARIOS, Scenario, manifest
-
 from tests.integration.harness import Batches, OperatorProcess, free_port
 
 pytestmark = pytest.mark.integration

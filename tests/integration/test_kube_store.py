@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 import resumable
 from resumable._errors import FencedError
 from resumable._kube import KubeStore

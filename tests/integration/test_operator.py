@@ -16,7 +16,6 @@ import pytest
 
 from resumable._kubeapi import ApiError, KubeApi, batch_path
 from scenarios import SCENARIOS, Scenario, manifest
-
 from tests.integration.harness import Batches, OperatorProcess, outputs_in, wait_for
 
 pytestmark = pytest.mark.integration
@@ -33,7 +32,9 @@ def batches(api: KubeApi, namespace: str) -> Batches:
 
 
 @pytest.fixture
-def operator(kubeconfig: Path, namespace: str, kubelet: Any, tmp_path: Path) -> Iterator[OperatorProcess]:
+def operator(
+    kubeconfig: Path, namespace: str, kubelet: Any, tmp_path: Path
+) -> Iterator[OperatorProcess]:
     op = OperatorProcess(kubeconfig, namespace, tmp_path / "operator.log").start()
     try:
         yield op
@@ -51,8 +52,13 @@ def batch_manifest(
 
 
 LONG = Scenario(
-    id="long", items=150, fault={}, retry={"maxRestarts": 3, "backoff": {"initialSeconds": 0, "maxSeconds": 0}},
-    phase="Succeeded", restarts=0, outputs=150,
+    id="long",
+    items=150,
+    fault={},
+    retry={"maxRestarts": 3, "backoff": {"initialSeconds": 0, "maxSeconds": 0}},
+    phase="Succeeded",
+    restarts=0,
+    outputs=150,
 )
 
 
@@ -62,7 +68,12 @@ def progress(batches: Batches, name: str) -> int:
 
 
 def test_killed_after_item_20_the_new_pod_resumes_at_21(
-    operator: OperatorProcess, batches: Batches, kubelet: Any, kubectl: Any, namespace: str, tmp_path: Path
+    operator: OperatorProcess,
+    batches: Batches,
+    kubelet: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
 ) -> None:
     scenario = SCENARIOS[0]
     out = tmp_path / "out"
@@ -71,20 +82,23 @@ def test_killed_after_item_20_the_new_pod_resumes_at_21(
     status = obj["status"]
     assert batches.condition("recovery", "Succeeded")["status"] == "True"  # type: ignore[index]
     assert status["restarts"] == 1
-    assert status["checkpoint"]["finished"] is True and status["checkpoint"]["nextIndex"] == 0
+    assert status["checkpoint"]["finished"] is True
+    assert status["checkpoint"]["nextIndex"] == 0
     assert "resuming at item 21/50" in kubelet.read_log(namespace, "recovery-2")
     assert outputs_in(out) == list(range(50))  # all 50, each once
     messages = [e["message"] for e in batches.events("recovery")]
     assert "Resumed at item 21/50 after exit 137 (attempt 2)" in messages
     table = kubectl("get", "rb", "recovery", "-n", namespace, check=True).stdout
-    assert "50/50" in table and "Succeeded" in table
+    assert "50/50" in table
+    assert "Succeeded" in table
     described = kubectl("get", "events", "-n", namespace, check=True).stdout
     assert "Resumed at item 21/50" in described
     pods = batches.pods("recovery")
     assert [p["metadata"]["name"] for p in pods] == ["recovery-1", "recovery-2"]
     assert pods[1]["spec"]["containers"][0]["env"][-1]["name"].startswith("RESUMABLE_")
     env = {e["name"]: e.get("value") for e in pods[1]["spec"]["containers"][0]["env"]}
-    assert env["RESUMABLE_START_INDEX"] == "20" and env["RESUMABLE_ATTEMPT"] == "2"
+    assert env["RESUMABLE_START_INDEX"] == "20"
+    assert env["RESUMABLE_ATTEMPT"] == "2"
     assert 'resumable_restarts_total{reason="Error"} 1.0' in operator.metrics()
 
 
@@ -101,11 +115,16 @@ def test_operator_meets_scenario(
     assert tuple(s["index"] + 1 for s in status.get("skipped", [])) == scenario.skipped
     if scenario.reason:
         failed = batches.condition("scenario", "Failed")
-        assert failed is not None and failed["reason"] == scenario.reason
+        assert failed is not None
+        assert failed["reason"] == scenario.reason
     if scenario.outputs is not None:
         skipped = {n - 1 for n in scenario.skipped}
         assert outputs_in(out) == sorted(set(range(scenario.items)) - skipped)
-    live = [p for p in batches.pods("scenario") if p.get("status", {}).get("phase") in ("Pending", "Running")]
+    live = [
+        p
+        for p in batches.pods("scenario")
+        if p.get("status", {}).get("phase") in ("Pending", "Running")
+    ]
     assert live == []
 
 
@@ -118,7 +137,8 @@ def test_eviction_is_not_counted_against_max_restarts(
     kubelet.evict(namespace, "evicted-1")
     obj = batches.wait_ended("evicted")
     assert obj["status"]["phase"] == "Succeeded"
-    assert obj["status"]["restarts"] == 0 and obj["status"]["disruptions"] == 1
+    assert obj["status"]["restarts"] == 0
+    assert obj["status"]["disruptions"] == 1
     assert outputs_in(out) == list(range(150))
     assert "resuming at item" in kubelet.read_log(namespace, "evicted-2")
 
@@ -137,7 +157,8 @@ def test_suspend_stops_the_worker_and_resume_continues_from_the_checkpoint(
     assert batches.get("pausable")["status"]["phase"] == "Suspended"
     batches.patch_spec("pausable", {"suspend": False})
     obj = batches.wait_ended("pausable")
-    assert obj["status"]["phase"] == "Succeeded" and obj["status"]["restarts"] == 0
+    assert obj["status"]["phase"] == "Succeeded"
+    assert obj["status"]["restarts"] == 0
     assert f"resuming at item {saved + 1}/150" in kubelet.read_log(namespace, "pausable-2")
     assert outputs_in(out) == list(range(150))
 
@@ -152,7 +173,11 @@ def test_new_run_id_starts_a_clean_rerun_from_item_1(
     wait_for("the rerun to start", lambda: batches.get("rerun")["status"].get("runId") == "second")
     obj = batches.wait_ended("rerun")
     assert obj["status"]["phase"] == "Succeeded"
-    pods = [p for p in batches.pods("rerun") if p["metadata"]["labels"].get("resumable.dev/run-id") == "second"]
+    pods = [
+        p
+        for p in batches.pods("rerun")
+        if p["metadata"]["labels"].get("resumable.dev/run-id") == "second"
+    ]
     first, second = (p["metadata"]["name"] for p in pods)
     assert "starting at item 1/50" in kubelet.read_log(namespace, first)
     assert "resuming at item 21/50" in kubelet.read_log(namespace, second)
@@ -169,14 +194,20 @@ def test_operator_restarted_mid_run_resumes_without_a_second_pod(
     kubelet.kill(namespace, "restarted-1")  # the worker dies while no operator runs
     kubelet.wait_terminated(namespace, "restarted-1")
     second = OperatorProcess(kubeconfig, namespace, tmp_path / "op2.log").start()
-    second_twin = OperatorProcess(kubeconfig, namespace, tmp_path / "op3.log").start()  # a duplicate replica
+    second_twin = OperatorProcess(
+        kubeconfig, namespace, tmp_path / "op3.log"
+    ).start()  # a duplicate replica
     try:
         obj = batches.wait_ended("restarted")
     finally:
         second.stop()
         second_twin.stop()
-    assert obj["status"]["phase"] == "Succeeded" and obj["status"]["restarts"] == 1
-    assert [p["metadata"]["name"] for p in batches.pods("restarted")] == ["restarted-1", "restarted-2"]
+    assert obj["status"]["phase"] == "Succeeded"
+    assert obj["status"]["restarts"] == 1
+    assert [p["metadata"]["name"] for p in batches.pods("restarted")] == [
+        "restarted-1",
+        "restarted-2",
+    ]
     assert outputs_in(out) == list(range(150))
 
 
@@ -196,7 +227,8 @@ def test_stale_worker_is_fenced_when_a_newer_attempt_owns_the_batch(
     )
     kubelet.wait_terminated(namespace, "fenced-1")
     log = kubelet.read_log(namespace, "fenced-1")
-    assert "FencedError" in log and f"was replaced by attempt {attempt + 5}" in log
+    assert "FencedError" in log
+    assert f"was replaced by attempt {attempt + 5}" in log
     obj = batches.wait_ended("fenced")
     assert obj["status"]["phase"] == "Succeeded"
     assert outputs_in(out) == list(range(150))
@@ -244,8 +276,14 @@ def test_worker_service_account_may_patch_only_its_own_batch(
 
     def can_i(name: str) -> str:
         result = kubectl(
-            "auth", "can-i", "patch", f"resumablebatches.resumable.dev/{name}", "--subresource=status",
-            "-n", namespace, f"--as={who}",
+            "auth",
+            "can-i",
+            "patch",
+            f"resumablebatches.resumable.dev/{name}",
+            "--subresource=status",
+            "-n",
+            namespace,
+            f"--as={who}",
         )
         return str(result.stdout).strip()
 
@@ -254,17 +292,33 @@ def test_worker_service_account_may_patch_only_its_own_batch(
 
     from kubernetes import client
 
-    token = client.CoreV1Api(k8s_client).create_namespaced_service_account_token(
-        "mine-worker", namespace, {"spec": {"expirationSeconds": 600}}
-    ).status.token
+    token = (
+        client.CoreV1Api(k8s_client)
+        .create_namespaced_service_account_token(
+            "mine-worker", namespace, {"spec": {"expirationSeconds": 600}}
+        )
+        .status.token
+    )
     as_worker = KubeApi.from_environment(
-        kubeconfig=str(controlplane.token_kubeconfig(tmp_path / "worker.kubeconfig", token, namespace=namespace))
+        kubeconfig=str(
+            controlplane.token_kubeconfig(
+                tmp_path / "worker.kubeconfig", token, namespace=namespace
+            )
+        )
     )
     ops = [{"op": "add", "path": "/status/progress", "value": "hacked"}]
-    as_worker.request("PATCH", batch_path(namespace, "mine", status=True), body=ops, content_type="application/json-patch+json")
+    as_worker.request(
+        "PATCH",
+        batch_path(namespace, "mine", status=True),
+        body=ops,
+        content_type="application/json-patch+json",
+    )
     with pytest.raises(ApiError) as refused:
         as_worker.request(
-            "PATCH", batch_path(namespace, "theirs", status=True), body=ops, content_type="application/json-patch+json"
+            "PATCH",
+            batch_path(namespace, "theirs", status=True),
+            body=ops,
+            content_type="application/json-patch+json",
         )
     assert refused.value.status == 403
 
@@ -273,7 +327,9 @@ def test_finished_batch_is_deleted_after_its_ttl(
     operator: OperatorProcess, batches: Batches, tmp_path: Path
 ) -> None:
     scenario = Scenario(id="short", items=5, fault={}, retry={}, phase="Succeeded", restarts=0)
-    batches.create(batch_manifest(scenario, "shortlived", tmp_path / "out", ttlSecondsAfterFinished=2))
+    batches.create(
+        batch_manifest(scenario, "shortlived", tmp_path / "out", ttlSecondsAfterFinished=2)
+    )
     batches.wait_ended("shortlived")
     wait_for("the batch to be deleted", lambda: not batches.exists("shortlived"), timeout=30)
 

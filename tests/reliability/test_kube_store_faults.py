@@ -34,10 +34,11 @@ import jsonpatch
 import kmock as km
 import pytest
 import pytest_asyncio
-import resumable
 
 # Exported by kmock (not listed in its __all__): a response with its own status code.
 from kmock import Response  # type: ignore[attr-defined]
+
+import resumable
 from resumable import _kube
 from resumable._errors import ConfigError, FencedError, StoreUnavailableError
 from resumable._kube import KubeStore

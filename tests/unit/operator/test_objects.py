@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+
 from resumable import v1alpha1
 from resumable.v1alpha1 import ResumableBatch
 from resumable_operator import objects

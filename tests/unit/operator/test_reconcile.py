@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
 from resumable.v1alpha1 import Condition, ResumableBatch, SkippedItem, Stall
 from resumable_operator import conditions as cond
 from resumable_operator.reconcile import Decision, PodView, decide, format_time, resume_index

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from resumable._ranges import IndexSet
 from scenarios import SCENARIOS, Scenario, manifest
 

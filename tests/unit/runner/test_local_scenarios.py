@@ -1,4 +1,4 @@
-"""The local runner (`resumable run`) against the shared failure scenarios, with real subprocesses."""
+"""The local runner (`resumable run`) on the shared failure scenarios, with real processes."""
 
 from __future__ import annotations
 
@@ -37,5 +37,6 @@ def test_local_runner_meets_scenario(scenario: Scenario, tmp_path: Path) -> None
         skipped = {n - 1 for n in scenario.skipped}
         assert set(indices) == set(range(scenario.items)) - skipped
     if scenario.phase == "Succeeded":
-        assert st.checkpoint.finished and st.checkpoint.next_index == 0
+        assert st.checkpoint.finished
+        assert st.checkpoint.next_index == 0
         assert st.checkpoint.items_done == scenario.items - len(scenario.skipped)

@@ -59,8 +59,17 @@ def fingerprint(values: Iterable[Any]) -> str:
     return f"{count}:{digest.hexdigest()[:16]}"
 
 
+_stamp_cache: tuple[int, str] = (-1, "")
+
+
 def _now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current UTC time, second precision (formatted once per second)."""
+    global _stamp_cache
+    second = int(time.time())
+    if _stamp_cache[0] != second:
+        moment = datetime.fromtimestamp(second, UTC)
+        _stamp_cache = (second, moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _stamp_cache[1]
 
 
 @dataclass
@@ -176,6 +185,12 @@ class Run:
         self._total: int | None = settings.total_items or cp.total_items
         self._fingerprint = cp.fingerprint
         self.resumed_from = self._next_index()
+        policy = settings.policy
+        # With a durable write after every item the saved position is always exact,
+        # so the in-flight marker (one small write per item) would add nothing.
+        self._exact = policy.every_items == 1 and policy.min_interval_seconds == 0
+        mark = getattr(outputs, "mark_inflight", None)
+        self._mark: Callable[[int], None] | None = None if self._exact else mark
         self._careful_until = self._careful_window()
         self._inflight: int | None = None
         self.redone = 0
@@ -231,9 +246,8 @@ class Run:
                 if self.is_done(index):
                     continue
                 item: Item[T] = Item(self, index, listed[index])
-                mark = getattr(self._outputs, "mark_inflight", None)
-                if mark is not None:
-                    mark(index)
+                if self._mark is not None:
+                    self._mark(index)
                 if self._careful_until is not None and index <= self._careful_until:
                     self._inflight = index
                     self._flush(final=False)  # careful mode: say which item we are on
@@ -302,7 +316,10 @@ class Run:
             return None
         reader = getattr(self._outputs, "read_inflight", None)
         marker = reader() if reader is not None else None
-        return marker if marker is not None else 2**62
+        if marker is not None:
+            return int(marker)
+        # No marker: with exact positions the dead worker was at the saved one.
+        return self.resumed_from if self._exact else 2**62
 
     def _check_fingerprint(self, current: str) -> None:
         stored = self._fingerprint
@@ -415,24 +432,22 @@ class Run:
                 f"{MAX_COMPLETED_CHARS} status allows: too many items failed and were left "
                 "behind (errors='continue'); let the worker stop on errors instead"
             )
-        # model_construct: every field is built here from validated state (the context
-        # was checked above), so the hot path skips a second validation.
-        return Checkpoint.model_construct(
+        # Every value comes from state validated on the way in (the context was
+        # checked above), so the hot path updates the fields in place instead of
+        # validating a new model on every write.
+        cp.__dict__.update(
             next_index=0 if finished else self._next_index(),
             completed=completed,
             attempt=self.attempt,
             items_done=len(self._completed),
-            tokens=cp.tokens,
             cost_usd=round(cp.cost_usd, 6),
             total_items=self._total,
             fingerprint=self._fingerprint,
             context=json.loads(encoded),
-            last_error=cp.last_error,
-            last_error_index=cp.last_error_index,
             inflight=self._inflight,
-            finished=finished,
             updated_at=_now_rfc3339(),
         )
+        return cp
 
     def _flush(self, *, final: bool = True) -> None:
         """Make outputs durable, then write the position that covers them."""

@@ -98,14 +98,17 @@ def fsync_dir(path: Path) -> None:
 _temp_serial = itertools.count()
 
 
-def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+def atomic_write(
+    path: Path | str, data: bytes, *, durable: bool = True, dir_fd: int | None = None
+) -> None:
     """Write data to path atomically: temp file, fsync, rename, directory fsync.
 
     The temp name is unique per process and call (pid and a counter) and made
     with plain os calls: this runs once per item, where mkstemp's random names and
     a buffered file object cost more than the write itself.
     """
-    tmp = os.path.join(path.parent, f".{path.name}.{os.getpid()}-{next(_temp_serial)}.tmp")
+    parent, name = os.path.split(path)
+    tmp = os.path.join(parent, f".{name}.{os.getpid()}-{next(_temp_serial)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -122,7 +125,10 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
             os.unlink(tmp)
         raise
     if durable:
-        fsync_dir(path.parent)
+        if dir_fd is not None:
+            os.fsync(dir_fd)
+        else:
+            fsync_dir(Path(parent))
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -257,6 +263,8 @@ class LocalStore:
         self._seen: tuple[int, int] | None = None
         self._seen_status: ResumableBatchStatus | None = None
         self._lock_fd: int | None = None
+        self._root_fd: int | None = None  # opened with the lock; fsynced after each rename
+        self._status_str = str(self.status_path)
         self._thread_lock = threading.Lock()
 
     def describe(self) -> str:
@@ -278,6 +286,8 @@ class LocalStore:
                     self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
                 )
                 weakref.finalize(self, os.close, self._lock_fd)  # no fd outlives the store
+                self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                weakref.finalize(self, os.close, self._root_fd)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 yield
@@ -300,11 +310,11 @@ class LocalStore:
     def write_status(self, status: ResumableBatchStatus) -> None:
         """Replace the whole status (the local runner's write; hold :meth:`locked`)."""
         data = status.model_dump_json(by_alias=True, exclude_none=True)
-        atomic_write(self.status_path, data.encode())
+        atomic_write(self._status_str, data.encode(), dir_fd=self._root_fd)
         self._remember()
 
     def _remember(self) -> None:
-        st = os.stat(self.status_path)
+        st = os.stat(self._status_str)
         self._seen = (st.st_ino, st.st_mtime_ns)
 
     def save_checkpoint(
@@ -331,7 +341,7 @@ class LocalStore:
                     f"(expected {expect_next}); this worker stops without writing"
                 )
             self._seen = None
-            status.checkpoint = checkpoint
+            status.checkpoint = checkpoint.model_copy()  # the caller may reuse its object
             status.progress = progress
             self.write_status(status)
             self._seen_status = status

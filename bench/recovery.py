@@ -47,6 +47,7 @@ from resumable.v1alpha1 import GROUP, PLURAL, VERSION  # noqa: E402
 from tests.integration.harness import OperatorProcess  # noqa: E402
 from tests.kube.controlplane import find_binaries, running_control_plane  # noqa: E402
 from tests.kube.kubelet import ProcessKubelet  # noqa: E402
+from tests.scenarios import Scenario, manifest  # noqa: E402
 
 T = TypeVar("T")
 
@@ -166,40 +167,26 @@ def wait(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
 
 
 def batch_manifest(python: str, out: Path, kills: int, items: int, delay: float) -> dict[str, Any]:
-    env = {
-        "SUMMARIZER_ITEMS": str(items),
-        "SUMMARIZER_DELAY": str(delay),
-        "RESUMABLE_OUTPUT_DIR": str(out),
-    }
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ResumableBatch",
-        "metadata": {"name": BATCH},
-        "spec": {
-            "totalItems": items,
-            # Written at the first item boundary, so "first new checkpoint" measures
-            # the way back to work, not the checkpoint policy's interval.
-            "checkpoint": {"everyItems": 1, "minIntervalSeconds": 0},
-            "retry": {
-                "maxRestarts": kills + 10,
-                "maxItemAttempts": 100,
-                "backoff": {"initialSeconds": 0, "maxSeconds": 0, "factor": 1},
-            },
-            "template": {
-                "spec": {
-                    "terminationGracePeriodSeconds": 5,
-                    "containers": [
-                        {
-                            "name": "worker",
-                            "image": "resumable-batch/worker:dev",
-                            "command": [python, "-m", "resumable.examples.summarizer"],
-                            "env": [{"name": k, "value": v} for k, v in env.items()],
-                        }
-                    ],
-                }
-            },
+    """The test suite's summariser batch, tuned for timing recoveries."""
+    scenario = Scenario(
+        id="bench",
+        items=items,
+        fault={},
+        retry={
+            "maxRestarts": kills + 10,
+            "maxItemAttempts": 100,
+            "backoff": {"initialSeconds": 0, "maxSeconds": 0, "factor": 1},
         },
-    }
+        phase="Succeeded",
+        restarts=kills,
+    )
+    body = manifest(
+        scenario, BATCH, python=python, env={"RESUMABLE_OUTPUT_DIR": str(out)}, delay=delay
+    )
+    # Written at the first item boundary, so "first new checkpoint" measures
+    # the way back to work, not the checkpoint policy's interval.
+    body["spec"]["checkpoint"] = {"everyItems": 1, "minIntervalSeconds": 0}
+    return body
 
 
 def percentile(values: list[float], q: int) -> float:

@@ -59,16 +59,6 @@ def simple_batch(name: str, **spec: Any) -> dict[str, Any]:
     return body
 
 
-@pytest.fixture
-def api(kubeconfig: Path) -> KubeApi:
-    return KubeApi.from_environment(kubeconfig=str(kubeconfig))
-
-
-@pytest.fixture
-def batches(api: KubeApi, namespace: str) -> Batches:
-    return Batches(api, namespace)
-
-
 # ------------------------------------------------ a batch the operator ran to the end
 
 

@@ -22,16 +22,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def api(kubeconfig: Path) -> KubeApi:
-    return KubeApi.from_environment(kubeconfig=str(kubeconfig))
-
-
-@pytest.fixture
-def batches(api: KubeApi, namespace: str) -> Batches:
-    return Batches(api, namespace)
-
-
-@pytest.fixture
 def operator(
     kubeconfig: Path, namespace: str, kubelet: Any, tmp_path: Path
 ) -> Iterator[OperatorProcess]:

@@ -54,7 +54,7 @@ format: ## Reformat the code with ruff.
 .PHONY: crds
 crds: ## Regenerate crds/ (and the chart's CRD template) from the pydantic models.
 	$(PY) -m resumable._crd --out-dir crds
-	@if [ -x tests/tools/chart-crds.sh ]; then bash tests/tools/chart-crds.sh; fi
+	bash tests/tools/chart-crds.sh
 
 .PHONY: verify
 verify: crds ## Regenerate everything and fail if the tree changed.

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch
+from resumable_operator import conditions as cond
 from resumable_operator import metrics, objects
 from resumable_operator.reconcile import (
     LABEL_BATCH,
@@ -51,7 +52,7 @@ class Controller:
         self._again: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._phases: dict[Key, str] = {}
+        self._conditions: dict[Key, frozenset[str]] = {}
         self._seen_items: dict[Key, tuple[str, int, str, int]] = {}
         self._rbac_ready: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -101,7 +102,7 @@ class Controller:
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
-        self._phases.pop(key, None)
+        self._conditions.pop(key, None)
         self._seen_items.pop(key, None)
         self._update_phase_gauge()
 
@@ -262,7 +263,9 @@ class Controller:
                     raise
             self.forget(ns, name)
             return None
-        self._phases[key] = decision.status.phase
+        self._conditions[key] = frozenset(
+            c.type for c in decision.status.conditions if c.status == "True"
+        )
         self._update_phase_gauge()
         if decision.create_pod is not None:
             return RESYNC_SECONDS
@@ -313,11 +316,9 @@ class Controller:
         log.info("%s/%s %s: %s", batch.metadata.namespace, batch.metadata.name, reason, message)
 
     def _update_phase_gauge(self) -> None:
-        counts: dict[str, int] = {}
-        for phase in self._phases.values():
-            counts[phase] = counts.get(phase, 0) + 1
-        for phase in ("Pending", "Running", "BackingOff", "Suspended", "Succeeded", "Failed"):
-            metrics.BATCHES.labels(phase=phase).set(counts.get(phase, 0))
+        for type_ in cond.ALL_TYPES:
+            count = sum(1 for true in self._conditions.values() if type_ in true)
+            metrics.BATCHES.labels(condition=type_).set(count)
 
 
 def items_done(status: dict[str, Any]) -> int:

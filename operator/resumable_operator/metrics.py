@@ -10,7 +10,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 REGISTRY = CollectorRegistry()
 
-BATCHES = Gauge("resumable_batches", "Batches by phase.", ["phase"], registry=REGISTRY)
+BATCHES = Gauge(
+    "resumable_batches",
+    "Batches whose condition of this type is True.",
+    ["condition"],
+    registry=REGISTRY,
+)
 ITEMS_COMPLETED = Counter(
     "resumable_items_completed_total", "Items completed, as seen in checkpoints.", registry=REGISTRY
 )

@@ -89,7 +89,10 @@ def test_killed_after_item_20_the_new_pod_resumes_at_21(
     env = {e["name"]: e.get("value") for e in pods[1]["spec"]["containers"][0]["env"]}
     assert env["RESUMABLE_START_INDEX"] == "20"
     assert env["RESUMABLE_ATTEMPT"] == "2"
-    assert 'resumable_restarts_total{reason="Error"} 1.0' in operator.metrics()
+    metrics = operator.metrics()
+    assert 'resumable_restarts_total{reason="Error"} 1.0' in metrics
+    assert 'resumable_batches{condition="Succeeded"} 1.0' in metrics
+    assert 'resumable_resume_seconds_count 1.0' in metrics
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS[1:], ids=lambda s: s.id)

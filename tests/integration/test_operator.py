@@ -92,7 +92,7 @@ def test_killed_after_item_20_the_new_pod_resumes_at_21(
     metrics = operator.metrics()
     assert 'resumable_restarts_total{reason="Error"} 1.0' in metrics
     assert 'resumable_batches{condition="Succeeded"} 1.0' in metrics
-    assert 'resumable_resume_seconds_count 1.0' in metrics
+    assert "resumable_resume_seconds_count 1.0" in metrics
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS[1:], ids=lambda s: s.id)

@@ -63,7 +63,10 @@ class OperatorConfig:
         if fmt not in ("text", "json"):
             raise SettingsError(f"{PREFIX}LOG_FORMAT={fmt!r}: use text or json")
         namespaces = tuple(n.strip() for n in get("NAMESPACES", "").split(",") if n.strip())
-        standalone = get("STANDALONE", "true").lower() in ("1", "true", "yes")
+        standalone_raw = get("STANDALONE", "true").lower()
+        if standalone_raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise SettingsError(f"{PREFIX}STANDALONE={standalone_raw!r}: use true or false")
+        standalone = standalone_raw in ("1", "true", "yes", "on")
         return cls(
             namespaces=namespaces,
             metrics_port=integer("METRICS_PORT", 8080, 0, 65535),

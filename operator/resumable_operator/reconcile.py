@@ -372,8 +372,6 @@ def _handle_end(
         # Every item was done and saved before the pod ended: nothing to redo.
         kind, what = "success", f"{what} after the last item"
     status.active_pod = ""
-    status.failed_at = stamp
-    status.last_failure = what
     done = cp.items_done if cp.finished else len(IndexSet.parse(cp.completed))
     total_now = total if total is not None else cp.total_items
     of = str(total_now) if total_now is not None else "?"
@@ -399,7 +397,6 @@ def _handle_end(
                 decision.requeue_after = float(ttl)
             return True
         kind, what = "failure", f"exit 0 with {done}/{of} items done"
-        status.last_failure = what
         event(
             "Warning",
             cond.REASON_NOT_FINISHED,
@@ -407,6 +404,8 @@ def _handle_end(
         )
         decision.outcome = Outcome("not-finished", cond.REASON_NOT_FINISHED)
 
+    status.failed_at = stamp
+    status.last_failure = what
     position = resume_index(status)
     if kind == "never-retry":
         msg = (

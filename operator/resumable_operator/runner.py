@@ -257,8 +257,9 @@ class LocalRunner:
                     os.killpg(pod.process.pid, sig)
 
 
-def load_manifest(path: Path) -> ResumableBatch:
+def load_manifest(path: Path | str) -> ResumableBatch:
     """Read and validate a ResumableBatch manifest; errors name the file and the field."""
+    path = Path(path)
     import yaml
     from pydantic import ValidationError
 

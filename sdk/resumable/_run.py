@@ -231,6 +231,11 @@ class Run:
     ) -> Iterator[Item[T]]:
         """Yield the items not done yet, in order, from the saved position.
 
+        ``values`` must be finite and the same on every attempt: it is read into a
+        list and fingerprinted. An item used as ``with item:`` is committed when its
+        block succeeds; an item not used that way is committed when the loop moves
+        on to the next one (an exception in the loop commits nothing).
+
         ``errors="raise"`` (the default) records a failing item's error, saves, and
         re-raises so the worker stops and is restarted; ``"continue"`` records it
         and goes on, leaving the item to a later attempt.
@@ -253,10 +258,13 @@ class Run:
                     self._flush(final=False)  # careful mode: say which item we are on
                 yield item
                 if not item._entered and not item._closed:
-                    self._commit(item)
+                    self._commit(item)  # the loop moved on without an exception
             self._finish()
         finally:
-            self.close()
+            # Save what is pending, but keep the run usable (a `break` followed by
+            # another loop) and the exit and signal flushes armed until close().
+            if not self._fenced and self._coalescer.pending_items > 0:
+                self._flush()
 
     def step(self, name: str, fn: Callable[[], R]) -> R:
         """A run-level named step (research, then parse, then write): runs at most once."""

@@ -229,7 +229,7 @@ class ResumableBatchSpec(_Model):
     run_id: str = Field(
         default="",
         max_length=63,
-        description="Changing it starts a clean rerun from item 0.",
+        description="Changing it starts a clean rerun from item 1.",
     )
 
 

@@ -12,7 +12,6 @@ decision changed something.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -21,7 +20,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
-from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch
 from resumable_operator import conditions as cond
 from resumable_operator import metrics, objects
@@ -53,7 +51,7 @@ class Controller:
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._conditions: dict[Key, frozenset[str]] = {}
-        self._seen_items: dict[Key, tuple[str, int, str, int]] = {}
+        self._seen_items: dict[Key, tuple[str, int, dict[str, Any], int]] = {}
         self._rbac_ready: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -137,18 +135,17 @@ class Controller:
         cp = status.get("checkpoint") or {}
         uid = meta.get("uid", "")
         done = int(cp.get("itemsDone", 0) or 0)
-        updated = json.dumps(cp, sort_keys=True) if cp else ""
         context = cp.get("context") or {}
         redone = int(context.get("redone", 0) or 0) if isinstance(context, dict) else 0
         seen = self._seen_items.get(key)
         if seen is not None and seen[0] == uid:
             if done > seen[1]:
                 metrics.ITEMS_COMPLETED.inc(done - seen[1])
-            if updated and updated != seen[2]:
+            if cp and cp != seen[2]:
                 metrics.CHECKPOINT_WRITES.inc()
             if redone > seen[3]:
                 metrics.ITEMS_REDONE.inc(redone - seen[3])
-        self._seen_items[key] = (uid, done, updated, redone)
+        self._seen_items[key] = (uid, done, cp, redone)
         generation = meta.get("generation")
         conditions = status.get("conditions") or []
         if (
@@ -319,11 +316,3 @@ class Controller:
         for type_ in cond.ALL_TYPES:
             count = sum(1 for true in self._conditions.values() if type_ in true)
             metrics.BATCHES.labels(condition=type_).set(count)
-
-
-def items_done(status: dict[str, Any]) -> int:
-    """Items completed according to a raw status."""
-    cp = status.get("checkpoint") or {}
-    if cp.get("finished"):
-        return int(cp.get("itemsDone", 0))
-    return len(IndexSet.parse(str(cp.get("completed", ""))))

@@ -314,4 +314,4 @@ def write_line(stream: TextIO, text: str) -> None:
     stream.flush()
 
 
-__all__ = ["LocalRunner", "ManifestError", "RunResult", "load_manifest", "sys", "write_line"]
+__all__ = ["LocalRunner", "ManifestError", "RunResult", "load_manifest", "write_line"]

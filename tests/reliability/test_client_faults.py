@@ -18,6 +18,8 @@ import pytest
 import urllib3
 from kubernetes import client, watch
 
+from tests.reliability.faults import k8s_status
+
 # KubernetesScaffold: discovery only, no object store. (The default KubernetesEmulator
 # applies writes to its store before the reactions run, so it answers 404 for
 # objects it does not hold; seed kmock.objects[...] first when using it.)
@@ -30,19 +32,6 @@ pytestmark = [
 GROUP, VERSION, PLURAL = "resumable.dev", "v1alpha1", "resumablebatches"
 STATUS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/ns1/{PLURAL}/b1/status"
 OBJECT_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/ns1/{PLURAL}/b1"
-
-
-def k8s_status(code: int, reason: str, message: str = "") -> dict[str, Any]:
-    """A metav1.Status body, as kube-apiserver sends with errors."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Status",
-        "metadata": {},
-        "status": "Failure",
-        "code": code,
-        "reason": reason,
-        "message": message or reason,
-    }
 
 
 def patch_status(api: Any, timeout: float | None = None) -> Any:

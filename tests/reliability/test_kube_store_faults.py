@@ -44,6 +44,7 @@ from resumable._errors import ConfigError, FencedError, StoreUnavailableError
 from resumable._kube import KubeStore
 from resumable._kubeapi import KubeApi, batch_path, load_api_client
 from resumable.v1alpha1 import Checkpoint, CheckpointPolicy
+from tests.reliability.faults import k8s_status
 
 pytestmark = [
     pytest.mark.reliability,
@@ -55,19 +56,6 @@ pytestmark = [
 NS, NAME = "ns1", "b1"
 OBJECT_PATH = batch_path(NS, NAME)
 STATUS_PATH = batch_path(NS, NAME, status=True)
-
-
-def k8s_status(code: int, reason: str, message: str = "") -> dict[str, Any]:
-    """A metav1.Status body, as kube-apiserver sends with errors."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Status",
-        "metadata": {},
-        "status": "Failure",
-        "code": code,
-        "reason": reason,
-        "message": message or reason,
-    }
 
 
 class BatchServer:

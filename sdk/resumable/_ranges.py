@@ -13,11 +13,12 @@ from collections.abc import Iterable, Iterator
 class IndexSet:
     """A set of non-negative integers stored as sorted, disjoint, non-adjacent ranges."""
 
-    __slots__ = ("_ends", "_starts")
+    __slots__ = ("_count", "_ends", "_starts")
 
     def __init__(self, indices: Iterable[int] = ()) -> None:
         self._starts: list[int] = []
         self._ends: list[int] = []  # inclusive
+        self._count = 0  # len(), kept as ranges change: the SDK asks at every checkpoint
         for index in indices:
             self.add(index)
 
@@ -41,6 +42,11 @@ class IndexSet:
 
     def add(self, index: int) -> None:
         """Add one index."""
+        ends = self._ends
+        if ends and ends[-1] + 1 == index:  # the common case: the next item in order
+            ends[-1] = index
+            self._count += 1
+            return
         self.add_range(index, index)
 
     def add_range(self, lo: int, hi: int) -> None:
@@ -51,12 +57,15 @@ class IndexSet:
         # First range that could touch [lo, hi]: its end >= lo - 1.
         i = bisect.bisect_left(ends, lo - 1)
         j = i
+        merged = 0
         while j < len(starts) and starts[j] <= hi + 1:
+            merged += ends[j] - starts[j] + 1
             lo = min(lo, starts[j])
             hi = max(hi, ends[j])
             j += 1
         starts[i:j] = [lo]
         ends[i:j] = [hi]
+        self._count += hi - lo + 1 - merged
 
     def __contains__(self, index: object) -> bool:
         if not isinstance(index, int):
@@ -65,7 +74,7 @@ class IndexSet:
         return i >= 0 and self._ends[i] >= index
 
     def __len__(self) -> int:
-        return sum(e - s + 1 for s, e in zip(self._starts, self._ends, strict=True))
+        return self._count
 
     def __iter__(self) -> Iterator[int]:
         for s, e in zip(self._starts, self._ends, strict=True):
@@ -83,6 +92,9 @@ class IndexSet:
         return f"IndexSet({str(self)!r})"
 
     def __str__(self) -> str:
+        if len(self._starts) == 1:  # no holes: the usual checkpoint
+            s, e = self._starts[0], self._ends[0]
+            return str(s) if s == e else f"{s}-{e}"
         return ",".join(
             str(s) if s == e else f"{s}-{e}" for s, e in zip(self._starts, self._ends, strict=True)
         )
@@ -92,6 +104,7 @@ class IndexSet:
         other = IndexSet()
         other._starts = list(self._starts)
         other._ends = list(self._ends)
+        other._count = self._count
         return other
 
     def first_missing(self, start: int = 0) -> int:

@@ -90,6 +90,8 @@ class Summary:
 class Item(Generic[T]):
     """One unit of work. Use as ``with item:``; the block's success commits it."""
 
+    __slots__ = ("_closed", "_entered", "_run", "cost_usd", "index", "output", "tokens", "value")
+
     def __init__(self, run: Run, index: int, value: T) -> None:
         self.index = index
         self.value = value
@@ -103,7 +105,7 @@ class Item(Generic[T]):
     @property
     def key(self) -> str:
         """A stable idempotency key for side effects: batch identity plus item index."""
-        return f"{self._run.identity}/{self.index}"
+        return f"{self._run._identity}/{self.index}"
 
     @property
     def number(self) -> int:
@@ -166,6 +168,10 @@ class Run:
         self._fenced = False
         self._closed = False
         self._errors: Literal["raise", "continue"] = "raise"
+        parts = [settings.namespace or "local", settings.batch_name]
+        if settings.run_id:
+            parts.append(settings.run_id)
+        self._identity = "/".join(parts)
         self._failed: set[int] = set()
         self._old_handlers: dict[int, Any] = {}
 
@@ -176,6 +182,8 @@ class Run:
         if cp.finished:
             cp = Checkpoint(attempt=attempt)
         self._checkpoint = cp
+        self._tokens = cp.tokens
+        self._cost_usd = cp.cost_usd
         self._saved_next = status.checkpoint.next_index
         self._completed = IndexSet() if cp.finished else IndexSet.parse(cp.completed)
         self._skipped = {s.index for s in status.skipped}
@@ -208,10 +216,7 @@ class Run:
     @property
     def identity(self) -> str:
         """The batch identity used in idempotency keys: namespace/name[/runId]."""
-        parts = [self.settings.namespace or "local", self.settings.batch_name]
-        if self.settings.run_id:
-            parts.append(self.settings.run_id)
-        return "/".join(parts)
+        return self._identity
 
     @property
     def next_index(self) -> int:
@@ -246,13 +251,14 @@ class Run:
         if fingerprint_items:
             self._check_fingerprint(fingerprint(listed))
         self._total = total
+        completed, skipped, mark = self._completed, self._skipped, self._mark
         try:
             for index in range(self._start, total):
-                if self.is_done(index):
+                if index in completed or index in skipped:
                     continue
                 item: Item[T] = Item(self, index, listed[index])
-                if self._mark is not None:
-                    self._mark(index)
+                if mark is not None:
+                    mark(index)
                 if self._careful_until is not None and index <= self._careful_until:
                     self._inflight = index
                     self._flush(final=False)  # careful mode: say which item we are on
@@ -282,8 +288,8 @@ class Run:
             done=len(self._completed) if not cp.finished else cp.items_done,
             skipped=len(self._skipped),
             failed=len(self._failed),
-            tokens=cp.tokens,
-            cost_usd=cp.cost_usd,
+            tokens=self._tokens,
+            cost_usd=round(self._cost_usd, 6),
             attempt=self.attempt,
             resumed_from=self.resumed_from,
             finished=cp.finished,
@@ -353,23 +359,30 @@ class Run:
         return result
 
     def _commit(self, item: Item[Any]) -> None:
-        with self._guard():
-            if item.output is not None:
-                self._outputs.put(
-                    f"{item.index:08d}",
-                    {"index": item.index, "key": item.key, "output": item.output},
+        # The per-item hot path: the critical section is written out rather than
+        # taken through _guard(), whose generator costs more than the work inside.
+        with self._lock:
+            self._critical += 1
+            try:
+                if item.output is not None:
+                    self._outputs.put(
+                        f"{item.index:08d}",
+                        {"index": item.index, "key": item.key, "output": item.output},
+                    )
+                self._completed.add(item.index)
+                self._inflight = None
+                if self._failed:
+                    self._failed.discard(item.index)
+                self._tokens += item.tokens
+                self._cost_usd += item.cost_usd
+                self._iteration += 1
+                self._coalescer.record(items=1, cost_usd=item.cost_usd)
+                due = self._coalescer.due(self._clock()) or (
+                    self._careful_until is not None and item.index <= self._careful_until
                 )
-            self._completed.add(item.index)
-            self._inflight = None
-            self._failed.discard(item.index)
-            cp = self._checkpoint
-            cp.tokens += item.tokens
-            cp.cost_usd += item.cost_usd
-            self._iteration += 1
-            self._coalescer.record(items=1, cost_usd=item.cost_usd)
-            due = self._coalescer.due(self._clock()) or (
-                self._careful_until is not None and item.index <= self._careful_until
-            )
+            finally:
+                self._critical -= 1
+        self._raise_deferred_signal()
         if due:
             self._flush(final=False)
 
@@ -411,6 +424,10 @@ class Run:
                 yield
             finally:
                 self._critical -= 1
+        self._raise_deferred_signal()
+
+    def _raise_deferred_signal(self) -> None:
+        """Act on a signal that arrived inside a critical section, once it is left."""
         if self._critical == 0 and self._deferred_signal is not None:
             signum, self._deferred_signal = self._deferred_signal, None
             raise Terminated(signum)
@@ -418,20 +435,28 @@ class Run:
     def _build_checkpoint(self) -> Checkpoint:
         cp = self._checkpoint
         context: dict[str, Any] = {
-            "taskId": self.identity,
+            "taskId": self._identity,
             "workerId": self.settings.worker_id,
             "attempt": self.attempt,
             "iteration": self._iteration,
             "redone": self._redone_total,
             "user": self.context,
         }
-        encoded = json.dumps(context, default=str)
-        if len(encoded) > MAX_CONTEXT_BYTES:
-            raise ResumableError(
-                f"run.context is {len(encoded)} bytes serialised, over the "
-                f"{MAX_CONTEXT_BYTES}-byte limit: keep large state in item outputs or steps, "
-                "not in the checkpoint"
-            )
+        if self.context:
+            # User state: check it fits and snapshot it as JSON (non-JSON values
+            # become strings), so later changes to run.context don't alter a
+            # checkpoint already handed to the store.
+            encoded = json.dumps(context, default=str)
+            if len(encoded) > MAX_CONTEXT_BYTES:
+                raise ResumableError(
+                    f"run.context is {len(encoded)} bytes serialised, over the "
+                    f"{MAX_CONTEXT_BYTES}-byte limit: keep large state in item outputs or "
+                    "steps, not in the checkpoint"
+                )
+            context = json.loads(encoded)
+        else:
+            # Ids and counters only: JSON already, and far below the limit.
+            context["user"] = {}
         finished = cp.finished
         completed = "" if finished else str(self._completed)
         if len(completed) > MAX_COMPLETED_CHARS:
@@ -448,10 +473,11 @@ class Run:
             completed=completed,
             attempt=self.attempt,
             items_done=len(self._completed),
-            cost_usd=round(cp.cost_usd, 6),
+            tokens=self._tokens,
+            cost_usd=round(self._cost_usd, 6),
             total_items=self._total,
             fingerprint=self._fingerprint,
-            context=json.loads(encoded),
+            context=context,
             inflight=self._inflight,
             updated_at=_now_rfc3339(),
         )
@@ -461,36 +487,45 @@ class Run:
         """Make outputs durable, then write the position that covers them."""
         if self._fenced:
             return
-        with self._guard():
-            new = self._build_checkpoint()
-            progress = (
-                f"{new.items_done}/{self._total}"
-                if self._total is not None
-                else str(new.items_done)
-            )
+        # Runs once per item at everyItems=1: the critical section is written out
+        # rather than taken through _guard(), whose generator costs more than it guards.
+        with self._lock:
+            self._critical += 1
             try:
-                self._outputs.sync()
-                self._steps.sync()
-                self._store.save_checkpoint(
-                    new,
-                    progress=progress,
-                    expect_attempt=self.attempt,
-                    expect_next=self._saved_next,
-                    final=final,
-                )
-            except FencedError:
-                self._fenced = True
+                self._write(final)
+            finally:
+                self._critical -= 1
+        self._raise_deferred_signal()
+
+    def _write(self, final: bool) -> None:
+        """The body of _flush, with signals deferred."""
+        new = self._build_checkpoint()
+        progress = (
+            f"{new.items_done}/{self._total}" if self._total is not None else str(new.items_done)
+        )
+        try:
+            self._outputs.sync()
+            self._steps.sync()
+            self._store.save_checkpoint(
+                new,
+                progress=progress,
+                expect_attempt=self.attempt,
+                expect_next=self._saved_next,
+                final=final,
+            )
+        except FencedError:
+            self._fenced = True
+            raise
+        except StoreUnavailableError:
+            if final:
                 raise
-            except StoreUnavailableError:
-                if final:
-                    raise
-                # Keep the pending progress; try again one policy interval later
-                # instead of blocking at every item boundary while the server is away.
-                self._coalescer.deferred(self._clock())
-                return
-            self._saved_next = new.next_index
-            self._checkpoint = new
-            self._coalescer.written(self._clock())
+            # Keep the pending progress; try again one policy interval later
+            # instead of blocking at every item boundary while the server is away.
+            self._coalescer.deferred(self._clock())
+            return
+        self._saved_next = new.next_index
+        self._checkpoint = new
+        self._coalescer.written(self._clock())
 
     # ----------------------------------------------------------------- signals
 

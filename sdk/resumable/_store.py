@@ -20,6 +20,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -99,36 +100,51 @@ _temp_serial = itertools.count()
 
 
 def atomic_write(
-    path: Path | str, data: bytes, *, durable: bool = True, dir_fd: int | None = None
-) -> None:
+    path: Path | str,
+    data: bytes,
+    *,
+    durable: bool = True,
+    dir_fd: int | None = None,
+    tmp: str | None = None,
+) -> os.stat_result:
     """Write data to path atomically: temp file, fsync, rename, directory fsync.
 
-    The temp name is unique per process and call (pid and a counter) and made
-    with plain os calls: this runs once per item, where mkstemp's random names and
-    a buffered file object cost more than the write itself.
+    Returns the new file's stat (taken from the open descriptor, so the caller
+    can recognise its own write later without another lookup). With ``dir_fd``,
+    the directory that is fsynced, ``path`` and ``tmp`` may be names relative to
+    it (as with openat(2)), which spares the kernel a path walk per call. The temp
+    name is unique per process and call (pid and a counter) unless the caller,
+    holding a lock, passes its own ``tmp`` beside ``path``. Plain os calls
+    throughout: this runs once per item, where mkstemp's random names and a
+    buffered file object cost more than the write itself.
     """
-    parent, name = os.path.split(path)
-    tmp = os.path.join(parent, f".{name}.{os.getpid()}-{next(_temp_serial)}.tmp")
+    if tmp is None:
+        parent, name = os.path.split(path)
+        tmp = os.path.join(parent, f".{name}.{os.getpid()}-{next(_temp_serial)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
+        )
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             if durable:
                 os.fsync(fd)
+            written = os.fstat(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise
     if durable:
         if dir_fd is not None:
             os.fsync(dir_fd)
         else:
-            fsync_dir(Path(parent))
+            fsync_dir(Path(os.path.dirname(path)))
+    return written
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -159,32 +175,44 @@ def _read_json(path: Path) -> Any:
 
 
 class DirectoryOutputs:
-    """Outputs as one JSON file per key under a directory (a mounted volume in a pod)."""
+    """Outputs as one JSON file per key under a directory (a mounted volume in a pod).
+
+    The directory is opened once and every per-item call works relative to that
+    descriptor, so a put costs the file's own system calls and no path walks.
+    """
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        self._unsynced: list[Path] = []
-        self._made = False
+        self._unsynced: list[str] = []  # file names written since the last sync
+        self._dir_fd: int | None = None
         self._inflight_fd: int | None = None
 
-    def _path(self, key: str) -> Path:
+    def _open_dir(self) -> int:
+        """The directory's descriptor, creating the directory on first use."""
+        if self._dir_fd is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            weakref.finalize(self, os.close, fd)  # no fd outlives the store
+            self._dir_fd = fd
+        return self._dir_fd
+
+    @staticmethod
+    def _name(key: str) -> str:
         if not key or "/" in key or key.startswith("."):
             raise ValueError(f"bad output key {key!r}")
-        return self.root / f"{key}.json"
+        return f"{key}.json"
 
     def put(self, key: str, value: Any) -> None:
         """Store value under key; durable at the next :meth:`sync`."""
-        if not self._made:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self._made = True
-        path = self._path(key)
+        dir_fd = self._dir_fd if self._dir_fd is not None else self._open_dir()
+        name = self._name(key)
         data = json.dumps(value, sort_keys=True, default=str).encode()
-        atomic_write(path, data, durable=False)
-        self._unsynced.append(path)
+        atomic_write(name, data, durable=False, dir_fd=dir_fd)
+        self._unsynced.append(name)
 
     def get(self, key: str) -> Any | None:
         """The value under key, or None when absent."""
-        path = self._path(key)
+        path = self.root / self._name(key)
         if not path.exists():
             return None
         try:
@@ -201,9 +229,11 @@ class DirectoryOutputs:
     def mark_inflight(self, index: int) -> None:
         """Note the item being worked on (no fsync: it must survive the process, not the node)."""
         if self._inflight_fd is None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self._made = True
-            self._inflight_fd = os.open(self.root / INFLIGHT_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(
+                INFLIGHT_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644, dir_fd=self._open_dir()
+            )
+            weakref.finalize(self, os.close, fd)
+            self._inflight_fd = fd
         os.pwrite(self._inflight_fd, f"{index:<20d}\n".encode(), 0)
 
     def read_inflight(self) -> int | None:
@@ -224,27 +254,24 @@ class DirectoryOutputs:
         """fsync every file written since the last sync, then the directory."""
         if not self._unsynced:
             return
+        dir_fd = self._open_dir()
         if _syncfs is not None and len(self._unsynced) > SYNCFS_THRESHOLD:
             # One filesystem-wide flush instead of one journal commit per file: with
             # the default policy a write covers ~1000 outputs of 1 ms items, and
             # fsyncing them one by one costs more than the items themselves.
-            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                if _syncfs(fd) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"syncfs {self.root}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
+            if _syncfs(dir_fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"syncfs {self.root}: {os.strerror(err)}")
             self._unsynced.clear()
             return
-        for path in self._unsynced:
+        for name in self._unsynced:
             with contextlib.suppress(FileNotFoundError):
-                fd = os.open(path, os.O_RDONLY)
+                fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        fsync_dir(self.root)
+        os.fsync(dir_fd)
         self._unsynced.clear()
 
 
@@ -253,6 +280,12 @@ class LocalStore:
 
     A missing directory or file means a fresh start; a corrupt file is a
     CorruptCheckpointError naming it, never a silent restart from zero.
+
+    A checkpoint write is the worker's hot path (with ``everyItems: 1`` it runs
+    once per item), so it does not rebuild the status model: the store keeps
+    the other status fields serialised from its last read or write and the
+    stored attempt and position, and re-reads the file only when another
+    process replaced it since (a new inode or mtime).
     """
 
     def __init__(self, root: Path | str) -> None:
@@ -260,12 +293,16 @@ class LocalStore:
         self.status_path = self.root / STATUS_FILE
         self.outputs = DirectoryOutputs(self.root / OUTPUTS_DIR)
         self.steps = DirectoryOutputs(self.root / STEPS_DIR)
-        self._seen: tuple[int, int] | None = None
-        self._seen_status: ResumableBatchStatus | None = None
+        self._seen: tuple[int, int] | None = None  # (inode, mtime) of our own last write
+        self._stored: tuple[int, int] = (0, 0)  # (attempt, nextIndex) in that write
+        self._rest = b""  # the status fields other than checkpoint and progress, as JSON
         self._lock_fd: int | None = None
         self._root_fd: int | None = None  # opened with the lock; fsynced after each rename
         self._status_str = str(self.status_path)
+        self._tmp_pid = -1
+        self._tmp_str = ""
         self._thread_lock = threading.Lock()
+        self._to_json = Checkpoint.__pydantic_serializer__.to_json
 
     def describe(self) -> str:
         """The status file's path."""
@@ -273,13 +310,22 @@ class LocalStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the store's exclusive lock (between processes) for a read-modify-write.
+        """Hold the store's exclusive lock (between processes) for a read-modify-write."""
+        self._acquire()
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _acquire(self) -> None:
+        """Take the thread lock, then the flock on ``.lock``.
 
         The lock file stays open for the store's lifetime (every checkpoint write
         takes the lock; reopening it each time cost as much as the JSON work), so a
         thread lock keeps threads sharing this object apart as flock cannot.
         """
-        with self._thread_lock:
+        self._thread_lock.acquire()
+        try:
             if self._lock_fd is None:
                 self.root.mkdir(parents=True, exist_ok=True)
                 self._lock_fd = os.open(
@@ -289,10 +335,24 @@ class LocalStore:
                 self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 weakref.finalize(self, os.close, self._root_fd)
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def _release(self) -> None:
+        try:
+            if self._lock_fd is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def _tmp(self) -> str:
+        """This process's temp name for status.json (safe to reuse: writes hold the lock)."""
+        pid = os.getpid()
+        if pid != self._tmp_pid:
+            self._tmp_pid = pid
+            self._tmp_str = f".{STATUS_FILE}.{pid}.tmp"  # relative to the store's directory
+        return self._tmp_str
 
     def load(self) -> ResumableBatchStatus | None:
         """The saved status, or None when the store is empty."""
@@ -309,13 +369,20 @@ class LocalStore:
 
     def write_status(self, status: ResumableBatchStatus) -> None:
         """Replace the whole status (the local runner's write; hold :meth:`locked`)."""
-        data = status.model_dump_json(by_alias=True, exclude_none=True)
-        atomic_write(self._status_str, data.encode(), dir_fd=self._root_fd)
-        self._remember()
+        if self._root_fd is None:
+            raise RuntimeError(f"{self.status_path}: write_status() needs store.locked()")
+        data = status.model_dump_json(by_alias=True, exclude_none=True).encode()
+        written = atomic_write(STATUS_FILE, data, dir_fd=self._root_fd, tmp=self._tmp())
+        self._remember(status, written)
 
-    def _remember(self) -> None:
-        st = os.stat(self._status_str)
-        self._seen = (st.st_ino, st.st_mtime_ns)
+    def _remember(self, status: ResumableBatchStatus, written: os.stat_result | None) -> None:
+        """Keep what the next checkpoint write needs from a status just read or written."""
+        rest = status.model_dump_json(
+            by_alias=True, exclude_none=True, exclude={"checkpoint", "progress"}
+        )
+        self._rest = b"," + rest[1:-1].encode() if len(rest) > 2 else b""
+        self._stored = (status.checkpoint.attempt, status.checkpoint.next_index)
+        self._seen = None if written is None else (written.st_ino, written.st_mtime_ns)
 
     def save_checkpoint(
         self,
@@ -327,35 +394,48 @@ class LocalStore:
         final: bool = False,
     ) -> None:
         """Fenced replace of the checkpoint (see :class:`CheckpointStore`)."""
-        with self.locked():
-            status = self._current_for_write()
-            stored = status.checkpoint
-            if stored.attempt != expect_attempt:
+        self._acquire()  # not `with self.locked()`: this runs per item at everyItems=1
+        try:
+            stored_attempt, stored_next = self._stored_position()
+            if stored_attempt != expect_attempt:
                 raise FencedError(
                     f"{self.status_path}: attempt {expect_attempt} was replaced by attempt "
-                    f"{stored.attempt}; this worker stops without writing"
+                    f"{stored_attempt}; this worker stops without writing"
                 )
-            if stored.next_index != expect_next:
+            if stored_next != expect_next:
                 raise FencedError(
-                    f"{self.status_path}: the position moved to {stored.next_index} "
+                    f"{self.status_path}: the position moved to {stored_next} "
                     f"(expected {expect_next}); this worker stops without writing"
                 )
-            self._seen = None
-            status.checkpoint = checkpoint.model_copy()  # the caller may reuse its object
-            status.progress = progress
-            self.write_status(status)
-            self._seen_status = status
+            data = b"".join(
+                (
+                    b'{"checkpoint":',
+                    self._to_json(checkpoint, by_alias=True, exclude_none=True),
+                    b',"progress":',
+                    encode_basestring_ascii(progress).encode(),
+                    self._rest,
+                    b"}",
+                )
+            )
+            self._seen = None  # until the rename is known to have happened
+            written = atomic_write(STATUS_FILE, data, dir_fd=self._root_fd, tmp=self._tmp())
+            self._stored = (checkpoint.attempt, checkpoint.next_index)
+            self._seen = (written.st_ino, written.st_mtime_ns)
+        finally:
+            self._release()
 
-    def _current_for_write(self) -> ResumableBatchStatus:
-        """The stored status; re-read only if another process wrote since our last write."""
-        if self._seen is not None and self._seen_status is not None:
+    def _stored_position(self) -> tuple[int, int]:
+        """The stored (attempt, nextIndex); re-read only if another process wrote since."""
+        if self._seen is not None:
             try:
-                st = os.stat(self.status_path)
+                st = os.stat(STATUS_FILE, dir_fd=self._root_fd)
             except FileNotFoundError:
                 st = None
             if st is not None and (st.st_ino, st.st_mtime_ns) == self._seen:
-                return self._seen_status
-        return self.load() or ResumableBatchStatus()
+                return self._stored
+        status = self.load() or ResumableBatchStatus()
+        self._remember(status, None)
+        return self._stored
 
     def claim(self, attempt: int | None) -> tuple[ResumableBatchStatus, int]:
         """Take ownership for an attempt (the next one when None); return the status and it.
@@ -375,5 +455,6 @@ class LocalStore:
             if attempt != stored or not self.status_path.exists():
                 status.checkpoint.attempt = attempt
                 self.write_status(status)
-            self._seen_status = status
+            else:
+                self._remember(status, None)
             return status.model_copy(deep=True), attempt

@@ -120,3 +120,15 @@ def test_a_huge_batch_with_a_few_holes_stays_a_few_bytes() -> None:
     assert s.first_missing() == 47
     assert str(s) == "0-46,48-499999,500001-999999"
     assert not s.covers(1_000_000)
+
+
+@given(st.lists(st.tuples(st.integers(0, 150), st.integers(0, 20)), max_size=40))
+def test_length_stays_exact_as_ranges_in_any_order_merge(spans: list[tuple[int, int]]) -> None:
+    s = IndexSet()
+    model: set[int] = set()
+    for lo, width in spans:
+        s.add_range(lo, lo + width)
+        model.update(range(lo, lo + width + 1))
+        assert len(s) == len(model)
+    assert str(s) == model_str(model)
+    assert len(s.copy()) == len(model)

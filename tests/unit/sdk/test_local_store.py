@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from resumable import DirectoryOutputs, LocalStore
+from resumable._errors import FencedError
 from resumable._store import SYNCFS_THRESHOLD, atomic_write
+from resumable.v1alpha1 import Checkpoint, Condition, ResumableBatchStatus
 
 pytestmark = pytest.mark.unit
 
@@ -80,3 +82,83 @@ def test_claim_takes_the_next_attempt_and_writes_it(tmp_path: Path) -> None:
     status = store.load()
     assert status is not None
     assert status.checkpoint.attempt == 2
+
+
+def test_checkpoint_writes_keep_the_status_fields_the_runner_wrote(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    _, attempt = store.claim(None)
+    with store.locked():
+        status = store.load()
+        assert status is not None
+        status.restarts = 3
+        status.run_id = "r2"
+        status.conditions = [Condition(type="Progressing", status="True", reason="Running")]
+        store.write_status(status)
+    for position in (1, 2):
+        store.save_checkpoint(
+            Checkpoint(attempt=attempt, next_index=position, completed=f"0-{position - 1}"),
+            progress=f"{position}/9",
+            expect_attempt=attempt,
+            expect_next=position - 1,
+        )
+    saved = store.load()
+    assert saved is not None
+    assert (saved.restarts, saved.run_id, saved.progress) == (3, "r2", "2/9")
+    assert [c.reason for c in saved.conditions] == ["Running"]
+    assert (saved.checkpoint.next_index, saved.checkpoint.completed) == (2, "0-1")
+
+
+def test_a_write_by_another_process_is_seen_before_the_next_checkpoint(tmp_path: Path) -> None:
+    worker = LocalStore(tmp_path / "store")
+    _, attempt = worker.claim(None)
+    worker.save_checkpoint(
+        Checkpoint(attempt=attempt, next_index=1, completed="0"),
+        progress="1",
+        expect_attempt=attempt,
+        expect_next=0,
+    )
+    runner = LocalStore(tmp_path / "store")  # another process's view of the same files
+    with runner.locked():
+        status = runner.load()
+        assert status is not None
+        status.restarts = 1
+        runner.write_status(status)
+    worker.save_checkpoint(
+        Checkpoint(attempt=attempt, next_index=2, completed="0-1"),
+        progress="2",
+        expect_attempt=attempt,
+        expect_next=1,
+    )
+    saved = worker.load()
+    assert saved is not None
+    assert (saved.restarts, saved.checkpoint.next_index) == (1, 2)
+    runner.claim(None)  # a newer attempt takes over
+    with pytest.raises(FencedError, match=f"attempt {attempt} was replaced by attempt"):
+        worker.save_checkpoint(
+            Checkpoint(attempt=attempt, next_index=3, completed="0-2"),
+            progress="3",
+            expect_attempt=attempt,
+            expect_next=2,
+        )
+
+
+def test_write_status_without_the_lock_is_refused(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(RuntimeError, match=r"needs store\.locked\(\)"):
+        store.write_status(ResumableBatchStatus())
+    assert not (tmp_path / "store" / "status.json").exists()
+    assert not Path("status.json").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_dropped_output_stores_leave_no_file_descriptor_open(tmp_path: Path) -> None:
+    gc.collect()
+    before = open_fds()
+    for index in range(20):
+        outputs = DirectoryOutputs(tmp_path / f"outputs{index}")
+        outputs.mark_inflight(index)
+        outputs.put("00000000", {"index": index})
+        outputs.sync()
+    del outputs
+    gc.collect()
+    assert open_fds() == before

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from resumable import DirectoryOutputs, LocalStore
+from resumable import DirectoryOutputs, LocalStore, _store
 from resumable._errors import FencedError
-from resumable._store import SYNCFS_THRESHOLD, atomic_write
+from resumable._store import SYNCFS_THRESHOLD, atomic_write, create_new
 from resumable.v1alpha1 import Checkpoint, Condition, ResumableBatchStatus
 
 pytestmark = pytest.mark.unit
@@ -162,3 +162,80 @@ def test_dropped_output_stores_leave_no_file_descriptor_open(tmp_path: Path) -> 
     del outputs
     gc.collect()
     assert open_fds() == before
+
+
+def open_dir(path: Path) -> int:
+    path.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def test_create_new_links_a_complete_file_and_nothing_else(tmp_path: Path) -> None:
+    dir_fd = open_dir(tmp_path / "outputs")
+    try:
+        assert create_new("00000001.json", b'{"a": 1}', dir_fd=dir_fd) is True
+    finally:
+        os.close(dir_fd)
+    assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["00000001.json"]
+    assert json.loads((tmp_path / "outputs" / "00000001.json").read_text()) == {"a": 1}
+
+
+def test_create_new_leaves_an_existing_file_alone(tmp_path: Path) -> None:
+    dir_fd = open_dir(tmp_path / "outputs")
+    try:
+        assert create_new("00000001.json", b'{"try": 1}', dir_fd=dir_fd) is True
+        assert create_new("00000001.json", b'{"try": 2}', dir_fd=dir_fd) is False
+    finally:
+        os.close(dir_fd)
+    assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["00000001.json"]
+    assert json.loads((tmp_path / "outputs" / "00000001.json").read_text()) == {"try": 1}
+
+
+def test_outputs_fall_back_to_rename_where_there_is_no_o_tmpfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # macOS and some network filesystems have no O_TMPFILE; simulate that platform.
+    monkeypatch.delattr(os, "O_TMPFILE", raising=False)
+    outputs = DirectoryOutputs(tmp_path / "outputs")
+    outputs.put("00000003", {"try": 1})
+    outputs.put("00000003", {"try": 2})
+    outputs.put("00000004", {"try": 1})
+    outputs.sync()
+    assert outputs._tmpfile is False
+    assert outputs.keys() == ["00000003", "00000004"]
+    assert outputs.get("00000003") == {"try": 2}
+    assert sorted(p.name for p in outputs.root.iterdir()) == ["00000003.json", "00000004.json"]
+
+
+def test_a_put_is_readable_at_once_and_on_disk_after_sync(tmp_path: Path) -> None:
+    outputs = DirectoryOutputs(tmp_path / "outputs")
+    outputs.put("00000001", {"summary": "one"})
+    assert outputs.get("00000001") == {"summary": "one"}
+    assert outputs.keys() == ["00000001"]
+    assert not outputs.root.exists()  # no file yet: the next sync creates it
+    outputs.sync()
+    assert json.loads((outputs.root / "00000001.json").read_text()) == {"summary": "one"}
+    assert DirectoryOutputs(outputs.root).get("00000001") == {"summary": "one"}
+
+
+def test_pending_outputs_are_written_early_when_too_many_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_store, "MAX_PENDING_FILES", 3)
+    outputs = DirectoryOutputs(tmp_path / "outputs")
+    for index in range(7):
+        outputs.put(f"{index:08d}", {"index": index})
+    on_disk = sorted(p.name for p in outputs.root.glob("*.json"))
+    assert on_disk == [f"{i:08d}.json" for i in range(6)]  # two batches of three
+    assert outputs.keys() == [f"{i:08d}" for i in range(7)]
+    outputs.sync()
+    assert len(list(outputs.root.glob("*.json"))) == 7
+
+
+def test_clear_drops_pending_outputs_too(tmp_path: Path) -> None:
+    outputs = DirectoryOutputs(tmp_path / "steps")
+    outputs.put("run-a", {"result": 1})
+    outputs.sync()
+    outputs.put("run-b", {"result": 2})
+    outputs.clear()
+    outputs.sync()
+    assert outputs.keys() == []

@@ -12,7 +12,15 @@ count how often each item ran across restarts. Configured by environment:
   outputs it covers are durable and before the position is written; the
   worker logs ``window`` first, so a test can kill it exactly there.
 - ``WORKER_EXIT_AFTER``: call ``sys.exit(3)`` right after item N (1-based) commits.
-- ``RESUMABLE_*``: the SDK's own settings (directory, policy, attempt...).
+- ``WORKER_BREAK_AFTER``: ``break`` out of the loop after item N and exit 4,
+  with the loop's iterator still referenced from a module global (as in a
+  script whose loop is at module level), so only the run's exit handler saves.
+- ``RESUMABLE_*``: the SDK's own settings (directory, policy, attempt...). With
+  ``RESUMABLE_STORE=kube`` the worker takes its stores from ``resumable.start()``
+  as a pod would (``WORKER_WINDOW`` applies to the local store only).
+- ``WORKER_STORE=plain``: instead of LocalStore, a user's own CheckpointStore
+  (``status.json`` in ``RESUMABLE_DIR``, plain open() and write) with
+  DirectoryOutputs beside it.
 
 Log lines: ``begin <pid> <resumed_from>``, ``start <index> <pid>``,
 ``commit <index> <pid>`` (the ``with item:`` block committed it, maybe not yet
@@ -90,14 +98,19 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str) -> Non
 # ------------------------------------------------------------------------ the worker
 
 
+_KEPT: list[Any] = []  # the item iterator, alive until the interpreter's teardown
+
+
 def _main() -> int:
     sys.path.insert(0, str(SDK))
     import resumable
+    from resumable.v1alpha1 import ResumableBatchStatus
 
     items = int(os.environ.get("WORKER_ITEMS", "30"))
     delay = float(os.environ.get("WORKER_DELAY", "0.005"))
     window = float(os.environ.get("WORKER_WINDOW", "0") or 0)
     exit_after = int(os.environ.get("WORKER_EXIT_AFTER", "0") or 0)
+    break_after = int(os.environ.get("WORKER_BREAK_AFTER", "0") or 0)
     log_fd = os.open(os.environ["WORKER_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     pid = os.getpid()
 
@@ -113,18 +126,66 @@ def _main() -> int:
                 time.sleep(window)
             super().save_checkpoint(checkpoint, **kwargs)
 
+    class PlainStore:
+        """A user's own CheckpointStore: the status as one JSON file, nothing more."""
+
+        def __init__(self, directory: Path) -> None:
+            self.path = directory / "status.json"
+            directory.mkdir(parents=True, exist_ok=True)
+
+        def describe(self) -> str:
+            return str(self.path)
+
+        def load(self) -> Any:
+            if not self.path.exists():
+                return None
+            return ResumableBatchStatus.model_validate_json(self.path.read_text())
+
+        def claim(self, attempt: int | None) -> tuple[Any, int]:
+            status = self.load() or ResumableBatchStatus()
+            attempt = status.checkpoint.attempt + 1 if attempt is None else attempt
+            status.checkpoint.attempt = attempt
+            self.path.write_text(status.model_dump_json(by_alias=True))
+            return status, attempt
+
+        def save_checkpoint(
+            self, checkpoint: Any, *, progress: str, expect_attempt: int, expect_next: int,
+            final: bool = False,
+        ) -> None:  # fmt: skip
+            status = self.load() or ResumableBatchStatus()
+            if (status.checkpoint.attempt, status.checkpoint.next_index) != (
+                expect_attempt,
+                expect_next,
+            ):
+                raise resumable.FencedError(f"{self.path}: another attempt wrote")
+            status.checkpoint, status.progress = checkpoint, progress
+            self.path.write_text(status.model_dump_json(by_alias=True))
+
     settings = resumable.Settings.from_env()
-    store = WindowStore(settings.directory)
-    run = resumable.Run(settings, store, store.outputs, store.steps)
+    if os.environ.get("WORKER_STORE") == "plain":
+        run = resumable.Run(
+            settings,
+            PlainStore(settings.directory),
+            resumable.DirectoryOutputs(settings.directory / "outputs"),
+            resumable.DirectoryOutputs(settings.directory / "steps"),
+        )
+    elif settings.store == "kube":
+        run = resumable.start(settings=settings)
+    else:
+        store = WindowStore(settings.directory)
+        run = resumable.Run(settings, store, store.outputs, store.steps)
     log(f"begin {pid} {run.resumed_from}")
     print(f"attempt {run.attempt}: resuming at item {run.resumed_from + 1}", flush=True)
-    for item in run.items(item_values(items)):
+    _KEPT.append(run.items(item_values(items)))
+    for item in _KEPT[0]:
         with item:
             log(f"start {item.index} {pid}")
             if delay:
                 time.sleep(delay)
             item.output = expected_output(item.index)
         log(f"commit {item.index} {pid}")
+        if break_after and item.number == break_after:
+            return 4
         if exit_after and item.number == exit_after:
             sys.exit(3)
     log(f"end {pid}")

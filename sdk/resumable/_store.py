@@ -100,6 +100,22 @@ def fsync_dir(path: Path) -> None:
 _temp_serial = itertools.count()
 
 
+def _close_all(fds: list[int]) -> None:
+    """Close and forget every descriptor in fds."""
+    while fds:
+        os.close(fds.pop())
+
+
+def close_when_collected(owner: object, fd: int) -> None:
+    """Close fd when owner is garbage-collected, but not at interpreter exit.
+
+    A finalizer registered this way would otherwise run in atexit order, possibly
+    before the run's own exit handler flushes through this very descriptor; at
+    exit the kernel closes it anyway.
+    """
+    weakref.finalize(owner, os.close, fd).atexit = False
+
+
 def _write_all(fd: int, data: bytes) -> None:
     """os.write until every byte is written (one call for anything small)."""
     written = os.write(fd, data)
@@ -109,6 +125,40 @@ def _write_all(fd: int, data: bytes) -> None:
             view = view[os.write(fd, view) :]
 
 
+def _replace(
+    path: Path | str, data: bytes, *, durable: bool, dir_fd: int | None, tmp: str | None
+) -> int:
+    """atomic_write's steps, returning the new file's still-open descriptor."""
+    if tmp is None:
+        parent, name = os.path.split(path)
+        tmp = os.path.join(parent, f".{name}.{os.getpid()}-{next(_temp_serial)}.tmp")
+    fd = -1
+    try:
+        fd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
+        )
+        _write_all(fd, data)
+        if durable:
+            os.fsync(fd)
+        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    try:
+        if durable:
+            if dir_fd is not None:
+                os.fsync(dir_fd)
+            else:
+                fsync_dir(Path(os.path.dirname(path)))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def atomic_write(
     path: Path | str,
     data: bytes,
@@ -116,51 +166,28 @@ def atomic_write(
     durable: bool = True,
     dir_fd: int | None = None,
     tmp: str | None = None,
-) -> os.stat_result:
+) -> None:
     """Write data to path atomically: temp file, fsync, rename, directory fsync.
 
-    Returns the new file's stat (taken from the open descriptor, so the caller
-    can recognise its own write later without another lookup). With ``dir_fd``,
-    the directory that is fsynced, ``path`` and ``tmp`` may be names relative to
-    it (as with openat(2)), which spares the kernel a path walk per call. The temp
-    name is unique per process and call (pid and a counter) unless the caller,
-    holding a lock, passes its own ``tmp`` beside ``path``. Plain os calls
-    throughout: this runs once per item, where mkstemp's random names and a
-    buffered file object cost more than the write itself.
+    With ``dir_fd``, the directory that is fsynced, ``path`` and ``tmp`` may be
+    names relative to it (as with openat(2)), which spares the kernel a path walk
+    per call. The temp name is unique per process and call (pid and a counter)
+    unless the caller, holding a lock, passes its own ``tmp`` beside ``path``.
+    Plain os calls throughout: this runs once per item, where mkstemp's random
+    names and a buffered file object cost more than the write itself.
     """
-    if tmp is None:
-        parent, name = os.path.split(path)
-        tmp = os.path.join(parent, f".{name}.{os.getpid()}-{next(_temp_serial)}.tmp")
-    try:
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
-        )
-        try:
-            _write_all(fd, data)
-            if durable:
-                os.fsync(fd)
-            written = os.fstat(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp, dir_fd=dir_fd)
-        raise
-    if durable:
-        if dir_fd is not None:
-            os.fsync(dir_fd)
-        else:
-            fsync_dir(Path(os.path.dirname(path)))
-    return written
+    os.close(_replace(path, data, durable=durable, dir_fd=dir_fd, tmp=tmp))
 
 
 #: json.dumps(value, sort_keys=True, default=str) without building an encoder per call:
 #: sorted keys make a redo write the same bytes; values JSON can't hold become strings.
 _encode_output = json.JSONEncoder(sort_keys=True, default=str).encode
 
-#: Where the O_TMPFILE path cannot work, the errors that say so (rather than a fault).
-_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT, errno.EXDEV}
+#: Where the O_TMPFILE path cannot work, the errors that say so (rather than a fault):
+#: opening one where the kernel or filesystem has none...
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
+#: ...and linking it through /proc/self/fd where /proc is not mounted.
+_NO_PROC_LINK = {errno.ENOENT, errno.EXDEV, errno.EOPNOTSUPP}
 
 
 def create_new(name: str, data: bytes, *, dir_fd: int) -> bool | None:
@@ -189,7 +216,7 @@ def create_new(name: str, data: bytes, *, dir_fd: int) -> bool | None:
     except FileExistsError:
         return False
     except OSError as exc:
-        if exc.errno in _NO_TMPFILE:
+        if exc.errno in _NO_PROC_LINK:
             return None
         raise
     finally:
@@ -257,7 +284,7 @@ class DirectoryOutputs:
         if self._dir_fd is None:
             self.root.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            weakref.finalize(self, os.close, fd)  # no fd outlives the store
+            close_when_collected(self, fd)  # no fd outlives the store
             self._dir_fd = fd
         return self._dir_fd
 
@@ -320,7 +347,7 @@ class DirectoryOutputs:
             fd = os.open(
                 INFLIGHT_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644, dir_fd=self._open_dir()
             )
-            weakref.finalize(self, os.close, fd)
+            close_when_collected(self, fd)
             self._inflight_fd = fd
         os.pwrite(self._inflight_fd, f"{index:<20d}\n".encode(), 0)
 
@@ -375,8 +402,11 @@ class LocalStore:
     A checkpoint write is the worker's hot path (with ``everyItems: 1`` it runs
     once per item), so it does not rebuild the status model: the store keeps
     the other status fields serialised from its last read or write and the
-    stored attempt and position, and re-reads the file only when another
-    process replaced it since (a new inode or mtime).
+    stored attempt and position, and re-reads the file only when it is no longer
+    the one this store last wrote. To know that exactly, the store keeps that
+    file open: an inode still open cannot be freed and its number given to
+    another file, so the same device and inode number (with the same size and
+    times) under ``status.json`` means nobody replaced it.
     """
 
     def __init__(self, root: Path | str) -> None:
@@ -384,12 +414,14 @@ class LocalStore:
         self.status_path = self.root / STATUS_FILE
         self.outputs = DirectoryOutputs(self.root / OUTPUTS_DIR)
         self.steps = DirectoryOutputs(self.root / STEPS_DIR)
-        self._seen: tuple[int, int] | None = None  # (inode, mtime) of our own last write
+        self._seen: tuple[int, ...] | None = None  # identity of status.json as we wrote it
+        self._held: list[int] = []  # that file's descriptor, kept open (0 or 1 of them)
+        weakref.finalize(self, _close_all, self._held).atexit = False
         self._stored: tuple[int, int] = (0, 0)  # (attempt, nextIndex) in that write
         self._rest = b""  # the status fields other than checkpoint and progress, as JSON
         self._lock_fd: int | None = None
         self._root_fd: int | None = None  # opened with the lock; fsynced after each rename
-        self._status_str = str(self.status_path)
+        self._holder: int | None = None  # the thread holding the lock
         self._tmp_pid = -1
         self._tmp_str = ""
         self._thread_lock = threading.Lock()
@@ -417,20 +449,29 @@ class LocalStore:
         """
         self._thread_lock.acquire()
         try:
-            if self._lock_fd is None:
+            lock_fd = self._lock_fd
+            if lock_fd is None or self._root_fd is None:
+                # Both or neither: a store half set up would resolve names against cwd.
                 self.root.mkdir(parents=True, exist_ok=True)
-                self._lock_fd = os.open(
-                    self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
-                )
-                weakref.finalize(self, os.close, self._lock_fd)  # no fd outlives the store
-                self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                weakref.finalize(self, os.close, self._root_fd)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    lock_fd = os.open(
+                        LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644, dir_fd=root_fd
+                    )
+                except BaseException:
+                    os.close(root_fd)
+                    raise
+                close_when_collected(self, root_fd)  # no fd outlives the store
+                close_when_collected(self, lock_fd)
+                self._lock_fd, self._root_fd = lock_fd, root_fd
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            self._holder = threading.get_ident()
         except BaseException:
             self._thread_lock.release()
             raise
 
     def _release(self) -> None:
+        self._holder = None
         try:
             if self._lock_fd is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -438,12 +479,31 @@ class LocalStore:
             self._thread_lock.release()
 
     def _tmp(self) -> str:
-        """This process's temp name for status.json (safe to reuse: writes hold the lock)."""
+        """This process's temp name for status.json (safe to reuse: writes hold the lock).
+
+        The pid tells processes on one host apart; the random part, processes on
+        hosts sharing the directory (where pids repeat and flock may not reach).
+        """
         pid = os.getpid()
         if pid != self._tmp_pid:
             self._tmp_pid = pid
-            self._tmp_str = f".{STATUS_FILE}.{pid}.tmp"  # relative to the store's directory
+            self._tmp_str = f".{STATUS_FILE}.{pid}.{os.urandom(4).hex()}.tmp"
         return self._tmp_str
+
+    def _replace_status(self, data: bytes) -> None:
+        """Write status.json (lock held) and keep it open to recognise it later."""
+        self._forget_write()
+        fd = _replace(STATUS_FILE, data, durable=True, dir_fd=self._root_fd, tmp=self._tmp())
+        self._held.append(fd)
+        # After the rename, which changes ctime: what a stat of the name will show.
+        st = os.fstat(fd)
+        self._seen = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def _forget_write(self) -> None:
+        """Stop recognising the last write: the next checkpoint re-reads the file."""
+        self._seen = None
+        while self._held:
+            os.close(self._held.pop())
 
     def load(self) -> ResumableBatchStatus | None:
         """The saved status, or None when the store is empty."""
@@ -460,20 +520,18 @@ class LocalStore:
 
     def write_status(self, status: ResumableBatchStatus) -> None:
         """Replace the whole status (the local runner's write; hold :meth:`locked`)."""
-        if self._root_fd is None:
+        if self._holder != threading.get_ident():
             raise RuntimeError(f"{self.status_path}: write_status() needs store.locked()")
-        data = status.model_dump_json(by_alias=True, exclude_none=True).encode()
-        written = atomic_write(STATUS_FILE, data, dir_fd=self._root_fd, tmp=self._tmp())
-        self._remember(status, written)
+        self._replace_status(status.model_dump_json(by_alias=True, exclude_none=True).encode())
+        self._remember(status)
 
-    def _remember(self, status: ResumableBatchStatus, written: os.stat_result | None) -> None:
+    def _remember(self, status: ResumableBatchStatus) -> None:
         """Keep what the next checkpoint write needs from a status just read or written."""
         rest = status.model_dump_json(
             by_alias=True, exclude_none=True, exclude={"checkpoint", "progress"}
         )
         self._rest = b"," + rest[1:-1].encode() if len(rest) > 2 else b""
         self._stored = (status.checkpoint.attempt, status.checkpoint.next_index)
-        self._seen = None if written is None else (written.st_ino, written.st_mtime_ns)
 
     def save_checkpoint(
         self,
@@ -508,10 +566,8 @@ class LocalStore:
                     b"}",
                 )
             )
-            self._seen = None  # until the rename is known to have happened
-            written = atomic_write(STATUS_FILE, data, dir_fd=self._root_fd, tmp=self._tmp())
+            self._replace_status(data)
             self._stored = (checkpoint.attempt, checkpoint.next_index)
-            self._seen = (written.st_ino, written.st_mtime_ns)
         finally:
             self._release()
 
@@ -522,10 +578,17 @@ class LocalStore:
                 st = os.stat(STATUS_FILE, dir_fd=self._root_fd)
             except FileNotFoundError:
                 st = None
-            if st is not None and (st.st_ino, st.st_mtime_ns) == self._seen:
+            if st is not None and self._seen == (
+                st.st_dev,
+                st.st_ino,
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ctime_ns,
+            ):
                 return self._stored
+        self._forget_write()
         status = self.load() or ResumableBatchStatus()
-        self._remember(status, None)
+        self._remember(status)
         return self._stored
 
     def claim(self, attempt: int | None) -> tuple[ResumableBatchStatus, int]:
@@ -547,5 +610,6 @@ class LocalStore:
                 status.checkpoint.attempt = attempt
                 self.write_status(status)
             else:
-                self._remember(status, None)
+                self._forget_write()
+                self._remember(status)
             return status.model_copy(deep=True), attempt

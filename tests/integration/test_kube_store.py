@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from workers import expected_output, start_worker, worker_env
 
 import resumable
 from resumable._errors import FencedError
@@ -297,6 +298,36 @@ def test_a_worker_started_by_hand_claims_a_fresh_batch(
     assert cp["finished"] is True
     assert cp["itemsDone"] == 12
     assert cp["attempt"] == 1
+
+
+def test_a_worker_that_leaves_mid_batch_saves_its_outputs_and_position_on_the_way_out(
+    api: KubeApi, namespace: str, kubeconfig: Path, tmp_path: Path
+) -> None:
+    # A pod's worker: Kubernetes store, outputs on a volume, a policy that never
+    # writes on its own. It breaks out of its loop after item 5 with the iterator
+    # still referenced, so only the run's exit handler can save; it must still
+    # find the output directory open.
+    create_batch(api, namespace, "exits", 20)
+    operator_starts_first_attempt(api, namespace, "exits")
+    volume = tmp_path / "volume"
+    env = worker_env(
+        tmp_path / "unused", tmp_path / "exec.log",
+        KUBECONFIG=str(kubeconfig), RESUMABLE_STORE="kube", RESUMABLE_NAMESPACE=namespace,
+        RESUMABLE_BATCH_NAME="exits", RESUMABLE_ATTEMPT="1", RESUMABLE_OUTPUT_DIR=str(volume),
+        RESUMABLE_CHECKPOINT=json.dumps({"everySeconds": 3600, "minIntervalSeconds": 3600}),
+        WORKER_ITEMS="20", WORKER_DELAY="0", WORKER_BREAK_AFTER="5",
+    )  # fmt: skip
+    proc = start_worker(env)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 4, out
+    assert "Exception ignored" not in out
+    cp = status_of(api, namespace, "exits")["checkpoint"]
+    assert (cp["completed"], cp["nextIndex"], cp["attempt"]) == ("0-4", 5, 1)
+    outputs = sorted((volume / "outputs").glob("*.json"))
+    assert [json.loads(path.read_text())["output"] for path in outputs] == [
+        expected_output(index) for index in range(5)
+    ]
+    assert not (tmp_path / "unused").exists()  # the Kubernetes store wrote no local status
 
 
 def test_status_of_a_finished_10000_item_run_stays_under_4_kb(

@@ -6,6 +6,7 @@ import gc
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,12 +143,76 @@ def test_a_write_by_another_process_is_seen_before_the_next_checkpoint(tmp_path:
         )
 
 
+def test_a_replacement_is_seen_whatever_inode_number_and_mtime_it_shows(tmp_path: Path) -> None:
+    # ext4 hands a freed inode number to the next file, and a coarse clock gives
+    # two writes the same mtime: a newer attempt's status.json must still fence.
+    worker = LocalStore(tmp_path / "store")
+    _, attempt = worker.claim(None)
+    worker.save_checkpoint(
+        Checkpoint(attempt=attempt, next_index=1, completed="0"),
+        progress="1",
+        expect_attempt=attempt,
+        expect_next=0,
+    )
+    status_path = tmp_path / "store" / "status.json"
+    mine = os.stat(status_path)
+    for _ in range(3):  # replace, free, reuse: each claim by a new store writes a new file
+        LocalStore(tmp_path / "store").claim(None)
+        gc.collect()  # the store and its open status file go, freeing the inode
+    os.utime(status_path, ns=(mine.st_atime_ns, mine.st_mtime_ns))
+    with pytest.raises(FencedError, match=f"attempt {attempt} was replaced by attempt"):
+        worker.save_checkpoint(
+            Checkpoint(attempt=attempt, next_index=2, completed="0-1"),
+            progress="2",
+            expect_attempt=attempt,
+            expect_next=1,
+        )
+
+
 def test_write_status_without_the_lock_is_refused(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
     with pytest.raises(RuntimeError, match=r"needs store\.locked\(\)"):
         store.write_status(ResumableBatchStatus())
     assert not (tmp_path / "store" / "status.json").exists()
     assert not Path("status.json").exists()
+    store.claim(None)  # took and released the lock: still no write outside it
+    with pytest.raises(RuntimeError, match=r"needs store\.locked\(\)"):
+        store.write_status(ResumableBatchStatus(restarts=7))
+    saved = store.load()
+    assert saved is not None
+    assert saved.restarts == 0
+
+
+@pytest.mark.parametrize("failing", ["store", ".lock"])
+def test_a_failed_lock_setup_is_redone_whole_and_never_writes_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    real_open = os.open
+    failures = [OSError(24, "Too many open files")]
+
+    def flaky_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.path.basename(path) == failing and failures:
+            raise failures.pop()
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(_store.os, "open", flaky_open)
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(OSError, match="Too many open files"):
+        store.claim(None)
+    assert store.claim(None)[1] == 1
+    store.save_checkpoint(
+        Checkpoint(attempt=1, next_index=1, completed="0"),
+        progress="1",
+        expect_attempt=1,
+        expect_next=0,
+    )
+    assert list(cwd.iterdir()) == []
+    saved = store.load()
+    assert saved is not None
+    assert saved.checkpoint.next_index == 1
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
@@ -169,6 +234,10 @@ def open_dir(path: Path) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
 
 
+needs_o_tmpfile = pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="no O_TMPFILE")
+
+
+@needs_o_tmpfile
 def test_create_new_links_a_complete_file_and_nothing_else(tmp_path: Path) -> None:
     dir_fd = open_dir(tmp_path / "outputs")
     try:
@@ -179,6 +248,7 @@ def test_create_new_links_a_complete_file_and_nothing_else(tmp_path: Path) -> No
     assert json.loads((tmp_path / "outputs" / "00000001.json").read_text()) == {"a": 1}
 
 
+@needs_o_tmpfile
 def test_create_new_leaves_an_existing_file_alone(tmp_path: Path) -> None:
     dir_fd = open_dir(tmp_path / "outputs")
     try:

@@ -117,3 +117,27 @@ def test_sys_exit_in_the_loop_saves_the_items_committed_before_it(tmp_path: Path
     assert proc.returncode == 3
     saved = checkpoint(store)
     assert (saved["completed"], saved["nextIndex"]) == ("0-4", 5)
+
+
+def test_the_exit_flush_still_reaches_the_outputs_with_a_users_own_checkpoint_store(
+    tmp_path: Path,
+) -> None:
+    # The worker breaks out of its loop with the iterator still referenced, so
+    # only the run's exit handler saves. With no LocalStore in the process, the
+    # output directory is opened after that handler was registered; closing it
+    # at exit must wait until the handler has flushed through it.
+    store, log_path = tmp_path / "store", tmp_path / "exec.log"
+    env = worker_env(
+        store, log_path, WORKER_ITEMS="20", WORKER_DELAY="0", WORKER_BREAK_AFTER="5",
+        WORKER_STORE="plain", RESUMABLE_CHECKPOINT=NO_PERIODIC_WRITES,
+    )  # fmt: skip
+    proc = start_worker(env)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 4, out
+    assert "Exception ignored" not in out
+    saved = checkpoint(store)
+    assert (saved["completed"], saved["nextIndex"]) == ("0-4", 5)
+    outputs = sorted((store / "outputs").glob("*.json"))
+    assert [json.loads(path.read_text())["output"] for path in outputs] == [
+        expected_output(index) for index in range(5)
+    ]

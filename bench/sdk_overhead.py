@@ -20,14 +20,16 @@ raw one), each side timed on its own, and the median over a few rounds is report
 ``--profile`` prints where the time of (b) and (c) goes (cProfile). Exit status 1 when
 a target is missed.
 
-Phase order and placement matter on ext4 without a journal (these VMs): it will not
-reuse an inode freed in the last 1-6 minutes, and skips each such inode one by one
-when it allocates a new one in the same block group. Every (c)/(d) write frees one
-inode (the replaced file), and a finished run's cleanup frees thousands, so a (b)
-phase after them pays 200-400 us per output file for the bench's own churn. So all
-(a)/(b) rounds run before any (c)/(d) round, and the output directory is marked as a
-top directory for the Orlov allocator (``chattr +T``), which places each run's
-directory in a block group of its own. (e) shows the per-file cost as it was.
+Phase order and placement matter on ext4 without a journal (these VMs): when it
+allocates an inode it passes over those freed in the last few minutes
+(``recently_deleted()`` in the kernel), checking them one by one, and takes one
+only when the group offers nothing else. Every (c)/(d) write frees one inode (the
+replaced file), and a finished run's cleanup frees thousands, so a (b) phase after
+them can pay 200-400 us per output file for the bench's own churn. So all (a)/(b)
+rounds run before any (c)/(d) round, and the bench's own temporary directory (never
+``--dir`` itself) is marked as a top directory for the Orlov allocator (``chattr
++T``), which places each round's directory in a block group of its own. (e) shows
+the per-file cost as it was.
 """
 
 from __future__ import annotations
@@ -232,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
 
     item_seconds = args.item_ms / 1000.0
     args.dir.mkdir(parents=True, exist_ok=True)
-    spread = spread_runs(args.dir)
     root = Path(tempfile.mkdtemp(prefix="sdk-overhead-", dir=args.dir))
+    spread = spread_runs(root)
     results: dict[str, list[float]] = {"a": [], "b": [], "b0": [], "c": [], "d": []}
     size = 0
     try:
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{create_us:.0f} us per file: the disk's share of each output in (b)",
         ),
     ]
-    placement = "own block group" if spread else "no chattr +T here"
+    placement = "rounds in their own block groups" if spread else "no chattr +T here"
     print(f"disk under test: {root.parent} ({args.rounds} rounds, medians; {placement})")
     print(f"{'phase':<42} {'items/s':>10}  note")
     for label, value, note in rows:

@@ -10,12 +10,22 @@ from typing import Any
 
 import pytest
 
-from resumable import DirectoryOutputs, LocalStore, _store
+from resumable import DirectoryOutputs, IndexSet, LocalStore, _store
 from resumable._errors import FencedError
 from resumable._store import SYNCFS_THRESHOLD, atomic_write, create_new
 from resumable.v1alpha1 import Checkpoint, Condition, ResumableBatchStatus
 
 pytestmark = pytest.mark.unit
+
+
+def advance(store: LocalStore, attempt: int, *, to: int) -> None:
+    """Save the checkpoint "items 0..to-1 done" for attempt, fenced on the one before it."""
+    store.save_checkpoint(
+        Checkpoint(attempt=attempt, next_index=to, completed=str(IndexSet(range(to)))),
+        progress=str(to),
+        expect_attempt=attempt,
+        expect_next=to - 1,
+    )
 
 
 def open_fds() -> int:
@@ -112,35 +122,20 @@ def test_checkpoint_writes_keep_the_status_fields_the_runner_wrote(tmp_path: Pat
 def test_a_write_by_another_process_is_seen_before_the_next_checkpoint(tmp_path: Path) -> None:
     worker = LocalStore(tmp_path / "store")
     _, attempt = worker.claim(None)
-    worker.save_checkpoint(
-        Checkpoint(attempt=attempt, next_index=1, completed="0"),
-        progress="1",
-        expect_attempt=attempt,
-        expect_next=0,
-    )
+    advance(worker, attempt, to=1)
     runner = LocalStore(tmp_path / "store")  # another process's view of the same files
     with runner.locked():
         status = runner.load()
         assert status is not None
         status.restarts = 1
         runner.write_status(status)
-    worker.save_checkpoint(
-        Checkpoint(attempt=attempt, next_index=2, completed="0-1"),
-        progress="2",
-        expect_attempt=attempt,
-        expect_next=1,
-    )
+    advance(worker, attempt, to=2)
     saved = worker.load()
     assert saved is not None
     assert (saved.restarts, saved.checkpoint.next_index) == (1, 2)
     runner.claim(None)  # a newer attempt takes over
     with pytest.raises(FencedError, match=f"attempt {attempt} was replaced by attempt"):
-        worker.save_checkpoint(
-            Checkpoint(attempt=attempt, next_index=3, completed="0-2"),
-            progress="3",
-            expect_attempt=attempt,
-            expect_next=2,
-        )
+        advance(worker, attempt, to=3)
 
 
 def test_a_replacement_is_seen_whatever_inode_number_and_mtime_it_shows(tmp_path: Path) -> None:
@@ -148,12 +143,7 @@ def test_a_replacement_is_seen_whatever_inode_number_and_mtime_it_shows(tmp_path
     # two writes the same mtime: a newer attempt's status.json must still fence.
     worker = LocalStore(tmp_path / "store")
     _, attempt = worker.claim(None)
-    worker.save_checkpoint(
-        Checkpoint(attempt=attempt, next_index=1, completed="0"),
-        progress="1",
-        expect_attempt=attempt,
-        expect_next=0,
-    )
+    advance(worker, attempt, to=1)
     status_path = tmp_path / "store" / "status.json"
     mine = os.stat(status_path)
     for _ in range(3):  # replace, free, reuse: each claim by a new store writes a new file
@@ -161,12 +151,7 @@ def test_a_replacement_is_seen_whatever_inode_number_and_mtime_it_shows(tmp_path
         gc.collect()  # the store and its open status file go, freeing the inode
     os.utime(status_path, ns=(mine.st_atime_ns, mine.st_mtime_ns))
     with pytest.raises(FencedError, match=f"attempt {attempt} was replaced by attempt"):
-        worker.save_checkpoint(
-            Checkpoint(attempt=attempt, next_index=2, completed="0-1"),
-            progress="2",
-            expect_attempt=attempt,
-            expect_next=1,
-        )
+        advance(worker, attempt, to=2)
 
 
 def test_write_status_without_the_lock_is_refused(tmp_path: Path) -> None:
@@ -203,12 +188,7 @@ def test_a_failed_lock_setup_is_redone_whole_and_never_writes_to_the_working_dir
     with pytest.raises(OSError, match="Too many open files"):
         store.claim(None)
     assert store.claim(None)[1] == 1
-    store.save_checkpoint(
-        Checkpoint(attempt=1, next_index=1, completed="0"),
-        progress="1",
-        expect_attempt=1,
-        expect_next=0,
-    )
+    advance(store, 1, to=1)
     assert list(cwd.iterdir()) == []
     saved = store.load()
     assert saved is not None

@@ -26,15 +26,18 @@ allocates an inode it passes over those freed in the last few minutes
 only when the group offers nothing else. Every (c)/(d) write frees one inode (the
 replaced file), and a finished run's cleanup frees thousands, so a (b) phase after
 them can pay 200-400 us per output file for the bench's own churn. So all (a)/(b)
-rounds run before any (c)/(d) round, and the bench's own temporary directory (never
-``--dir`` itself) is marked as a top directory for the Orlov allocator (``chattr
-+T``), which places each round's directory in a block group of its own. (e) shows
-the per-file cost as it was.
+rounds run before any (c)/(d) round, and each run works in a randomly named
+directory under ``--dir``/sdk-overhead-runs, which is marked as a top directory for
+the Orlov allocator (``chattr +T``, set on that folder only, never on ``--dir``): the
+allocator places a top directory's children by the hash of their names, so each
+run lands in a block group of its own, away from the last run's freed inodes.
+(e) shows the per-file cost as it was.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import os
@@ -234,8 +237,10 @@ def main(argv: list[str] | None = None) -> int:
 
     item_seconds = args.item_ms / 1000.0
     args.dir.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(prefix="sdk-overhead-", dir=args.dir))
-    spread = spread_runs(root)
+    runs = args.dir / "sdk-overhead-runs"
+    runs.mkdir(exist_ok=True)
+    spread = spread_runs(runs)
+    root = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
     results: dict[str, list[float]] = {"a": [], "b": [], "b0": [], "c": [], "d": []}
     size = 0
     try:
@@ -266,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                runs.rmdir()  # unless another run is still using it
 
     med = {key: statistics.median(values) for key, values in results.items()}
     # Ratios per round first (each round's sides ran side by side), then the median.
@@ -287,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{create_us:.0f} us per file: the disk's share of each output in (b)",
         ),
     ]
-    placement = "rounds in their own block groups" if spread else "no chattr +T here"
-    print(f"disk under test: {root.parent} ({args.rounds} rounds, medians; {placement})")
+    placement = "run in its own block group" if spread else "no chattr +T here"
+    print(f"disk under test: {args.dir} ({args.rounds} rounds, medians; {placement})")
     print(f"{'phase':<42} {'items/s':>10}  note")
     for label, value, note in rows:
         print(f"{label:<42} {value:>10.1f}  {note}")

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring_ascii
@@ -35,6 +36,8 @@ LOCK_FILE = ".lock"
 OUTPUTS_DIR = "outputs"
 STEPS_DIR = "steps"
 INFLIGHT_FILE = ".inflight"
+#: A status temp file older than this when a worker claims the store is a dead writer's.
+ORPHAN_TEMP_SECONDS = 60
 
 
 class CheckpointStore(Protocol):
@@ -404,9 +407,15 @@ class LocalStore:
     the other status fields serialised from its last read or write and the
     stored attempt and position, and re-reads the file only when it is no longer
     the one this store last wrote. To know that exactly, the store keeps that
-    file open: an inode still open cannot be freed and its number given to
-    another file, so the same device and inode number (with the same size and
-    times) under ``status.json`` means nobody replaced it.
+    file open: on a local filesystem an inode still open cannot be freed and its
+    number given to another file, so the same device and inode number (with the
+    same size and times) under ``status.json`` means nobody replaced it. (On NFS
+    another host's rename frees the inode on the server and a stat may come from
+    the attribute cache: keep a local store on a local disk.)
+
+    A store is shared safely by threads and by processes that each open their
+    own; a forked child reopens the lock file (flock on the parent's open file
+    would not keep the two apart).
     """
 
     def __init__(self, root: Path | str) -> None:
@@ -422,6 +431,7 @@ class LocalStore:
         self._lock_fd: int | None = None
         self._root_fd: int | None = None  # opened with the lock; fsynced after each rename
         self._holder: int | None = None  # the thread holding the lock
+        self._pid = os.getpid()
         self._tmp_pid = -1
         self._tmp_str = ""
         self._thread_lock = threading.Lock()
@@ -447,6 +457,8 @@ class LocalStore:
         takes the lock; reopening it each time cost as much as the JSON work), so a
         thread lock keeps threads sharing this object apart as flock cannot.
         """
+        if self._pid != os.getpid():
+            self._after_fork()
         self._thread_lock.acquire()
         try:
             lock_fd = self._lock_fd
@@ -470,6 +482,20 @@ class LocalStore:
             self._thread_lock.release()
             raise
 
+    def _after_fork(self) -> None:
+        """In a forked child: start over with a lock of its own.
+
+        The inherited lock fd shares the parent's open file, which flock treats as
+        one owner, and the thread lock may be held by a thread that is not here.
+        The inherited descriptors stay open (their finalizers close them with the
+        store); the next _acquire opens new ones.
+        """
+        self._pid = os.getpid()
+        self._thread_lock = threading.Lock()
+        self._holder = None
+        self._lock_fd = self._root_fd = None
+        self._forget_write()
+
     def _release(self) -> None:
         self._holder = None
         try:
@@ -490,14 +516,18 @@ class LocalStore:
             self._tmp_str = f".{STATUS_FILE}.{pid}.{os.urandom(4).hex()}.tmp"
         return self._tmp_str
 
-    def _replace_status(self, data: bytes) -> None:
-        """Write status.json (lock held) and keep it open to recognise it later."""
+    def _replace_status(self, data: bytes) -> tuple[int, ...]:
+        """Write status.json (lock held), keep it open, and return what identifies it.
+
+        The caller sets ``_seen`` to the result only once it has recorded what the
+        file holds, so an interruption in between leaves the next write re-reading.
+        """
         self._forget_write()
         fd = _replace(STATUS_FILE, data, durable=True, dir_fd=self._root_fd, tmp=self._tmp())
         self._held.append(fd)
         # After the rename, which changes ctime: what a stat of the name will show.
         st = os.fstat(fd)
-        self._seen = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def _forget_write(self) -> None:
         """Stop recognising the last write: the next checkpoint re-reads the file."""
@@ -522,8 +552,11 @@ class LocalStore:
         """Replace the whole status (the local runner's write; hold :meth:`locked`)."""
         if self._holder != threading.get_ident():
             raise RuntimeError(f"{self.status_path}: write_status() needs store.locked()")
-        self._replace_status(status.model_dump_json(by_alias=True, exclude_none=True).encode())
+        seen = self._replace_status(
+            status.model_dump_json(by_alias=True, exclude_none=True).encode()
+        )
         self._remember(status)
+        self._seen = seen
 
     def _remember(self, status: ResumableBatchStatus) -> None:
         """Keep what the next checkpoint write needs from a status just read or written."""
@@ -566,8 +599,9 @@ class LocalStore:
                     b"}",
                 )
             )
-            self._replace_status(data)
+            seen = self._replace_status(data)
             self._stored = (checkpoint.attempt, checkpoint.next_index)
+            self._seen = seen
         finally:
             self._release()
 
@@ -591,12 +625,31 @@ class LocalStore:
         self._remember(status)
         return self._stored
 
+    def _remove_orphan_temps(self) -> None:
+        """Delete status temp files left by killed writers (lock held).
+
+        Writers create them only under the lock, so none is in use now; the age
+        check spares a writer on another host that flock might not reach.
+        """
+        root_fd = self._root_fd
+        if root_fd is None:  # never under the lock; scandir(None) would list cwd
+            raise RuntimeError(f"{self.root}: _remove_orphan_temps() needs store.locked()")
+        prefix = f".{STATUS_FILE}."
+        cutoff = time.time() - ORPHAN_TEMP_SECONDS
+        with os.scandir(root_fd) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+                    with contextlib.suppress(FileNotFoundError):
+                        if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                            os.unlink(entry.name, dir_fd=root_fd)
+
     def claim(self, attempt: int | None) -> tuple[ResumableBatchStatus, int]:
         """Take ownership for an attempt (the next one when None); return the status and it.
 
         Raises FencedError when a newer attempt already owns the store.
         """
         with self.locked():
+            self._remove_orphan_temps()
             status = self.load() or ResumableBatchStatus()
             stored = status.checkpoint.attempt
             if attempt is None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import gc
 import json
 import os
+import select
+import signal
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -138,20 +142,136 @@ def test_a_write_by_another_process_is_seen_before_the_next_checkpoint(tmp_path:
         advance(worker, attempt, to=3)
 
 
-def test_a_replacement_is_seen_whatever_inode_number_and_mtime_it_shows(tmp_path: Path) -> None:
-    # ext4 hands a freed inode number to the next file, and a coarse clock gives
-    # two writes the same mtime: a newer attempt's status.json must still fence.
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_a_store_keeps_the_status_file_it_wrote_open_so_its_inode_number_is_not_reused(
+    tmp_path: Path,
+) -> None:
+    # ext4 hands a freed inode number to a later new file. If the worker's
+    # status.json were freed when another attempt replaced it, a later file with
+    # that number (and, on a coarse clock, the same mtime) would pass for it. An
+    # inode that is still open is not freed, so its number stays taken.
     worker = LocalStore(tmp_path / "store")
     _, attempt = worker.claim(None)
     advance(worker, attempt, to=1)
     status_path = tmp_path / "store" / "status.json"
     mine = os.stat(status_path)
-    for _ in range(3):  # replace, free, reuse: each claim by a new store writes a new file
+    for _ in range(3):  # newer attempts replace the file, each from a store then dropped
         LocalStore(tmp_path / "store").claim(None)
-        gc.collect()  # the store and its open status file go, freeing the inode
-    os.utime(status_path, ns=(mine.st_atime_ns, mine.st_mtime_ns))
+        gc.collect()
+    assert os.stat(status_path).st_ino != mine.st_ino
+    still_open = [
+        st
+        for st in (os.stat(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                   if os.path.exists(f"/proc/self/fd/{fd}"))
+        if (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+    ]  # fmt: skip
+    assert [st.st_nlink for st in still_open] == [0]  # replaced, unlinked, but held
     with pytest.raises(FencedError, match=f"attempt {attempt} was replaced by attempt"):
         advance(worker, attempt, to=2)
+
+
+def test_a_status_file_changed_in_place_is_seen_even_with_the_same_inode_size_and_mtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Someone rewrites status.json in place (an editor, a copy over it) to the
+    # same size within one tick of a coarse clock: only ctime tells.
+    worker = LocalStore(tmp_path / "store")
+    _, attempt = worker.claim(None)
+    advance(worker, attempt, to=1)
+    status_path = tmp_path / "store" / "status.json"
+    mine = os.stat(status_path)
+    text = status_path.read_text()
+    edited = text.replace('"attempt":1', '"attempt":7')
+    assert len(edited) == len(text)
+    with status_path.open("r+") as handle:
+        handle.write(edited)
+    real_stat = os.stat
+
+    def coarse_stat(path: Any, *args: Any, **kwargs: Any) -> Any:
+        st = real_stat(path, *args, **kwargs)
+        if path != _store.STATUS_FILE:
+            return st
+        return SimpleNamespace(
+            st_dev=st.st_dev,
+            st_ino=st.st_ino,
+            st_size=st.st_size,
+            st_mtime_ns=mine.st_mtime_ns,  # the clock did not tick
+            st_ctime_ns=mine.st_ctime_ns + 1,
+        )
+
+    monkeypatch.setattr(_store.os, "stat", coarse_stat)
+    with pytest.raises(FencedError, match=f"attempt {attempt} was replaced by attempt 7"):
+        advance(worker, attempt, to=2)
+
+
+def test_a_status_write_interrupted_after_its_rename_leaves_the_next_write_rereading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalStore(tmp_path / "store")
+    _, attempt = store.claim(None)
+    real_remember = store._remember
+    interruptions = [KeyboardInterrupt()]
+
+    def interrupted(status: ResumableBatchStatus) -> None:
+        if interruptions:
+            raise interruptions.pop()
+        real_remember(status)
+
+    status = store.load()
+    assert status is not None
+    status.restarts = 5
+    monkeypatch.setattr(store, "_remember", interrupted)
+    with store.locked(), pytest.raises(KeyboardInterrupt):
+        store.write_status(status)  # renamed into place, then interrupted
+    advance(store, attempt, to=1)
+    saved = store.load()
+    assert saved is not None
+    assert (saved.restarts, saved.checkpoint.next_index) == (5, 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_waits_for_the_lock_its_parent_holds(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.claim(None)
+    read_end, write_end = os.pipe()
+    with store.locked():
+        pid = os.fork()
+        if pid == 0:  # the child: time how long the parent keeps it out
+            code = 1
+            try:
+                started = time.monotonic()
+                with store.locked():
+                    os.write(write_end, f"{time.monotonic() - started:.3f}".encode())
+                code = 0
+            finally:
+                os._exit(code)
+        time.sleep(0.5)
+    os.close(write_end)
+    try:
+        answered, _, _ = select.select([read_end], [], [], 10)
+        if not answered:  # stuck on a lock nobody in the child holds
+            os.kill(pid, signal.SIGKILL)
+        waited = float(os.read(read_end, 64) or b"-1") if answered else None
+    finally:
+        os.close(read_end)
+        _, wait_status = os.waitpid(pid, 0)
+    assert waited is not None, "the child never got the lock after the parent let go"
+    assert os.waitstatus_to_exitcode(wait_status) == 0
+    assert waited >= 0.4
+
+
+def test_a_claim_removes_status_temp_files_left_by_killed_writers(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    LocalStore(store_dir).claim(None)
+    old = store_dir / ".status.json.4242.0a1b2c3d.tmp"
+    recent = store_dir / ".status.json.4343.0a1b2c3d.tmp"
+    for path in (old, recent):
+        path.write_bytes(b'{"checkpoint":')
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    LocalStore(store_dir).claim(None)
+    assert not old.exists()
+    assert recent.exists()  # maybe a live writer that flock does not reach
 
 
 def test_write_status_without_the_lock_is_refused(tmp_path: Path) -> None:

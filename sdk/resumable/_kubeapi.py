@@ -150,8 +150,11 @@ def call_with_retries(
 ) -> T:
     """Call until it succeeds, retrying retryable ApiErrors with full-jitter backoff.
 
-    Honours Retry-After; gives up (re-raising the last error) once ``deadline``
-    seconds have passed. Non-retryable errors are raised at once.
+    Honours Retry-After. A backoff that would overshoot ``deadline`` is cut short,
+    so the last try comes at the deadline rather than never: a server back
+    within the deadline is always reached. Gives up (re-raising the last error)
+    once the deadline has passed, or at once when Retry-After asks for more time
+    than is left. Non-retryable errors are raised at once.
     """
     start = clock()
     attempt = 0
@@ -161,13 +164,16 @@ def call_with_retries(
         except ApiError as exc:
             if not exc.retryable:
                 raise
+            remaining = deadline - (clock() - start)
+            if remaining <= 0:
+                raise
+            if exc.retry_after is not None and exc.retry_after > remaining:
+                raise
             attempt += 1
             delay = random.uniform(0, min(cap, base * 2**attempt))
             if exc.retry_after is not None:
                 delay = max(delay, exc.retry_after)
-            if clock() - start + delay > deadline:
-                raise
-            sleep(delay)
+            sleep(min(delay, remaining))
 
 
 def batch_path(namespace: str, name: str = "", *, status: bool = False) -> str:

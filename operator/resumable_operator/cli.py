@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -188,6 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 DEMO_ITEMS = 50
 DEMO_CRASH_AFTER = 20
+DEMO_MARKER = ".resumable-demo"  # marks a --state-dir the demo may empty
 
 
 def demo_batch(
@@ -224,16 +226,54 @@ def demo_batch(
 def cmd_demo(args: argparse.Namespace) -> int:
     """resumable demo: crash after item 20, resume at 21, show what resuming saved."""
     out = sys.stdout
-    directory = (
-        Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="resumable-demo-"))
+    if args.state_dir:
+        directory = Path(args.state_dir)
+        _clear_demo_state(directory)
+        kept = "kept afterwards"
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="resumable-demo-"))
+        kept = "removed afterwards; pass --state-dir to keep it"
+    try:
+        return _demo(args, directory, kept, out)
+    finally:
+        if not args.state_dir:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _clear_demo_state(directory: Path) -> None:
+    """Empty a --state-dir an earlier demo left; refuse any other non-empty directory.
+
+    The demo starts from item 0 every time, so it deletes its old state; it must
+    never delete a directory that holds anything else.
+    """
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise CliError(f"--state-dir {directory}: exists and is not a directory")
+    if not any(directory.iterdir()):
+        return
+    if not (directory / DEMO_MARKER).is_file():
+        raise CliError(
+            f"--state-dir {directory}: not empty and not made by `resumable demo`; "
+            "the demo starts over by deleting its state dir, so give it a new or empty one"
+        )
+    for entry in directory.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _demo(args: argparse.Namespace, directory: Path, kept: str, out: TextIO) -> int:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / DEMO_MARKER).write_text(
+        "state of `resumable demo`; it deletes this directory's contents\n"
     )
-    if directory.exists():
-        shutil.rmtree(directory)
     batch = demo_batch(items=args.items, crash_after=args.crash_after, delay=args.delay)
     write_line(
         out,
         f"demo: summarising {args.items} documents; the worker is killed right after item "
-        f"{args.crash_after}, and the local runner resumes it (state in {directory})",
+        f"{args.crash_after}, and the local runner resumes it (state in {directory}, {kept})",
     )
     started = time.monotonic()
     result = run_local(batch, directory, out=out)
@@ -499,7 +539,11 @@ def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
         "--crash-after", type=int, default=DEMO_CRASH_AFTER, help="kill after item N (20)"
     )
     p.add_argument("--delay", type=float, default=0.04, help="fake model seconds per item (0.04)")
-    p.add_argument("--state-dir", help="state directory (default: a new temporary one)")
+    p.add_argument(
+        "--state-dir",
+        help="keep the state here; must be new, empty or an earlier demo's "
+        "(default: a temporary one, removed afterwards)",
+    )
     p.set_defaults(func=cmd_demo)
 
     def cluster(
@@ -539,6 +583,12 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # Output piped into something that stopped reading (| head): the runner
+        # has already stopped its worker; end quietly, as other CLIs do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 1
     except Exception as exc:
         kubeapi = sys.modules.get("resumable._kubeapi")

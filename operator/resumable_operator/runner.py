@@ -107,6 +107,14 @@ class LocalRunner:
         self.batch.metadata.uid = self.batch.metadata.uid or f"local-{self.batch.metadata.name}"
         self.batch.metadata.generation = self.batch.metadata.generation or 1
         self.batch.metadata.namespace = self.batch.metadata.namespace or "local"
+        try:
+            return self._loop()
+        except BaseException:
+            # Never leave a worker running behind a runner that is going away.
+            self._stop_all()
+            raise
+
+    def _loop(self) -> RunResult:
         attempts = 0
         while True:
             if self._suspend_requested.is_set() and not self.batch.spec.suspend:
@@ -219,11 +227,18 @@ class LocalRunner:
             return
         log = self.directory / "logs"
         log.mkdir(parents=True, exist_ok=True)
+        echo = True
         with open(log / f"{name}.log", "a") as sink:
             for line in stream:
                 sink.write(line)
                 sink.flush()
-                self.on_output(name, line.rstrip("\n"))
+                if echo:
+                    try:
+                        self.on_output(name, line.rstrip("\n"))
+                    except (BrokenPipeError, ValueError):
+                        # The terminal went away (| head, closed stream): keep
+                        # draining into the log so the worker never blocks on a full pipe.
+                        echo = False
 
     def _stop(self, name: str, *, graceful: bool) -> None:
         pod = self.pods.get(name)
@@ -244,6 +259,15 @@ class LocalRunner:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pod.process.pid, signal.SIGKILL)
                 pod.kill_at = None
+
+    def _stop_all(self) -> None:
+        """SIGTERM every live worker, wait out its grace period, then SIGKILL it."""
+        for name in list(self.pods):
+            self._stop(name, graceful=True)
+        while any(p.process.poll() is None for p in self.pods.values()):
+            self._enforce_grace()
+            time.sleep(POLL_SECONDS)
+        self._join_output()
 
     def _join_output(self) -> None:
         for thread in self._threads:

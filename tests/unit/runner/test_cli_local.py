@@ -88,8 +88,70 @@ def test_demo_crashes_after_item_20_resumes_at_21_and_reports_what_resuming_save
         < out.index("Resumed at item 21/50")
         < out.index("Succeeded: 50/50")
     )
-    # Nothing leaked into the caller's directory.
+    # Nothing leaked into the caller's directory, and the temporary state is gone.
     assert not (tmp_path / ".resumable").exists()
+    assert "removed afterwards" in out
+    assert not list(tmp_path.glob("resumable-demo-*"))
+
+
+def test_demo_refuses_a_state_dir_it_did_not_make_and_deletes_nothing(tmp_path: Path) -> None:
+    precious = tmp_path / "work"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("three years of it")
+    result = resumable("demo", "--state-dir", str(precious), "--delay", "0", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: --state-dir {precious}: not empty and not made by `resumable demo`; "
+        "the demo starts over by deleting its state dir, so give it a new or empty one"
+    )
+    assert [p.name for p in precious.iterdir()] == ["thesis.txt"]
+    assert (precious / "thesis.txt").read_text() == "three years of it"
+
+
+def test_demo_run_again_in_its_own_state_dir_starts_over_and_keeps_it(tmp_path: Path) -> None:
+    state = tmp_path / "demo-state"
+    for _ in range(2):
+        result = resumable(
+            "demo", "--state-dir", str(state), "--items", "22", "--delay", "0", cwd=tmp_path
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Resumed at item 21/22 after exit 137 (attempt 2)" in result.stdout
+        assert "kept afterwards" in result.stdout
+    assert output_indices(state) == list(range(22))
+    assert read_status(state)["checkpoint"]["itemsDone"] == 22
+
+
+def processes_using(directory: Path) -> list[int]:
+    """PIDs whose environment points RESUMABLE_DIR into ``directory`` (live workers)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"RESUMABLE_DIR={directory}".encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_demo_piped_into_head_stops_its_worker_and_ends_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    # `| head` closes the pipe while the worker is mid-batch.
+    result = subprocess.run(
+        f"'{RESUMABLE}' demo --items 200 --delay 0.05 | head -n 2",
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert result.stdout.startswith("demo: summarising 200 documents")
+    assert len(result.stdout.splitlines()) == 2
+    assert "Traceback" not in result.stderr
+    assert "Exception in thread" not in result.stderr
+    assert processes_using(tmp_path) == []  # no orphaned worker
+    assert not list(tmp_path.glob("resumable-demo-*"))
 
 
 # ------------------------------------------------------------------------ run

@@ -165,9 +165,7 @@ def call_with_retries(
             if not exc.retryable:
                 raise
             remaining = deadline - (clock() - start)
-            if remaining <= 0:
-                raise
-            if exc.retry_after is not None and exc.retry_after > remaining:
+            if remaining <= 0 or (exc.retry_after or 0.0) > remaining:
                 raise
             attempt += 1
             delay = random.uniform(0, min(cap, base * 2**attempt))

@@ -359,8 +359,9 @@ class Run:
         return result
 
     def _commit(self, item: Item[Any]) -> None:
-        # The per-item hot path: the critical section is written out rather than
-        # taken through _guard(), whose generator costs more than the work inside.
+        # The per-item hot path: one critical section records the item and, when the
+        # policy says so, writes; written out rather than taken through _guard(),
+        # whose generator costs more than the work inside.
         with self._lock:
             self._critical += 1
             try:
@@ -376,15 +377,16 @@ class Run:
                 self._tokens += item.tokens
                 self._cost_usd += item.cost_usd
                 self._iteration += 1
-                self._coalescer.record(items=1, cost_usd=item.cost_usd)
-                due = self._coalescer.due(self._clock()) or (
+                coalescer = self._coalescer
+                coalescer.record(items=1, cost_usd=item.cost_usd)
+                due = coalescer.due(self._clock()) or (
                     self._careful_until is not None and item.index <= self._careful_until
                 )
+                if due and not self._fenced:
+                    self._write(final=False)
             finally:
                 self._critical -= 1
         self._raise_deferred_signal()
-        if due:
-            self._flush(final=False)
 
     def _record_error(self, item: Item[Any], exc: BaseException) -> None:
         with self._guard():

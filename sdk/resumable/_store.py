@@ -372,7 +372,8 @@ class DirectoryOutputs:
 
     def sync(self) -> None:
         """Write pending puts, fsync every file written since the last sync, then the directory."""
-        self.write_pending()
+        if self._pending:
+            self.write_pending()
         if not self._unsynced:
             return
         dir_fd = self._open_dir()
@@ -396,6 +397,25 @@ class DirectoryOutputs:
         self._unsynced.clear()
 
 
+def _status_tmp_name() -> str:
+    """This process's temp name for status.json (safe to reuse: writes hold the lock).
+
+    The pid tells processes on one host apart; the random part, processes on
+    hosts sharing the directory (where pids repeat and flock may not reach).
+    """
+    return f".{STATUS_FILE}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+
+
+#: Every LocalStore alive in this process, for the fork hook below.
+_open_stores: weakref.WeakSet[LocalStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Give each store in a freshly forked child its own lock (see LocalStore._after_fork)."""
+    for store in list(_open_stores):
+        store._after_fork()
+
+
 class LocalStore:
     """A batch's whole state in one directory: status.json, outputs/ and steps/.
 
@@ -415,7 +435,8 @@ class LocalStore:
 
     A store is shared safely by threads and by processes that each open their
     own; a forked child reopens the lock file (flock on the parent's open file
-    would not keep the two apart).
+    would not keep the two apart). That relies on os.fork's at-fork hooks: a
+    child forked from C without them must open its own store.
     """
 
     def __init__(self, root: Path | str) -> None:
@@ -431,11 +452,10 @@ class LocalStore:
         self._lock_fd: int | None = None
         self._root_fd: int | None = None  # opened with the lock; fsynced after each rename
         self._holder: int | None = None  # the thread holding the lock
-        self._pid = os.getpid()
-        self._tmp_pid = -1
-        self._tmp_str = ""
+        self._tmp = _status_tmp_name()
         self._thread_lock = threading.Lock()
         self._to_json = Checkpoint.__pydantic_serializer__.to_json
+        _open_stores.add(self)  # so a forked child gets a lock of its own
 
     def describe(self) -> str:
         """The status file's path."""
@@ -457,8 +477,6 @@ class LocalStore:
         takes the lock; reopening it each time cost as much as the JSON work), so a
         thread lock keeps threads sharing this object apart as flock cannot.
         """
-        if self._pid != os.getpid():
-            self._after_fork()
         self._thread_lock.acquire()
         try:
             lock_fd = self._lock_fd
@@ -488,9 +506,10 @@ class LocalStore:
         The inherited lock fd shares the parent's open file, which flock treats as
         one owner, and the thread lock may be held by a thread that is not here.
         The inherited descriptors stay open (their finalizers close them with the
-        store); the next _acquire opens new ones.
+        store); the next _acquire opens new ones. Run by os.register_at_fork, so
+        the per-write path never asks which process it is in.
         """
-        self._pid = os.getpid()
+        self._tmp = _status_tmp_name()
         self._thread_lock = threading.Lock()
         self._holder = None
         self._lock_fd = self._root_fd = None
@@ -504,18 +523,6 @@ class LocalStore:
         finally:
             self._thread_lock.release()
 
-    def _tmp(self) -> str:
-        """This process's temp name for status.json (safe to reuse: writes hold the lock).
-
-        The pid tells processes on one host apart; the random part, processes on
-        hosts sharing the directory (where pids repeat and flock may not reach).
-        """
-        pid = os.getpid()
-        if pid != self._tmp_pid:
-            self._tmp_pid = pid
-            self._tmp_str = f".{STATUS_FILE}.{pid}.{os.urandom(4).hex()}.tmp"
-        return self._tmp_str
-
     def _replace_status(self, data: bytes) -> tuple[int, ...]:
         """Write status.json (lock held), keep it open, and return what identifies it.
 
@@ -523,7 +530,7 @@ class LocalStore:
         file holds, so an interruption in between leaves the next write re-reading.
         """
         self._forget_write()
-        fd = _replace(STATUS_FILE, data, durable=True, dir_fd=self._root_fd, tmp=self._tmp())
+        fd = _replace(STATUS_FILE, data, durable=True, dir_fd=self._root_fd, tmp=self._tmp)
         self._held.append(fd)
         # After the rename, which changes ctime: what a stat of the name will show.
         st = os.fstat(fd)
@@ -666,3 +673,7 @@ class LocalStore:
                 self._forget_write()
                 self._remember(status)
             return status.model_copy(deep=True), attempt
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -299,12 +299,18 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
             cond.REASON_SUSPENDED,
             f"Suspended at item {at + 1}; set spec.suspend=false to resume.",
         )
-        if old.active_pod or not cond.is_true(old.conditions, cond.SUSPENDED):
+        of_total = f"{at + 1}/{total if total is not None else '?'}"
+        if old.active_pod:
+            # Sent as the worker is told to stop, before its exit flush: the
+            # position is a lower bound (the condition above follows the flush).
             event(
                 "Normal",
                 "Suspended",
-                f"Suspended at item {at + 1}/{total if total is not None else '?'}",
+                f"Suspending: stopping the worker; the batch resumes at item {of_total} "
+                "or later, as the worker saves what it finished on its way out",
             )
+        elif not cond.is_true(old.conditions, cond.SUSPENDED):
+            event("Normal", "Suspended", f"Suspended at item {of_total}")  # nothing running
         return _finish_decision(old, status, decision)
     if cond.is_true(status.conditions, cond.SUSPENDED):
         condition(

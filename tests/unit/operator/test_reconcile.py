@@ -476,7 +476,11 @@ def test_suspend_deletes_the_active_pod_gracefully_and_sets_suspended() -> None:
     assert conditions(d)["Progressing"] == ("False", cond.REASON_SUSPENDED)
     assert d.status.phase == "Suspended"
     assert d.status.active_pod == ""
-    assert "Suspended at item 10/50" in messages(d)
+    # Told before the worker's exit flush, so the event gives a lower bound.
+    assert messages(d) == [
+        "Suspending: stopping the worker; the batch resumes at item 10/50 or later, as "
+        "the worker saves what it finished on its way out"
+    ]
 
     # The pod terminating, then ended by the SIGTERM: no restart counted, no new pod.
     assert_no_op(batch, [running(deleting=True)], T0 + timedelta(seconds=1))
@@ -507,6 +511,7 @@ def test_suspended_while_backing_off_starts_nothing() -> None:
     assert d.create_pod is None
     assert d.status.retry_after == ""
     assert conditions(d)["Suspended"][0] == "True"
+    assert messages(d) == ["Suspended at item 1/50"]  # no worker to wait for: exact
 
 
 # ------------------------------------------------------------------------ rerun

@@ -41,6 +41,9 @@ class KubeStore:
         self.namespace = namespace
         self.name = name
         self.writes = 0
+        # (attempt, nextIndex) of checkpoint writes reported failed since the last
+        # success: the server may have applied any of them.
+        self._unconfirmed: set[tuple[int, int]] = set()
 
     def describe(self) -> str:
         """The batch, as kubectl names it."""
@@ -108,15 +111,33 @@ class KubeStore:
     ) -> None:
         """Fenced JSON patch of status.checkpoint and status.progress."""
         value = checkpoint.model_dump(by_alias=True, exclude_none=True, mode="json")
-        ops: list[dict[str, Any]] = [
-            {"op": "test", "path": "/status/checkpoint/attempt", "value": expect_attempt},
-            {"op": "test", "path": "/status/checkpoint/nextIndex", "value": expect_next},
-            {"op": "replace", "path": "/status/checkpoint", "value": value},
-            {"op": "add", "path": "/status/progress", "value": progress},
-        ]
-        self._patch(
-            ops, expect_attempt=expect_attempt, expect_next=expect_next, final=final, sent=value
-        )
+
+        def patch(expected_next: int, ours: set[tuple[int, int]]) -> int | None:
+            ops: list[dict[str, Any]] = [
+                {"op": "test", "path": "/status/checkpoint/attempt", "value": expect_attempt},
+                {"op": "test", "path": "/status/checkpoint/nextIndex", "value": expected_next},
+                {"op": "replace", "path": "/status/checkpoint", "value": value},
+                {"op": "add", "path": "/status/progress", "value": progress},
+            ]
+            return self._patch(
+                ops,
+                expect_attempt=expect_attempt,
+                expect_next=expected_next,
+                final=final,
+                sent=value,
+                ours=ours,
+            )
+
+        try:
+            landed = patch(expect_next, self._unconfirmed)
+            if landed is not None:
+                # A write we were told had failed was applied after all: the
+                # position it set is ours, so fence on it instead.
+                patch(landed, set())
+        except StoreUnavailableError:
+            self._unconfirmed.add((checkpoint.attempt, checkpoint.next_index))
+            raise
+        self._unconfirmed.clear()
 
     def _patch(
         self,
@@ -126,7 +147,14 @@ class KubeStore:
         expect_next: int,
         final: bool = True,
         sent: dict[str, Any] | None = None,
-    ) -> None:
+        ours: set[tuple[int, int]] | None = None,
+    ) -> int | None:
+        """Send ops; retry, and turn refusals into FencedError or ConfigError.
+
+        Returns the nextIndex the server holds when the ``test`` op failed on one
+        of ``ours``, the (attempt, nextIndex) of earlier writes reported failed
+        (nothing was written); None when the patch was applied.
+        """
         path = batch_path(self.namespace, self.name, status=True)
         tries = 0
 
@@ -152,10 +180,14 @@ class KubeStore:
                     # An earlier try was applied but its answer was lost (timeout,
                     # dropped connection): the retry's test op failed on our own write.
                     self.writes += 1
-                    return
+                    return None
+                position = (current.checkpoint.attempt, current.checkpoint.next_index)
+                if ours and position in ours:
+                    return position[1]
                 self._explain_refusal(current, expect_attempt, expect_next, exc)
             raise
         self.writes += 1
+        return None
 
     def _explain_refusal(
         self,

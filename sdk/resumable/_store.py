@@ -448,6 +448,9 @@ class LocalStore:
         self._held: list[int] = []  # that file's descriptor, kept open (0 or 1 of them)
         weakref.finalize(self, _close_all, self._held).atexit = False
         self._stored: tuple[int, int] = (0, 0)  # (attempt, nextIndex) in that write
+        # (attempt, nextIndex) of checkpoint writes that failed since the last success,
+        # maybe after their rename (a failed directory fsync).
+        self._unconfirmed: set[tuple[int, int]] = set()
         self._rest = b""  # the status fields other than checkpoint and progress, as JSON
         self._lock_fd: int | None = None
         self._root_fd: int | None = None  # opened with the lock; fsynced after each rename
@@ -585,13 +588,16 @@ class LocalStore:
         """Fenced replace of the checkpoint (see :class:`CheckpointStore`)."""
         self._acquire()  # not `with self.locked()`: this runs per item at everyItems=1
         try:
-            stored_attempt, stored_next = self._stored_position()
+            stored = self._stored_position()
+            stored_attempt, stored_next = stored
             if stored_attempt != expect_attempt:
                 raise FencedError(
                     f"{self.status_path}: attempt {expect_attempt} was replaced by attempt "
                     f"{stored_attempt}; this worker stops without writing"
                 )
-            if stored_next != expect_next:
+            # A write of ours that raised after its rename (a failed directory fsync)
+            # moved the position itself: the caller, told it failed, expects the old one.
+            if stored_next != expect_next and stored not in self._unconfirmed:
                 raise FencedError(
                     f"{self.status_path}: the position moved to {stored_next} "
                     f"(expected {expect_next}); this worker stops without writing"
@@ -606,8 +612,11 @@ class LocalStore:
                     b"}",
                 )
             )
+            position = (checkpoint.attempt, checkpoint.next_index)
+            self._unconfirmed.add(position)  # until the write is known to be complete
             seen = self._replace_status(data)
-            self._stored = (checkpoint.attempt, checkpoint.next_index)
+            self._unconfirmed.clear()
+            self._stored = position
             self._seen = seen
         finally:
             self._release()

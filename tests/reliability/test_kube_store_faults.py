@@ -284,6 +284,37 @@ async def test_a_write_that_landed_but_whose_answer_was_lost_is_not_mistaken_for
     assert batch.checkpoint["nextIndex"] == 6
 
 
+async def test_a_write_reported_failed_that_landed_does_not_fence_the_next_one(
+    kmock: km.RawHandler,
+    batch: BatchServer,
+    store: KubeStore,
+    release: asyncio.Event,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The server commits a boundary write, but its answer is lost and the deadline
+    # passes: the run is told the write failed, keeps the progress and still
+    # expects the old position. Its next write must not read our own write as a
+    # newer owner's.
+    monkeypatch.setattr(_kube, "BOUNDARY_DEADLINE", 0.3)  # under the 0.5 s client timeout
+
+    async def commit_then_hang(request: km.Request) -> Response:
+        batch.apply(request.data)
+        await release.wait()
+        return Response(status=504, payload=k8s_status(504, "Timeout"))
+
+    kmock.override["patch", STATUS_PATH][:1] << commit_then_hang
+    with pytest.raises(StoreUnavailableError):
+        await asyncio.to_thread(save, store, checkpoint_at(4), expect_next=0)
+    assert batch.checkpoint["nextIndex"] == 4  # it landed all the same
+
+    await asyncio.to_thread(save, store, checkpoint_at(6), expect_next=0)
+    assert batch.checkpoint["nextIndex"] == 6
+    assert [h["checkpoint"]["nextIndex"] for h in batch.history] == [4, 6]
+    # A writer that really is behind the server is still refused.
+    with pytest.raises(FencedError, match="position moved to 6"):
+        await asyncio.to_thread(save, store, checkpoint_at(7), expect_next=4)
+
+
 # ------------------------------------------------------------------ a whole Run
 
 

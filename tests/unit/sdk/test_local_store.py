@@ -229,6 +229,33 @@ def test_a_status_write_interrupted_after_its_rename_leaves_the_next_write_rerea
     assert (saved.restarts, saved.checkpoint.next_index) == (5, 1)
 
 
+def test_a_retry_after_a_failed_directory_fsync_writes_instead_of_fencing_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # EIO from the directory fsync comes after the rename: status.json already holds
+    # the new position, but the caller still expects the old one when it retries.
+    store = LocalStore(tmp_path / "store")
+    _, attempt = store.claim(None)
+    advance(store, attempt, to=1)
+    real_fsync = os.fsync
+    faults = [OSError(5, "Input/output error")]
+
+    def failing_dir_fsync(fd: int) -> None:
+        if fd == store._root_fd and faults:
+            raise faults.pop()
+        real_fsync(fd)
+
+    monkeypatch.setattr(_store.os, "fsync", failing_dir_fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        advance(store, attempt, to=2)
+    advance(store, attempt, to=2)  # the same write again, fenced on position 1
+    saved = store.load()
+    assert saved is not None
+    assert saved.checkpoint.next_index == 2
+    with pytest.raises(FencedError, match="position moved to 2"):
+        advance(store, attempt, to=2)  # a writer that really is behind is still refused
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_waits_for_the_lock_its_parent_holds(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")

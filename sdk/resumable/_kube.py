@@ -12,6 +12,7 @@ Outputs never go to status: they go to a directory (a mounted volume).
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import ValidationError
@@ -112,7 +113,7 @@ class KubeStore:
         """Fenced JSON patch of status.checkpoint and status.progress."""
         value = checkpoint.model_dump(by_alias=True, exclude_none=True, mode="json")
 
-        def patch(expected_next: int, ours: set[tuple[int, int]]) -> int | None:
+        def patch(expected_next: int, ours: Collection[tuple[int, int]] = ()) -> int | None:
             ops: list[dict[str, Any]] = [
                 {"op": "test", "path": "/status/checkpoint/attempt", "value": expect_attempt},
                 {"op": "test", "path": "/status/checkpoint/nextIndex", "value": expected_next},
@@ -133,7 +134,7 @@ class KubeStore:
             if landed is not None:
                 # A write we were told had failed was applied after all: the
                 # position it set is ours, so fence on it instead.
-                patch(landed, set())
+                patch(landed)
         except StoreUnavailableError:
             self._unconfirmed.add((checkpoint.attempt, checkpoint.next_index))
             raise
@@ -147,7 +148,7 @@ class KubeStore:
         expect_next: int,
         final: bool = True,
         sent: dict[str, Any] | None = None,
-        ours: set[tuple[int, int]] | None = None,
+        ours: Collection[tuple[int, int]] = (),
     ) -> int | None:
         """Send ops; retry, and turn refusals into FencedError or ConfigError.
 
@@ -182,7 +183,7 @@ class KubeStore:
                     self.writes += 1
                     return None
                 position = (current.checkpoint.attempt, current.checkpoint.next_index)
-                if ours and position in ours:
+                if position in ours:
                     return position[1]
                 self._explain_refusal(current, expect_attempt, expect_next, exc)
             raise

@@ -613,8 +613,11 @@ class LocalStore:
                 )
             )
             position = (checkpoint.attempt, checkpoint.next_index)
-            self._unconfirmed.add(position)  # until the write is known to be complete
-            seen = self._replace_status(data)
+            try:
+                seen = self._replace_status(data)
+            except BaseException:
+                self._unconfirmed.add(position)  # it may be in place all the same
+                raise
             self._unconfirmed.clear()
             self._stored = position
             self._seen = seen

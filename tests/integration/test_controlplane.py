@@ -466,6 +466,40 @@ def test_running_pod_reports_running(
     assert ready["Ready"] == "True"
 
 
+def test_kubectl_logs_reaches_the_kubelet_through_the_api_server(
+    run_pod: Callable[..., str],
+    kubelet: ProcessKubelet,
+    kubectl: Callable[..., Any],
+    namespace: str,
+) -> None:
+    # kubectl -> kube-apiserver (pods/log) -> the kubelet's HTTPS port, mutual TLS.
+    run_pod("talker", "for i in range(1, 6): print(f'line {i}')")
+    kubelet.wait_terminated(namespace, "talker")
+    logs = kubectl("logs", "talker", "-n", namespace)
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout == "".join(f"line {i}\n" for i in range(1, 6))
+    assert kubectl("logs", "talker", "-n", namespace, "--tail=2").stdout == "line 4\nline 5\n"
+    assert kubectl("logs", "talker", "-n", namespace, "--limit-bytes=8").stdout == "line 1\nl"
+    refused = kubectl("logs", "talker", "-n", namespace, "--previous")
+    assert refused.returncode != 0
+    assert "the process kubelet keeps one log per pod" in refused.stderr
+
+
+def test_kubectl_logs_follow_streams_until_the_container_exits(
+    run_pod: Callable[..., str],
+    kubelet: ProcessKubelet,
+    kubectl: Callable[..., Any],
+    namespace: str,
+) -> None:
+    script = "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.5)"
+    run_pod("slow", script)
+    kubelet.wait_running(namespace, "slow")
+    followed = kubectl("logs", "-f", "slow", "-n", namespace)
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout == "0\n1\n2\n"  # all of it, though it started mid-way
+    assert kubelet.run_of(namespace, "slow").done.is_set()
+
+
 @pytest.mark.parametrize(("oom", "reason"), [(False, "Error"), (True, "OOMKilled")])
 def test_killed_pod_ends_with_137(
     run_pod: Callable[..., str], kubelet: ProcessKubelet, namespace: str, oom: bool, reason: str

@@ -135,7 +135,12 @@ def apiserver_args(
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={pki.sa_public_key}",
         f"--service-account-signing-key-file={pki.sa_private_key}",
-        # Real authorization, so tests can prove RBAC. (No Node authorizer: no kubelets.)
+        # pods/log goes to the process kubelet over mutual TLS with certs from our CA.
+        f"--kubelet-certificate-authority={pki.ca_cert}",
+        f"--kubelet-client-certificate={pki.kubelet_client_cert}",
+        f"--kubelet-client-key={pki.kubelet_client_key}",
+        # Real authorization, so tests can prove RBAC. (No Node authorizer: the process
+        # kubelet writes node and pod status with admin credentials.)
         "--authorization-mode=RBAC",
         # Needed for Services; nothing routes to it.
         "--service-cluster-ip-range=10.0.0.0/24",

@@ -22,7 +22,10 @@ Like a kubelet, it:
 Tests drive faults with kill() (SIGKILL, optionally reported as OOMKilled) and
 evict() (the Eviction API: the API server adds the DisruptionTarget condition
 and deletes the pod; the process then gets SIGTERM, SIGKILL after the grace
-period). Each process's stdout/stderr go to a per-pod log file (log_path()).
+period). Each process's stdout/stderr go to a per-pod log file (log_path()),
+which, given serving certificates (``tls``), it serves over HTTPS as a kubelet
+does, so ``kubectl logs`` and ``pods/log`` work through the API server (see
+kubelet_logs.py).
 
 Run it in a thread (``ProcessKubelet(...).start()``) or as its own process::
 
@@ -53,6 +56,7 @@ import yaml
 from kubernetes import client, watch
 
 from .controlplane import new_api_client
+from .kubelet_logs import LogServer, LogSource, ServingTLS
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +104,7 @@ class PodRun:
     uid: str
     workdir: Path
     log_path: Path
+    container: str = ""  # the name of the one container run
     proc: subprocess.Popen[bytes] | None = None
     restart_count: int = 0
     oom: bool = False  # the next SIGKILL is reported as OOMKilled
@@ -157,6 +162,7 @@ class ProcessKubelet:
         extra_env: Mapping[str, str] | None = None,
         finalize_deleted: bool = True,
         restart_backoff: float = 0.5,
+        tls: ServingTLS | None = None,
     ) -> None:
         """
         kubeconfig: an admin kubeconfig (the kubelet binds pods, writes status).
@@ -165,6 +171,9 @@ class ProcessKubelet:
         inherit_env: start pods with this process's environment (PATH, the
             virtualenv...) under the pod's env; scrubbed of KUBECONFIG and the like.
         finalize_deleted: remove deleted pods once stopped, as a kubelet does.
+        tls: serve container logs over HTTPS with these certificates (the API
+            server's pods/log); without it, log requests fail as with a node
+            that has no kubelet port.
         """
         self.kubeconfig = kubeconfig
         self.workdir = workdir
@@ -188,11 +197,14 @@ class ProcessKubelet:
         self._watch_api = new_api_client(kubeconfig)
         self.core: Any = client.CoreV1Api(self._api)
         self._event_log = (workdir / "kubelet.log").open("a", buffering=1)
+        self._log_server = LogServer(tls, self._log_source) if tls is not None else None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> ProcessKubelet:
-        """Register the node and start watching pods (in a daemon thread)."""
+        """Serve logs, register the node and start watching pods (in daemon threads)."""
+        if self._log_server is not None:
+            self._log_server.start()
         self._register_node()
         self._watcher = threading.Thread(target=self._watch_loop, name="kubelet-watch", daemon=True)
         self._watcher.start()
@@ -216,6 +228,8 @@ class ProcessKubelet:
                 run.thread.join(5)
         if self._watcher is not None:
             self._watcher.join(5)
+        if self._log_server is not None:
+            self._log_server.stop()
         self._api.close()
         self._watch_api.close()
         self._event_log.close()
@@ -321,6 +335,15 @@ class ProcessKubelet:
         """The file that receives the pod process's stdout and stderr."""
         return self.run_of(namespace, name).log_path
 
+    def _log_source(self, namespace: str, name: str) -> LogSource | None:
+        """The log server's view of a pod: None unless this kubelet ran it."""
+        with self._lock:
+            uid = self._latest.get((namespace, name))
+            run = self._runs.get(uid) if uid is not None else None
+        if run is None:
+            return None
+        return LogSource(container=run.container, path=run.log_path, ended=run.done.is_set)
+
     def read_log(self, namespace: str, name: str) -> str:
         path = self.log_path(namespace, name)
         return path.read_text(errors="replace") if path.exists() else ""
@@ -380,6 +403,8 @@ class ProcessKubelet:
                 "architecture": "amd64",
             },
         }
+        if self._log_server is not None:  # where the API server sends pods/log
+            node["status"]["daemonEndpoints"] = {"kubeletEndpoint": {"Port": self._log_server.port}}
         self.core.replace_node_status(self.node_name, node, _preload_content=False)
 
     def _watch_loop(self) -> None:
@@ -458,8 +483,14 @@ class ProcessKubelet:
         podkey = f"{name}-{uid[:8]}"
         workdir = self.workdir / ns / podkey
         workdir.mkdir(parents=True, exist_ok=True)
+        containers = spec.get("containers") or [{}]
         run = PodRun(
-            namespace=ns, name=name, uid=uid, workdir=workdir, log_path=workdir / "container.log"
+            namespace=ns,
+            name=name,
+            uid=uid,
+            workdir=workdir,
+            log_path=workdir / "container.log",
+            container=containers[0].get("name", ""),
         )
         run.thread = threading.Thread(
             target=self._run_pod, args=(run, pod), name=f"pod-{ns}/{name}", daemon=True
@@ -915,11 +946,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, required=True, help="pods' working dirs and logs")
     parser.add_argument("-n", "--namespace", action="append", help="watch only these (repeatable)")
     parser.add_argument("--node-name", default=NODE_NAME)
+    parser.add_argument("--tls-cert", type=Path, help="serve logs with this cert (PEM)...")
+    parser.add_argument("--tls-key", type=Path, help="...and key, to clients whose certs...")
+    parser.add_argument("--client-ca", type=Path, help="...chain to this CA (the cluster's)")
     args = parser.parse_args(argv)
+    tls_args = (args.tls_cert, args.tls_key, args.client_ca)
+    if any(tls_args) and not all(tls_args):
+        parser.error("--tls-cert, --tls-key and --client-ca go together")
+    tls = ServingTLS(*tls_args) if all(tls_args) else None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     log.setLevel(logging.DEBUG)
     kubelet = ProcessKubelet(
-        args.kubeconfig, args.workdir, namespaces=args.namespace, node_name=args.node_name
+        args.kubeconfig,
+        args.workdir,
+        namespaces=args.namespace,
+        node_name=args.node_name,
+        tls=tls,
     ).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -31,6 +31,10 @@ class PKI:
     admin_key: Path
     sa_private_key: Path  # signs service-account tokens (kube-apiserver)
     sa_public_key: Path  # verifies them
+    kubelet_cert: Path  # the process kubelet's serving cert (127.0.0.1), verified by the apiserver
+    kubelet_key: Path
+    kubelet_client_cert: Path  # what the apiserver presents to the kubelet (pods/log)
+    kubelet_client_key: Path
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
@@ -96,7 +100,7 @@ def _issue(
 
 
 def generate_pki(directory: Path) -> PKI:
-    """Create a CA, the apiserver's serving cert, an admin client cert, SA keys."""
+    """Create a CA, the apiserver's serving cert, an admin client cert, kubelet certs, SA keys."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
 
@@ -154,6 +158,26 @@ def generate_pki(directory: Path) -> PKI:
         usage=ExtendedKeyUsageOID.CLIENT_AUTH,
     )
 
+    # The apiserver reaches the kubelet (pods/log) over mutual TLS, as in a real cluster:
+    # it checks the kubelet's serving cert against our CA, and the kubelet its client cert.
+    kubelet_key = ec.generate_private_key(ec.SECP256R1())
+    kubelet_cert = _issue(
+        subject=_name("system:node:process-kubelet", "system:nodes"),
+        key=kubelet_key,
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
+    kubelet_client_key = ec.generate_private_key(ec.SECP256R1())
+    kubelet_client_cert = _issue(
+        subject=_name("kube-apiserver-kubelet-client", "kubeadm:cluster-admins"),
+        key=kubelet_client_key,
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+
     # Service-account tokens are JWTs signed with RS256 by default.
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -166,6 +190,10 @@ def generate_pki(directory: Path) -> PKI:
         admin_key=directory / "admin.key",
         sa_private_key=directory / "sa.key",
         sa_public_key=directory / "sa.pub",
+        kubelet_cert=directory / "kubelet.crt",
+        kubelet_key=directory / "kubelet.key",
+        kubelet_client_cert=directory / "apiserver-kubelet-client.crt",
+        kubelet_client_key=directory / "apiserver-kubelet-client.key",
     )
     _write_cert(pki.ca_cert, ca_cert)
     _write_key(pki.ca_key, ca_key)
@@ -173,6 +201,10 @@ def generate_pki(directory: Path) -> PKI:
     _write_key(pki.serving_key, serving_key)
     _write_cert(pki.admin_cert, admin_cert)
     _write_key(pki.admin_key, admin_key)
+    _write_cert(pki.kubelet_cert, kubelet_cert)
+    _write_key(pki.kubelet_key, kubelet_key)
+    _write_cert(pki.kubelet_client_cert, kubelet_client_cert)
+    _write_key(pki.kubelet_client_key, kubelet_client_key)
     _write_key(pki.sa_private_key, sa_key)
     pki.sa_public_key.write_bytes(
         sa_key.public_key().public_bytes(

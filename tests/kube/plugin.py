@@ -33,6 +33,7 @@ import pytest
 
 from .controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, find_binaries, tail
 from .kubelet import ProcessKubelet
+from .kubelet_logs import ServingTLS
 
 Kubectl = Callable[..., Any]
 
@@ -103,7 +104,9 @@ def kubectl(controlplane: ControlPlane) -> Kubectl:
 @pytest.fixture(scope="session")
 def kubelet(controlplane: ControlPlane) -> Iterator[ProcessKubelet]:
     pods_dir = controlplane.workdir / "pods"
-    kl = ProcessKubelet(controlplane.kubeconfig, pods_dir).start()
+    pki = controlplane.pki
+    tls = ServingTLS(cert=pki.kubelet_cert, key=pki.kubelet_key, client_ca=pki.ca_cert)
+    kl = ProcessKubelet(controlplane.kubeconfig, pods_dir, tls=tls).start()
     _STATE["kubelet"] = kl
     try:
         yield kl

@@ -423,41 +423,194 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_logs(args: argparse.Namespace) -> int:
-    """Logs of the batch's current (or latest) worker pod."""
+#: Phases after which no new worker pod will come (the CLI's `logs -f` stops there).
+_SETTLED_PHASES = ("Succeeded", "Failed", "Suspended")
+
+
+class _NoLogYetError(CliError):
+    """The pod has no log to serve yet (not scheduled, or its container not started)."""
+
+
+class _NoPodYetError(CliError):
+    """The batch has not had a worker pod (yet)."""
+
+
+def _worker_pods(api: Any, ns: str, name: str) -> list[dict[str, Any]]:
+    """The batch's worker pods still kept, oldest attempt first."""
+    from resumable_operator.reconcile import LABEL_ATTEMPT, LABEL_BATCH
+
+    pods: list[dict[str, Any]] = api.request(
+        "GET", f"/api/v1/namespaces/{ns}/pods", query={"labelSelector": f"{LABEL_BATCH}={name}"}
+    ).get("items", [])
+    pods.sort(key=lambda p: int(p["metadata"].get("labels", {}).get(LABEL_ATTEMPT, "0")))
+    return pods
+
+
+def _pod_for_logs(api: Any, ns: str, name: str, attempt: int | None) -> str:
+    """The pod whose log `logs` shows: the attempt's, else the current or latest one."""
+    from resumable_operator.reconcile import KEEP_FINISHED_PODS, LABEL_ATTEMPT
+
+    obj = _get_batch(api, ns, name)
+    if attempt is None and (obj.get("status") or {}).get("activePod"):
+        return str(obj["status"]["activePod"])
+    pods = _worker_pods(api, ns, name)
+    if attempt is not None:
+        pods = [
+            p for p in pods if p["metadata"].get("labels", {}).get(LABEL_ATTEMPT) == str(attempt)
+        ]
+        if not pods:
+            raise CliError(
+                f'resumablebatch "{name}" has no pod of attempt {attempt} (the operator '
+                f"keeps the pods of the last {KEEP_FINISHED_PODS} attempts that ended)"
+            )
+    if not pods:
+        raise _NoPodYetError(f'resumablebatch "{name}" has no worker pods')
+    return str(pods[-1]["metadata"]["name"])
+
+
+def _first_pod_to_follow(api: Any, ns: str, name: str, poll: float) -> str:
+    """The pod to start following: the current or latest, or the first one once created."""
+    while True:
+        try:
+            return _pod_for_logs(api, ns, name, None)
+        except _NoPodYetError:
+            phase = (_get_batch(api, ns, name).get("status") or {}).get("phase")
+            if phase in _SETTLED_PHASES:
+                raise
+        time.sleep(poll)
+
+
+def _stream_log(
+    api: Any, ns: str, pod: str, *, follow: bool, tail: int | None, out: Any, skip: int = 0
+) -> int:
+    """Copy the pod's log to out (bytes) as the API server streams it, less its first
+    ``skip`` bytes (shown before a reconnection); return how many bytes were copied."""
     from resumable._kubeapi import _server_message
 
-    api = _api(args)
-    ns = _namespace(args)
-    obj = _get_batch(api, ns, args.name)
-    pod = (obj.get("status") or {}).get("activePod")
-    if not pod:
-        pods = api.request(
-            "GET",
-            f"/api/v1/namespaces/{ns}/pods",
-            query={"labelSelector": f"resumable.dev/batch={args.name}"},
-        ).get("items", [])
-        if not pods:
-            raise CliError(f'resumablebatch "{args.name}" has no worker pods')
-        pods.sort(
-            key=lambda p: int(p["metadata"].get("labels", {}).get("resumable.dev/attempt", "0"))
-        )
-        pod = pods[-1]["metadata"]["name"]
+    query: list[tuple[str, str]] = []
+    if follow:
+        query.append(("follow", "true"))
+    if tail is not None:
+        query.append(("tailLines", str(tail)))
     method, url, headers = api.api_client.param_serialize(
         method="GET",
         resource_path=f"/api/v1/namespaces/{ns}/pods/{pod}/log",
+        query_params=query,
         header_params={"Accept": "*/*"},
         auth_settings=["BearerToken"],
     )[:3]
+    copied = 0
     try:
-        response = api.api_client.call_api(method, url, header_params=headers)
-        text = response.read()
+        # No read timeout when following: a quiet worker is not a dead connection.
+        timeout = None if follow else api.timeout
+        response = api.api_client.call_api(
+            method, url, header_params=headers, _request_timeout=timeout
+        )
+        if response.status >= 400:  # the client does not raise for these: the body is an error
+            reason = _server_message(response.read()) or str(response.reason)
+            error = _NoLogYetError if response.status in (400, 404) else CliError
+            raise error(f"cannot read logs of pod {pod}: {' '.join(reason.split())}")
+        for chunk in response.response.stream(64 * 1024, decode_content=True):
+            if skip:
+                dropped = min(skip, len(chunk))
+                chunk, skip = chunk[dropped:], skip - dropped
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                copied += len(chunk)
+    except CliError:
+        raise
     except Exception as exc:  # transport errors: refused, reset, timed out
         raise CliError(f"cannot read logs of pod {pod}: {exc}") from None
-    if response.status >= 400:  # the client does not raise for these: the body is an error
-        reason = _server_message(text) or str(response.reason)
-        raise CliError(f"cannot read logs of pod {pod}: {' '.join(reason.split())}")
-    sys.stdout.write(text.decode(errors="replace") if isinstance(text, bytes) else str(text))
+    return copied
+
+
+def _pod_phase(api: Any, ns: str, pod: str) -> str:
+    """The pod's phase, or "" when it is gone."""
+    from resumable._kubeapi import ApiError
+
+    try:
+        obj = api.request("GET", f"/api/v1/namespaces/{ns}/pods/{pod}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return ""
+        raise CliError(f"cannot read pod {ns}/{pod}: {exc.message}") from None
+    return str((obj.get("status") or {}).get("phase", ""))
+
+
+def _pod_state(api: Any, ns: str, name: str, pod: str) -> str:
+    """Where the pod is: "coming" (Pending, or named but not created yet), "running", "ended"."""
+    phase = _pod_phase(api, ns, pod)
+    if phase == "Running":
+        return "running"
+    if phase == "Pending":
+        return "coming"
+    if phase == "":  # the operator records the pod's name before it creates the pod
+        active = (_get_batch(api, ns, name).get("status") or {}).get("activePod")
+        return "coming" if active == pod else "ended"
+    return "ended"
+
+
+def _follow_pod(api: Any, ns: str, name: str, pod: str, tail: int | None, poll: float) -> None:
+    """Stream one worker pod's log until the pod has ended.
+
+    The stream can end early: the API server answers an empty log for a pod not
+    yet on a node, and a long connection can drop. While the pod is still to
+    start or running, connect again, skipping what was already shown.
+    """
+    out = sys.stdout.buffer
+    shown = 0
+    while True:
+        try:
+            if shown and tail is not None:
+                # Lines counted from the end shift as the log grows: from here on,
+                # only what is new (a line written while reconnecting may be missed).
+                shown, tail = 0, 0
+            shown += _stream_log(api, ns, pod, follow=True, tail=tail, out=out, skip=shown)
+        except _NoLogYetError:
+            if _pod_state(api, ns, name, pod) != "coming":
+                raise
+        else:
+            if _pod_state(api, ns, name, pod) == "ended":
+                return
+        time.sleep(poll)
+
+
+def _follow(api: Any, ns: str, name: str, pod: str, tail: int | None, poll: float) -> None:
+    """Follow the batch's workers, attempt after attempt, until the batch settles."""
+    followed: set[str] = set()
+    while True:
+        _follow_pod(api, ns, name, pod, tail, poll)
+        followed.add(pod)
+        tail = None  # a later attempt's log is shown whole
+        # The pod ended: wait for the next attempt, or the end of the batch.
+        while True:
+            status = _get_batch(api, ns, name).get("status") or {}
+            active = status.get("activePod") or ""
+            if active and active not in followed:
+                break
+            if status.get("phase") in _SETTLED_PHASES and not active:
+                return
+            time.sleep(poll)
+        print(f"--- {name}: next attempt, pod {active} ---", file=sys.stderr, flush=True)
+        pod = active
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Logs of the batch's current (or latest) worker pod; -f follows the batch to its end."""
+    if args.tail is not None and args.tail < 0:
+        raise CliError(f"--tail must be 0 or more, got {args.tail}")
+    api = _api(args)
+    ns = _namespace(args)
+    try:
+        if args.follow and args.attempt is None:
+            pod = _first_pod_to_follow(api, ns, args.name, poll=args.interval)
+            _follow(api, ns, args.name, pod, args.tail, poll=args.interval)
+        else:
+            pod = _pod_for_logs(api, ns, args.name, args.attempt)
+            _stream_log(api, ns, pod, follow=args.follow, tail=args.tail, out=sys.stdout.buffer)
+    except KeyboardInterrupt:
+        return 130  # as a shell reports Ctrl-C
     return 0
 
 
@@ -559,7 +712,24 @@ def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
     q = cluster("get", "list batches with progress, restarts and phase", cmd_get, needs_name=False)
     q.add_argument("name", nargs="?", help="one batch")
     cluster("describe", "checkpoint, restarts, skipped items and events of a batch", cmd_describe)
-    cluster("logs", "logs of the batch's current worker pod", cmd_logs)
+    q = cluster("logs", "logs of the batch's current (or latest) worker pod", cmd_logs)
+    q.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep streaming, into each next attempt's pod, until the batch ends or is "
+        "suspended (with --attempt: until that pod ends)",
+    )
+    q.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    q.add_argument(
+        "--attempt", type=int, metavar="N", help="the pod of attempt N (a finished one, if kept)"
+    )
+    q.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        help="with -f: seconds between looks for the next attempt's pod (1)",
+    )
     cluster("suspend", "stop the worker gracefully (spec.suspend=true)", cmd_suspend)
     cluster("resume", "resume from the checkpoint (spec.suspend=false)", cmd_resume)
     q = cluster("rerun", "start a clean rerun from item 1 (new spec.runId)", cmd_rerun)

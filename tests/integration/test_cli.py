@@ -156,14 +156,135 @@ def test_status_prints_the_progress_once(finished: Finished, kubeconfig: Path) -
     assert lines[1] == "phase: Succeeded"
 
 
-def test_logs_failure_is_a_one_line_error_naming_the_pod(
+ATTEMPT_1 = [
+    "attempt 1: starting at item 1/50",
+    "item 10/50 done",
+    "item 20/50 done",
+    "item 20 committed; injecting a crash (kill)",
+]
+ATTEMPT_2_START = ["attempt 2: resuming at item 21/50", "item 30/50 done", "item 40/50 done"]
+ATTEMPT_2_END = ["item 50/50 done"]
+
+
+def assert_attempt_2(lines: list[str]) -> None:
+    assert lines[:3] == ATTEMPT_2_START, lines
+    assert lines[3] == ATTEMPT_2_END[0], lines
+    assert re.fullmatch(
+        r"done: 50/50 items, 0 skipped, \d+ tokens, \$0\.\d{4}, attempt 2", lines[4]
+    )
+    assert len(lines) == 5, lines
+
+
+def test_logs_prints_the_latest_worker_pods_output(finished: Finished, kubeconfig: Path) -> None:
+    # Through the API server's pods/log, which calls the kubelet over mutual TLS.
+    result = run_cli("logs", "recovery", kubeconfig=kubeconfig, namespace=finished.namespace)
+    assert result.returncode == 0, result.stderr
+    assert_attempt_2(result.stdout.splitlines())
+
+
+def test_logs_of_an_earlier_attempt_show_where_it_crashed(
     finished: Finished, kubeconfig: Path
 ) -> None:
-    # The process kubelet serves no container logs, so the API server answers 500: the
-    # CLI must say so, not print the error body as if it were the log.
-    result = run_cli("logs", "recovery", kubeconfig=kubeconfig, namespace=finished.namespace)
+    result = run_cli(
+        "logs", "recovery", "--attempt", "1", kubeconfig=kubeconfig, namespace=finished.namespace
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ATTEMPT_1
+
+
+def test_logs_tail_prints_only_the_last_lines(finished: Finished, kubeconfig: Path) -> None:
+    result = run_cli(
+        "logs", "recovery", "--tail", "2", kubeconfig=kubeconfig, namespace=finished.namespace
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "item 50/50 done"
+    assert lines[1].startswith("done: 50/50 items")
+    assert len(lines) == 2, lines
+
+
+def test_logs_follow_streams_every_attempt_until_the_batch_succeeds(
+    batches: Batches, kubeconfig: Path, namespace: str, kubelet: Any, tmp_path: Path
+) -> None:
+    scenario = Scenario(
+        id="slow", items=30, fault={}, retry=SCENARIOS[0].retry, phase="Succeeded", restarts=1
+    )
+    body = manifest(scenario, "followed", env={"RESUMABLE_OUTPUT_DIR": str(tmp_path)}, delay=0.1)
+    operator = OperatorProcess(kubeconfig, namespace, tmp_path / "operator.log").start()
+    follow: subprocess.Popen[str] | None = None
+    try:
+        batches.create(body)
+        follow = subprocess.Popen(
+            [
+                str(RESUMABLE),
+                "logs",
+                "followed",
+                "-f",
+                "--interval",
+                "0.2",
+                "--kubeconfig",
+                str(kubeconfig),
+                "-n",
+                namespace,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert follow.stdout is not None
+        # Both lines come from attempt 1 while it runs; then it is killed mid-batch.
+        first = [follow.stdout.readline(), follow.stdout.readline()]
+        kubelet.kill(namespace, "followed-1")
+        # The rest from the same buffered reader (communicate() would bypass its buffer).
+        follow.wait(timeout=60)
+        out, err = follow.stdout.read(), follow.stderr.read() if follow.stderr else ""
+    finally:
+        if follow is not None:
+            follow.kill()
+        operator.stop()
+    assert follow.returncode == 0, out + err
+    lines = [line.rstrip("\n") for line in first] + out.splitlines()
+    assert lines[:2] == ["attempt 1: starting at item 1/30", "item 10/30 done"], lines
+    resumed = next((i for i, line in enumerate(lines) if line.startswith("attempt 2:")), -1)
+    assert resumed > 1, (lines, err)
+    assert re.fullmatch(r"attempt 2: resuming at item \d+/30", lines[resumed]), lines
+    assert lines[-1].startswith("done: 30/30 items"), lines
+    assert lines[-1].endswith("attempt 2"), lines
+    # Where one attempt's log ends and the next begins: on stderr, so stdout stays the log.
+    assert err == "--- followed: next attempt, pod followed-2 ---\n"
+    assert batches.get("followed")["status"]["phase"] == "Succeeded"
+
+
+def test_logs_of_an_attempt_not_kept_is_a_one_line_error(
+    finished: Finished, kubeconfig: Path
+) -> None:
+    result = run_cli(
+        "logs", "recovery", "--attempt", "7", kubeconfig=kubeconfig, namespace=finished.namespace
+    )
+    assert_one_line_error(result, 'resumablebatch "recovery" has no pod of attempt 7')
+    assert result.stdout == ""
+
+
+def test_logs_failure_is_a_one_line_error_naming_the_pod(
+    finished: Finished, kubeconfig: Path, kubelet: Any
+) -> None:
+    # The node lost the pod's log (as after a log cleanup): the kubelet answers 404 and
+    # the API server passes that on. The CLI must say so, not print the error body as if
+    # it were the log.
+    log = kubelet.log_path(finished.namespace, "recovery-2")
+    moved = log.with_name("moved.log")
+    log.rename(moved)
+    try:
+        result = run_cli("logs", "recovery", kubeconfig=kubeconfig, namespace=finished.namespace)
+    finally:
+        moved.rename(log)
     assert_one_line_error(result, "cannot read logs of pod recovery-2")
     assert result.stdout == ""
+
+
+def test_logs_rejects_a_negative_tail(kubeconfig: Path, namespace: str) -> None:
+    result = run_cli("logs", "any", "--tail", "-1", kubeconfig=kubeconfig, namespace=namespace)
+    assert_one_line_error(result, "--tail must be 0 or more, got -1")
 
 
 def test_logs_of_a_batch_without_pods_says_so(

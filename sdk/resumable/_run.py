@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import hashlib
 import json
+import re
 import signal
 import threading
 import time
@@ -48,12 +49,49 @@ class Terminated(SystemExit):
         self.signum = signum
 
 
+#: What CPython's default repr() shows for an object without one of its own.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
+
+
+class _UnstableValueError(Exception):
+    """A value with no form that stays the same from one process to the next."""
+
+
+def _stable_form(value: Any) -> Any:
+    """JSON's fallback for fingerprints: a form that is the same in every process.
+
+    Sets are sorted (their order follows string hashing, which differs per process);
+    other objects are taken by repr(), unless it is the default one, whose memory
+    address would make every restart look like a changed list.
+    """
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=lambda v: json.dumps(v, sort_keys=True, default=_stable_form))
+    text = repr(value)
+    if _ADDRESS.search(text):
+        raise _UnstableValueError(type(value).__qualname__)
+    return text
+
+
 def fingerprint(values: Iterable[Any]) -> str:
-    """A short, stable fingerprint of an item list: its length and a hash of its JSON."""
+    """A short, stable fingerprint of an item list: its length and a hash of its JSON.
+
+    Raises ResumableError for an item that has no stable form (an object with the
+    default repr, which holds its memory address), naming its number and type.
+    """
     digest = hashlib.sha256()
     count = 0
     for value in values:
-        digest.update(json.dumps(value, sort_keys=True, default=repr).encode())
+        try:
+            encoded = json.dumps(value, sort_keys=True, default=_stable_form)
+        except _UnstableValueError as exc:
+            raise ResumableError(
+                f"item {count + 1} (or a value inside it, of type {exc}) cannot be "
+                "fingerprinted: its repr() holds a memory address, so every restart would "
+                "see a changed item list. Give the class a __repr__ (a dataclass has one), "
+                "pass plain values (dicts, strings, numbers), or use "
+                "run.items(..., fingerprint_items=False)"
+            ) from None
+        digest.update(encoded.encode())
         digest.update(b"\n")
         count += 1
     return f"{count}:{digest.hexdigest()[:16]}"

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from runkit import MakeRun, read_status
 
-from resumable import FingerprintMismatchError, Run, Settings, fingerprint, start
+from resumable import (
+    FingerprintMismatchError,
+    ResumableError,
+    Run,
+    Settings,
+    fingerprint,
+    start,
+)
 
 pytestmark = pytest.mark.unit
+
+SDK = Path(__file__).resolve().parents[3] / "sdk"
 
 DOCUMENTS = [f"doc-{i}" for i in range(10)]
 CHANGED = [*DOCUMENTS[:5], "doc-new", *DOCUMENTS[6:]]
@@ -35,6 +47,51 @@ def test_fingerprint_depends_on_every_value_and_its_position() -> None:
     assert fingerprint(DOCUMENTS) != fingerprint(CHANGED)
     assert fingerprint(["a", "b"]) != fingerprint(["b", "a"])
     assert fingerprint(DOCUMENTS).startswith("10:")
+
+
+class Opaque:
+    """A user's class without a __repr__ of its own."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@dataclasses.dataclass
+class Document:
+    name: str
+
+
+def test_items_with_a_default_repr_are_a_clear_error_before_any_work(make_run: MakeRun) -> None:
+    run = make_run()
+    values = [Document("a"), {"nested": [Opaque("b")]}]
+    with pytest.raises(ResumableError) as caught:
+        first_index(run, values)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "item 2 (or a value inside it, of type Opaque)" in message
+    assert "memory address" in message
+    assert "fingerprint_items=False" in message
+    assert run.summary().done == 0
+
+
+def test_values_with_a_repr_of_their_own_fingerprint_the_same_in_every_process() -> None:
+    values = [Document("a"), Path("/data/x.txt"), {"tags": {"b", "a", "c"}}, b"raw"]
+    script = (
+        "import dataclasses, pathlib, sys\n"
+        "from resumable import fingerprint\n"
+        "@dataclasses.dataclass\n"
+        "class Document:\n"
+        "    name: str\n"
+        "values = [Document('a'), pathlib.Path('/data/x.txt'), {'tags': {'b', 'a', 'c'}}, b'raw']\n"
+        "print(fingerprint(values))\n"
+    )
+    prints = set()
+    for seed in ("1", "2", "3"):  # string hashing, and so set order, differs per process
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(SDK)}
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        )
+        prints.add(done.stdout.strip())
+    assert prints == {fingerprint(values)}
 
 
 def test_resuming_against_a_changed_item_list_is_a_clear_error(

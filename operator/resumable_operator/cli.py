@@ -9,6 +9,7 @@ kubeconfig context, or --context/--namespace): ``get``, ``describe``, ``logs``,
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -480,11 +482,28 @@ def _first_pod_to_follow(api: Any, ns: str, name: str, poll: float) -> str:
         time.sleep(poll)
 
 
+class _StreamBrokenError(CliError):
+    """The log stream broke after it started (a reset, a truncated reply)."""
+
+    def __init__(self, message: str, copied: int) -> None:
+        super().__init__(message)
+        self.copied = copied  # bytes written before it broke
+
+
 def _stream_log(
-    api: Any, ns: str, pod: str, *, follow: bool, tail: int | None, out: Any, skip: int = 0
+    api: Any,
+    ns: str,
+    pod: str,
+    *,
+    follow: bool,
+    tail: int | None,
+    out: Any,
+    before_output: Callable[[], None] | None = None,
 ) -> int:
-    """Copy the pod's log to out (bytes) as the API server streams it, less its first
-    ``skip`` bytes (shown before a reconnection); return how many bytes were copied."""
+    """Copy the pod's log to out (bytes) as the API server streams it; return the byte count.
+
+    ``before_output`` is called once, before the first byte is written.
+    """
     from resumable._kubeapi import _server_message
 
     query: list[tuple[str, str]] = []
@@ -499,30 +518,33 @@ def _stream_log(
         header_params={"Accept": "*/*"},
         auth_settings=["BearerToken"],
     )[:3]
-    copied = 0
     try:
-        # No read timeout when following: a quiet worker is not a dead connection.
-        timeout = None if follow else api.timeout
+        # Following: a connect timeout, but no read timeout (a quiet worker is not a
+        # dead connection).
+        timeout = (api.timeout, None) if follow else api.timeout
         response = api.api_client.call_api(
             method, url, header_params=headers, _request_timeout=timeout
         )
-        if response.status >= 400:  # the client does not raise for these: the body is an error
-            reason = _server_message(response.read()) or str(response.reason)
-            error = _NoLogYetError if response.status in (400, 404) else CliError
-            raise error(f"cannot read logs of pod {pod}: {' '.join(reason.split())}")
-        for chunk in response.response.stream(64 * 1024, decode_content=True):
-            if skip:
-                dropped = min(skip, len(chunk))
-                chunk, skip = chunk[dropped:], skip - dropped
-            if chunk:
-                out.write(chunk)
-                out.flush()
-                copied += len(chunk)
-    except CliError:
-        raise
     except Exception as exc:  # transport errors: refused, reset, timed out
         raise CliError(f"cannot read logs of pod {pod}: {exc}") from None
-    return copied
+    if response.status >= 400:  # the client does not raise for these: the body is an error
+        reason = _server_message(response.read()) or str(response.reason)
+        error = _NoLogYetError if response.status in (400, 404) else CliError
+        raise error(f"cannot read logs of pod {pod}: {' '.join(reason.split())}")
+    copied = 0
+    chunks = response.response.stream(64 * 1024, decode_content=True)
+    while True:
+        try:
+            chunk = next(chunks, b"")
+        except Exception as exc:  # the connection broke mid-stream
+            raise _StreamBrokenError(f"the log stream of pod {pod} broke: {exc}", copied) from None
+        if not chunk:
+            return copied
+        if not copied and before_output is not None:
+            before_output()
+        out.write(chunk)  # a closed pipe (| head) raises BrokenPipeError to main()
+        out.flush()
+        copied += len(chunk)
 
 
 def _pod_phase(api: Any, ns: str, pod: str) -> str:
@@ -552,23 +574,37 @@ def _pod_state(api: Any, ns: str, name: str, pod: str) -> str:
 
 
 def _follow_pod(api: Any, ns: str, name: str, pod: str, tail: int | None, poll: float) -> None:
-    """Stream one worker pod's log until the pod has ended.
+    """Stream one worker pod's log until the pod has ended or is gone.
 
     The stream can end early: the API server answers an empty log for a pod not
     yet on a node, and a long connection can drop. While the pod is still to
-    start or running, connect again, skipping what was already shown.
+    start or running, connect again. After output was shown, a new connection
+    asks only for new lines (byte offsets would not survive a log rotation), and
+    says on stderr that lines written in between may be missing.
     """
     out = sys.stdout.buffer
     shown = 0
     while True:
+        note = None
+        if shown:
+            tail = 0
+            note = functools.partial(
+                print,
+                f"--- {pod}: reconnected; lines written meanwhile may be missing ---",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
-            if shown and tail is not None:
-                # Lines counted from the end shift as the log grows: from here on,
-                # only what is new (a line written while reconnecting may be missed).
-                shown, tail = 0, 0
-            shown += _stream_log(api, ns, pod, follow=True, tail=tail, out=out, skip=shown)
+            shown += _stream_log(api, ns, pod, follow=True, tail=tail, out=out, before_output=note)
+        except _StreamBrokenError as exc:
+            shown += exc.copied
         except _NoLogYetError:
-            if _pod_state(api, ns, name, pod) != "coming":
+            state = _pod_state(api, ns, name, pod)
+            if state == "ended":  # deleted (suspended, evicted) before or while we looked
+                if not shown:
+                    print(f"--- {pod}: gone before its log could be read ---", file=sys.stderr)
+                return
+            if state == "running":
                 raise
         else:
             if _pod_state(api, ns, name, pod) == "ended":
@@ -600,6 +636,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     """Logs of the batch's current (or latest) worker pod; -f follows the batch to its end."""
     if args.tail is not None and args.tail < 0:
         raise CliError(f"--tail must be 0 or more, got {args.tail}")
+    if not args.interval > 0:
+        raise CliError(f"--interval must be more than 0 seconds, got {args.interval:g}")
     api = _api(args)
     ns = _namespace(args)
     try:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,48 +205,86 @@ def test_logs_tail_prints_only_the_last_lines(finished: Finished, kubeconfig: Pa
     assert len(lines) == 2, lines
 
 
-def test_logs_follow_streams_every_attempt_until_the_batch_succeeds(
-    batches: Batches, kubeconfig: Path, namespace: str, kubelet: Any, tmp_path: Path
-) -> None:
-    scenario = Scenario(
-        id="slow", items=30, fault={}, retry=SCENARIOS[0].retry, phase="Succeeded", restarts=1
-    )
-    body = manifest(scenario, "followed", env={"RESUMABLE_OUTPUT_DIR": str(tmp_path)}, delay=0.1)
-    operator = OperatorProcess(kubeconfig, namespace, tmp_path / "operator.log").start()
-    follow: subprocess.Popen[str] | None = None
-    try:
-        batches.create(body)
-        follow = subprocess.Popen(
-            [
-                str(RESUMABLE),
-                "logs",
-                "followed",
-                "-f",
-                "--interval",
-                "0.2",
-                "--kubeconfig",
-                str(kubeconfig),
-                "-n",
-                namespace,
-            ],
+class Follower:
+    """`resumable logs NAME -f` on a slow batch (30 items, 0.1 s each) with an operator."""
+
+    def __init__(
+        self, batches: Batches, kubeconfig: Path, namespace: str, tmp_path: Path, name: str
+    ) -> None:
+        scenario = Scenario(
+            id="slow", items=30, fault={}, retry=SCENARIOS[0].retry, phase="Succeeded", restarts=1
+        )
+        env = {"RESUMABLE_OUTPUT_DIR": str(tmp_path)}
+        self.batches = batches
+        self.name = name
+        self.operator = OperatorProcess(kubeconfig, namespace, tmp_path / "operator.log").start()
+        batches.create(manifest(scenario, name, env=env, delay=0.1))
+        cmd = [str(RESUMABLE), "logs", name, "-f", "--interval", "0.2"]
+        self.process = subprocess.Popen(
+            [*cmd, "--kubeconfig", str(kubeconfig), "-n", namespace],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert follow.stdout is not None
-        # Both lines come from attempt 1 while it runs; then it is killed mid-batch.
-        first = [follow.stdout.readline(), follow.stdout.readline()]
-        kubelet.kill(namespace, "followed-1")
-        # The rest from the same buffered reader (communicate() would bypass its buffer).
-        follow.wait(timeout=60)
-        out, err = follow.stdout.read(), follow.stderr.read() if follow.stderr else ""
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)  # end of output
+
+    def readline(self, timeout: float = 30) -> str:
+        """The next line it printed, waiting at most ``timeout`` seconds."""
+        try:
+            line = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            self.process.kill()
+            _, err = self.process.communicate()
+            pytest.fail(f"no output within {timeout}s; lines so far {self.lines}; stderr: {err}")
+        if line is None:
+            _, err = self.process.communicate(timeout=10)
+            pytest.fail(f"it ended early; lines so far {self.lines}; stderr: {err}")
+        self.lines.append(line)
+        return line
+
+    def finish(self, timeout: float = 60) -> tuple[int, list[str], str]:
+        """Wait for it to end by itself: exit code, every stdout line, stderr."""
+        assert self.process.stderr is not None
+        self.process.wait(timeout=timeout)
+        self._reader.join(timeout)
+        while (line := self._queue.get_nowait()) is not None:
+            self.lines.append(line)
+        return self.process.returncode, self.lines, self.process.stderr.read()
+
+    def close(self) -> None:
+        self.process.kill()
+        self.operator.stop()
+
+
+@pytest.fixture
+def follower(
+    batches: Batches, kubeconfig: Path, namespace: str, tmp_path: Path, kubelet: Any
+) -> Iterator[Follower]:
+    follower = Follower(batches, kubeconfig, namespace, tmp_path, "followed")
+    try:
+        yield follower
     finally:
-        if follow is not None:
-            follow.kill()
-        operator.stop()
-    assert follow.returncode == 0, out + err
-    lines = [line.rstrip("\n") for line in first] + out.splitlines()
-    assert lines[:2] == ["attempt 1: starting at item 1/30", "item 10/30 done"], lines
+        follower.close()
+
+
+def test_logs_follow_streams_every_attempt_until_the_batch_succeeds(
+    follower: Follower, kubelet: Any, namespace: str
+) -> None:
+    # Both lines come from attempt 1 while it runs; then it is killed mid-batch.
+    assert follower.readline() == "attempt 1: starting at item 1/30"
+    assert follower.readline() == "item 10/30 done"
+    kubelet.kill(namespace, "followed-1")
+    code, lines, err = follower.finish()
+    assert code == 0, (lines, err)
     resumed = next((i for i, line in enumerate(lines) if line.startswith("attempt 2:")), -1)
     assert resumed > 1, (lines, err)
     assert re.fullmatch(r"attempt 2: resuming at item \d+/30", lines[resumed]), lines
@@ -252,7 +292,32 @@ def test_logs_follow_streams_every_attempt_until_the_batch_succeeds(
     assert lines[-1].endswith("attempt 2"), lines
     # Where one attempt's log ends and the next begins: on stderr, so stdout stays the log.
     assert err == "--- followed: next attempt, pod followed-2 ---\n"
-    assert batches.get("followed")["status"]["phase"] == "Succeeded"
+    assert follower.batches.get("followed")["status"]["phase"] == "Succeeded"
+
+
+def test_logs_follow_ends_cleanly_when_the_batch_is_suspended(
+    follower: Follower, kubeconfig: Path, namespace: str
+) -> None:
+    assert follower.readline() == "attempt 1: starting at item 1/30"
+    suspended = run_cli("suspend", "followed", kubeconfig=kubeconfig, namespace=namespace)
+    assert suspended.returncode == 0, suspended.stderr
+    # The worker stops (its pod is deleted and removed); -f ends with it, no error.
+    code, lines, err = follower.finish()
+    assert code == 0, (lines, err)
+    assert err == "", err
+    assert not any(line.startswith("attempt 2") for line in lines), lines
+    assert follower.batches.get("followed")["status"]["phase"] == "Suspended"
+
+
+def test_logs_follow_moves_on_when_the_worker_pod_is_evicted(
+    follower: Follower, kubelet: Any, namespace: str
+) -> None:
+    assert follower.readline() == "attempt 1: starting at item 1/30"
+    kubelet.evict(namespace, "followed-1")  # the pod is deleted: a disruption, not a failure
+    code, lines, err = follower.finish()
+    assert code == 0, (lines, err)
+    assert err == "--- followed: next attempt, pod followed-2 ---\n"
+    assert lines[-1].startswith("done: 30/30 items"), lines
 
 
 def test_logs_of_an_attempt_not_kept_is_a_one_line_error(

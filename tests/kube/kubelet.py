@@ -342,7 +342,12 @@ class ProcessKubelet:
             run = self._runs.get(uid) if uid is not None else None
         if run is None:
             return None
-        return LogSource(container=run.container, path=run.log_path, ended=run.done.is_set)
+        return LogSource(
+            container=run.container,
+            path=run.log_path,
+            started=lambda: run.proc is not None,
+            ended=run.done.is_set,
+        )
 
     def read_log(self, namespace: str, name: str) -> str:
         path = self.log_path(namespace, name)

@@ -31,6 +31,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 #: How often a followed log is polled for new output.
 FOLLOW_POLL_SECONDS = 0.05
+#: How long a client may take over the TLS handshake.
+HANDSHAKE_SECONDS = 10.0
 _CHUNK = 64 * 1024
 
 
@@ -49,6 +51,7 @@ class LogSource:
 
     container: str
     path: Path
+    started: Callable[[], bool]  # True once the pod's process was started
     ended: Callable[[], bool]  # True once no process of the pod will write again
 
 
@@ -106,9 +109,13 @@ class LogServer:
         class Handler(_LogHandler):
             owner = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        # The handshake runs in each request's thread (see _LogHandler.setup), so a
+        # client that stalls in it holds up neither other clients nor stop().
+        self._httpd.socket = context.wrap_socket(
+            self._httpd.socket, server_side=True, do_handshake_on_connect=False
+        )
         self._thread: threading.Thread | None = None
 
     @property
@@ -147,6 +154,12 @@ class LogServer:
                 404, f'container "{container}" is not running in pod "{namespace}/{pod}"'
             )
         if not found.path.exists():
+            if not found.started():  # what a kubelet says before the container runs
+                raise RequestError(
+                    400,
+                    f'container "{container}" in pod "{pod}" is waiting to start: '
+                    "ContainerCreating",
+                )
             raise RequestError(
                 404, f'no logs of container "{container}" in pod "{namespace}/{pod}"'
             )
@@ -211,10 +224,21 @@ def _number(query: dict[str, list[str]], name: str) -> int | None:
     return value
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that failed its handshake or hung up: nothing to report
+
+
 class _LogHandler(BaseHTTPRequestHandler):
     owner: LogServer
     # Close-delimited bodies: a followed log has no length known in advance.
     protocol_version = "HTTP/1.0"
+
+    def setup(self) -> None:
+        self.request.settimeout(HANDSHAKE_SECONDS)
+        self.request.do_handshake()
+        self.request.settimeout(None)
+        super().setup()
 
     def do_GET(self) -> None:
         try:

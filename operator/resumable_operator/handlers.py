@@ -5,7 +5,9 @@ spec changes, first sight and completion; checkpoint writes by workers only feed
 metrics, so they cost no extra API writes) and events of pods carrying the
 ``resumable.dev/batch`` label. Progress storage, diff-base and finalizer names are
 set explicitly under our own prefix, though these handlers use none of them.
-``kopf run -m resumable_operator.handlers`` works as well as ``resumable-operator``.
+``kopf run -m resumable_operator.handlers`` works too; it takes namespaces, peering,
+liveness and logging from kopf's own flags, where ``resumable-operator`` reads them
+from RESUMABLE_OPERATOR_* variables (see main.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Pure and level-based: :func:`decide` reads only its arguments and returns a
 :class:`Decision` (the new status, a pod to create, pods to delete, events,
-when to look again). It is called by the operator (``handlers.py``, around real
+when to look again). It is called by the operator (``controller.py``, around real
 pods) and by the local runner (``resumable run``, around subprocesses), so both
 restart, back off, skip poison items, suspend and finish the same way. Calling
 it twice on the same observation gives the same answer, and the executor writes

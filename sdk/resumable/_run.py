@@ -53,6 +53,10 @@ class Terminated(SystemExit):
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 
 
+#: Types whose hash, and so their order in a set, is the same in every process.
+_HASH_STABLE = (int, float, bool, type(None))
+
+
 class _UnstableValueError(Exception):
     """A value with no form that stays the same from one process to the next."""
 
@@ -60,11 +64,14 @@ class _UnstableValueError(Exception):
 def _stable_form(value: Any) -> Any:
     """JSON's fallback for fingerprints: a form that is the same in every process.
 
-    Sets are sorted (their order follows string hashing, which differs per process);
-    other objects are taken by repr(), unless it is the default one, whose memory
-    address would make every restart look like a changed list.
+    Sets of strings and the like are sorted (their order follows string hashing,
+    which differs per process); sets of numbers keep the repr they always had, whose
+    order is the same in every process, so their fingerprints stay what earlier
+    versions saved. Other objects are taken by repr(), unless it is the default
+    one, whose memory address would make every restart look like a changed list
+    (searched anywhere in the text: the object may sit inside another's repr).
     """
-    if isinstance(value, (set, frozenset)):
+    if isinstance(value, (set, frozenset)) and not all(type(v) in _HASH_STABLE for v in value):
         return sorted(value, key=lambda v: json.dumps(v, sort_keys=True, default=_stable_form))
     text = repr(value)
     if _ADDRESS.search(text):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -92,6 +94,15 @@ def test_values_with_a_repr_of_their_own_fingerprint_the_same_in_every_process()
         )
         prints.add(done.stdout.strip())
     assert prints == {fingerprint(values)}
+
+
+def test_sets_of_numbers_fingerprint_as_earlier_versions_saved_them() -> None:
+    # What fingerprint() gave before sets were sorted: json with repr() as the fallback.
+    values = [{"pages": {3, 1, 2}}, frozenset({10, 20})]
+    digest = hashlib.sha256()
+    for value in values:
+        digest.update(json.dumps(value, sort_keys=True, default=repr).encode() + b"\n")
+    assert fingerprint(values) == f"2:{digest.hexdigest()[:16]}"
 
 
 def test_resuming_against_a_changed_item_list_is_a_clear_error(

@@ -131,51 +131,43 @@ def generate_pki(directory: Path) -> PKI:
         .sign(ca_key, hashes.SHA256())
     )
 
-    serving_key = ec.generate_private_key(ec.SECP256R1())
-    serving_cert = _issue(
-        subject=_name("kube-apiserver"),
-        key=serving_key,
-        ca_cert=ca_cert,
-        ca_key=ca_key,
-        usage=ExtendedKeyUsageOID.SERVER_AUTH,
-        sans=[
+    def leaf(
+        subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName] | None = None
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        """A new key and its certificate, signed by the CA."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _issue(
+            subject=subject, key=key, ca_cert=ca_cert, ca_key=ca_key, usage=usage, sans=sans
+        )
+        return key, cert
+
+    loopback = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+    serving_key, serving_cert = leaf(
+        _name("kube-apiserver"),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        [
             x509.DNSName("localhost"),
             x509.DNSName("kubernetes"),
             x509.DNSName("kubernetes.default"),
             x509.DNSName("kubernetes.default.svc"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            loopback,
         ],
     )
-
     # The client-certificate authenticator maps O= to groups: system:masters is
     # bound to cluster-admin by the RBAC bootstrap policy.
-    admin_key = ec.generate_private_key(ec.SECP256R1())
-    admin_cert = _issue(
-        subject=_name("test-admin", "system:masters"),
-        key=admin_key,
-        ca_cert=ca_cert,
-        ca_key=ca_key,
-        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    admin_key, admin_cert = leaf(
+        _name("test-admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH
     )
-
     # The apiserver reaches the kubelet (pods/log) over mutual TLS, as in a real cluster:
     # it checks the kubelet's serving cert against our CA, and the kubelet its client cert.
-    kubelet_key = ec.generate_private_key(ec.SECP256R1())
-    kubelet_cert = _issue(
-        subject=_name("system:node:process-kubelet", "system:nodes"),
-        key=kubelet_key,
-        ca_cert=ca_cert,
-        ca_key=ca_key,
-        usage=ExtendedKeyUsageOID.SERVER_AUTH,
-        sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    kubelet_key, kubelet_cert = leaf(
+        _name("system:node:process-kubelet", "system:nodes"),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        [x509.DNSName("localhost"), loopback],
     )
-    kubelet_client_key = ec.generate_private_key(ec.SECP256R1())
-    kubelet_client_cert = _issue(
-        subject=_name("kube-apiserver-kubelet-client", "kubeadm:cluster-admins"),
-        key=kubelet_client_key,
-        ca_cert=ca_cert,
-        ca_key=ca_key,
-        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    kubelet_client_key, kubelet_client_cert = leaf(
+        _name("kube-apiserver-kubelet-client", "kubeadm:cluster-admins"),
+        ExtendedKeyUsageOID.CLIENT_AUTH,
     )
 
     # Service-account tokens are JWTs signed with RS256 by default.
@@ -195,16 +187,15 @@ def generate_pki(directory: Path) -> PKI:
         kubelet_client_cert=directory / "apiserver-kubelet-client.crt",
         kubelet_client_key=directory / "apiserver-kubelet-client.key",
     )
-    _write_cert(pki.ca_cert, ca_cert)
-    _write_key(pki.ca_key, ca_key)
-    _write_cert(pki.serving_cert, serving_cert)
-    _write_key(pki.serving_key, serving_key)
-    _write_cert(pki.admin_cert, admin_cert)
-    _write_key(pki.admin_key, admin_key)
-    _write_cert(pki.kubelet_cert, kubelet_cert)
-    _write_key(pki.kubelet_key, kubelet_key)
-    _write_cert(pki.kubelet_client_cert, kubelet_client_cert)
-    _write_key(pki.kubelet_client_key, kubelet_client_key)
+    for cert_path, cert, key_path, key in (
+        (pki.ca_cert, ca_cert, pki.ca_key, ca_key),
+        (pki.serving_cert, serving_cert, pki.serving_key, serving_key),
+        (pki.admin_cert, admin_cert, pki.admin_key, admin_key),
+        (pki.kubelet_cert, kubelet_cert, pki.kubelet_key, kubelet_key),
+        (pki.kubelet_client_cert, kubelet_client_cert, pki.kubelet_client_key, kubelet_client_key),
+    ):
+        _write_cert(cert_path, cert)
+        _write_key(key_path, key)
     _write_key(pki.sa_private_key, sa_key)
     pki.sa_public_key.write_bytes(
         sa_key.public_key().public_bytes(

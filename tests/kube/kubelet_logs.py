@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 #: How often a followed log is polled for new output.
@@ -225,8 +227,10 @@ def _number(query: dict[str, list[str]], name: str) -> int | None:
 
 
 class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client that failed its handshake or hung up: nothing to report
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Report errors of ours; a client that failed its handshake or hung up is none."""
+        if not isinstance(sys.exc_info()[1], OSError):  # ssl.SSLError is an OSError
+            super().handle_error(request, client_address)
 
 
 class _LogHandler(BaseHTTPRequestHandler):

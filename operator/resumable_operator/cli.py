@@ -327,6 +327,10 @@ def _namespace(args: argparse.Namespace) -> str:
         return "default"
 
 
+class _BatchNotFoundError(CliError):
+    """The batch does not exist (404)."""
+
+
 def _get_batch(api: Any, ns: str, name: str) -> dict[str, Any]:
     from resumable._kubeapi import ApiError, batch_path
 
@@ -334,7 +338,9 @@ def _get_batch(api: Any, ns: str, name: str) -> dict[str, Any]:
         result: dict[str, Any] = api.request("GET", batch_path(ns, name))
     except ApiError as exc:
         if exc.status == 404:
-            raise CliError(f'resumablebatch "{name}" not found in namespace "{ns}"') from None
+            raise _BatchNotFoundError(
+                f'resumablebatch "{name}" not found in namespace "{ns}"'
+            ) from None
         raise CliError(f"cannot read resumablebatch {ns}/{name}: {exc.message}") from None
     return result
 
@@ -643,7 +649,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
     try:
         if args.follow and args.attempt is None:
             pod = _first_pod_to_follow(api, ns, args.name, poll=args.interval)
-            _follow(api, ns, args.name, pod, args.tail, poll=args.interval)
+            try:
+                _follow(api, ns, args.name, pod, args.tail, poll=args.interval)
+            except _BatchNotFoundError:
+                raise CliError(
+                    f'resumablebatch "{args.name}" was deleted while its logs were followed'
+                ) from None
         else:
             pod = _pod_for_logs(api, ns, args.name, args.attempt)
             _stream_log(api, ns, pod, follow=args.follow, tail=args.tail, out=sys.stdout.buffer)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from resumable._kubeapi import KubeApi
+from resumable._kubeapi import KubeApi, batch_path
 from scenarios import SCENARIOS, Scenario, manifest
 from tests.integration.harness import Batches, OperatorProcess, free_port
 
@@ -318,6 +318,16 @@ def test_logs_follow_moves_on_when_the_worker_pod_is_evicted(
     assert code == 0, (lines, err)
     assert err == "--- followed: next attempt, pod followed-2 ---\n"
     assert lines[-1].startswith("done: 30/30 items"), lines
+
+
+def test_logs_follow_says_so_when_the_batch_is_deleted(
+    follower: Follower, kubeconfig: Path, namespace: str
+) -> None:
+    assert follower.readline() == "attempt 1: starting at item 1/30"
+    follower.batches.api.request("DELETE", batch_path(namespace, "followed"))
+    code, lines, err = follower.finish()
+    assert code == 1, (lines, err)
+    assert err == 'error: resumablebatch "followed" was deleted while its logs were followed\n'
 
 
 def test_logs_of_an_attempt_not_kept_is_a_one_line_error(

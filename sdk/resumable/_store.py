@@ -618,7 +618,8 @@ class LocalStore:
             except BaseException:
                 self._unconfirmed.add(position)  # it may be in place all the same
                 raise
-            self._unconfirmed.clear()
+            if self._unconfirmed:  # rarely: a failed write came before this one
+                self._unconfirmed.clear()
             self._stored = position
             self._seen = seen
         finally:

@@ -32,6 +32,14 @@ def advance(store: LocalStore, attempt: int, *, to: int) -> None:
     )
 
 
+def store_at_item_1(tmp_path: Path) -> tuple[LocalStore, int]:
+    """A store claimed by a first attempt that saved item 0: the store and that attempt."""
+    store = LocalStore(tmp_path / "store")
+    _, attempt = store.claim(None)
+    advance(store, attempt, to=1)
+    return store, attempt
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -124,9 +132,7 @@ def test_checkpoint_writes_keep_the_status_fields_the_runner_wrote(tmp_path: Pat
 
 
 def test_a_write_by_another_process_is_seen_before_the_next_checkpoint(tmp_path: Path) -> None:
-    worker = LocalStore(tmp_path / "store")
-    _, attempt = worker.claim(None)
-    advance(worker, attempt, to=1)
+    worker, attempt = store_at_item_1(tmp_path)
     runner = LocalStore(tmp_path / "store")  # another process's view of the same files
     with runner.locked():
         status = runner.load()
@@ -150,9 +156,7 @@ def test_a_store_keeps_the_status_file_it_wrote_open_so_its_inode_number_is_not_
     # status.json were freed when another attempt replaced it, a later file with
     # that number (and, on a coarse clock, the same mtime) would pass for it. An
     # inode that is still open is not freed, so its number stays taken.
-    worker = LocalStore(tmp_path / "store")
-    _, attempt = worker.claim(None)
-    advance(worker, attempt, to=1)
+    worker, attempt = store_at_item_1(tmp_path)
     status_path = tmp_path / "store" / "status.json"
     mine = os.stat(status_path)
     for _ in range(3):  # newer attempts replace the file, each from a store then dropped
@@ -175,9 +179,7 @@ def test_a_status_file_changed_in_place_is_seen_even_with_the_same_inode_size_an
 ) -> None:
     # Someone rewrites status.json in place (an editor, a copy over it) to the
     # same size within one tick of a coarse clock: only ctime tells.
-    worker = LocalStore(tmp_path / "store")
-    _, attempt = worker.claim(None)
-    advance(worker, attempt, to=1)
+    worker, attempt = store_at_item_1(tmp_path)
     status_path = tmp_path / "store" / "status.json"
     mine = os.stat(status_path)
     text = status_path.read_text()
@@ -234,9 +236,7 @@ def test_a_retry_after_a_failed_directory_fsync_writes_instead_of_fencing_itself
 ) -> None:
     # EIO from the directory fsync comes after the rename: status.json already holds
     # the new position, but the caller still expects the old one when it retries.
-    store = LocalStore(tmp_path / "store")
-    _, attempt = store.claim(None)
-    advance(store, attempt, to=1)
+    store, attempt = store_at_item_1(tmp_path)
     real_fsync = os.fsync
     faults = [OSError(5, "Input/output error")]
 

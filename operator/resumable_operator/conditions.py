@@ -32,6 +32,7 @@ REASON_SUSPENDED = "SuspendedBySpec"
 REASON_NOT_SUSPENDED = "NotSuspended"
 REASON_RERUN = "RerunRequested"
 REASON_NOT_FINISHED = "NotFinished"
+REASON_RESTARTS_RAISED = "MaxRestartsRaised"
 
 Status = Literal["True", "False", "Unknown"]
 

@@ -265,6 +265,30 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         )
         finished = False
 
+    # A batch that failed for want of restarts goes on from its checkpoint once
+    # spec.retry.maxRestarts is raised above the restarts it used: the work done
+    # stays done. (Level-based: the spec and the status say so, whatever the event.)
+    failed = cond.find(status.conditions, cond.FAILED)
+    if (
+        finished
+        and failed is not None
+        and failed.status == "True"
+        and failed.reason == cond.REASON_MAX_RESTARTS
+        and spec.retry.max_restarts > status.restarts
+    ):
+        at = resume_index(status)
+        msg = (
+            f"spec.retry.maxRestarts raised to {spec.retry.max_restarts} "
+            f"({status.restarts} used): going on from item {at + 1}."
+        )
+        condition(cond.FAILED, "False", cond.REASON_RESTARTS_RAISED, msg)
+        condition(cond.SUCCEEDED, "Unknown", cond.REASON_RESTARTS_RAISED, "Retrying.")
+        progressing("Unknown", cond.REASON_RESTARTS_RAISED, msg)
+        event("Normal", cond.REASON_RESTARTS_RAISED, msg.removesuffix("."))
+        status.completion_time = ""
+        status.retry_after = ""
+        finished = False
+
     live = [p for p in pods if not p.finished]
     active = by_name.get(status.active_pod) if status.active_pod else None
 
@@ -403,10 +427,16 @@ def _handle_end(
                 decision.requeue_after = float(ttl)
             return True
         kind, what = "failure", f"exit 0 with {done}/{of} items done"
+        hint = (
+            ""
+            if cp.context.get("attempt") == cp.attempt
+            else " and without saving any progress (does it call resumable.start() "
+            "and run.items()?)"
+        )
         event(
             "Warning",
             cond.REASON_NOT_FINISHED,
-            f"Worker {pod.name} exited 0 with items left ({done}/{of}); resuming",
+            f"Worker {pod.name} exited 0 with items left ({done}/{of}){hint}; resuming",
         )
         decision.outcome = Outcome("not-finished", cond.REASON_NOT_FINISHED)
 
@@ -439,13 +469,15 @@ def _handle_end(
             pod.reason or (f"Exit{pod.exit_code}" if pod.exit_code is not None else "Unknown"),
         )
     # Poison items. A death counts against the item at the saved position only when
-    # this attempt said it died there: it recorded an error for that item, exited
-    # cleanly, or (in careful mode, after an unexplained death) marked the item in
-    # flight. A worker that dies before it starts an item blames no item.
+    # this attempt said it died there: it saved progress and then recorded an error
+    # for that item, exited cleanly, or (in careful mode, after an unexplained
+    # death) marked the item in flight. A worker that ends before it saves anything
+    # (it crashed on start, or exited 0 without using the SDK) blames no item.
     wrote = cp.context.get("attempt") == cp.attempt
-    precise = (decision.outcome is not None and decision.outcome.kind == "not-finished") or (
-        wrote
-        and ((cp.last_error_index == position and bool(cp.last_error)) or cp.inflight == position)
+    precise = wrote and (
+        (decision.outcome is not None and decision.outcome.kind == "not-finished")
+        or (cp.last_error_index == position and bool(cp.last_error))
+        or cp.inflight == position
     )
     stall = status.stall
     if stall is not None and stall.index == position:

@@ -180,7 +180,8 @@ class RetryPolicy(_Model):
         ge=0,
         le=10_000,
         description="Restarts allowed after failures. Disruptions (eviction, preemption) "
-        "do not count.",
+        "do not count. Raising it above status.restarts makes a batch that failed for want "
+        "of restarts go on from its checkpoint.",
     )
     backoff: Backoff = Field(default_factory=Backoff, description="Delay between attempts.")
     never_retry_exit_codes: list[int] = Field(

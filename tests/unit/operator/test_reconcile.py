@@ -292,6 +292,66 @@ def test_max_restarts_exhausted_fails_with_the_reason_and_no_more_pods() -> None
     assert_no_op(batch, pods, T0 + timedelta(hours=1))
 
 
+def exhausted(max_restarts: int = 2) -> tuple[ResumableBatch, list[PodView]]:
+    """A batch Failed with MaxRestartsExceeded after saving items 0..9, and its pods."""
+    batch = started(
+        make_batch(
+            retry={"maxRestarts": max_restarts, "maxItemAttempts": 100, "backoff": NO_BACKOFF}
+        )
+    )
+    saved(batch, 10)
+    pods: list[PodView] = []
+    for attempt in range(1, max_restarts + 2):
+        pods.append(failed(f"b-{attempt}", attempt, code=1))
+        settle(batch, decide(batch, pods, T0))
+    assert conditions(Decision(status=batch.status))["Failed"] == ("True", cond.REASON_MAX_RESTARTS)
+    return batch, pods
+
+
+def test_raising_max_restarts_of_a_failed_batch_goes_on_from_its_checkpoint() -> None:
+    batch, pods = exhausted(max_restarts=2)
+    batch.spec.retry.max_restarts = 5
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=5)))
+    assert d.create_pod is not None
+    assert d.create_pod.name == "b-4"
+    assert d.create_pod.start_index == 10  # the work done stays done
+    assert conditions(d)["Failed"] == ("False", cond.REASON_RESTARTS_RAISED)
+    assert conditions(d)["Succeeded"][0] == "Unknown"
+    assert d.status.phase == "Running"
+    assert d.status.restarts == 2  # the budget used so far is kept; 3 more are left
+    assert d.status.completion_time == ""
+    assert any("maxRestarts raised to 5 (2 used): going on from item 11" in m for m in messages(d))
+    assert any("Resumed at item 11/50" in m for m in messages(d))
+    # It fails again only once the new budget is used up.
+    for attempt in range(4, 7):
+        pods.append(failed(f"b-{attempt}", attempt, code=1))
+        d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=5)))
+        assert d.create_pod is not None, attempt
+    pods.append(failed("b-7", 7, code=1))
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=5)))
+    assert d.create_pod is None
+    assert conditions(d)["Failed"] == ("True", cond.REASON_MAX_RESTARTS)
+    assert any("maxRestarts (5) exhausted" in m for m in messages(d))
+
+
+def test_a_failed_batch_stays_failed_while_max_restarts_is_not_above_the_used_ones() -> None:
+    batch, pods = exhausted(max_restarts=2)
+    batch.spec.retry.max_restarts = 2
+    assert_no_op(batch, pods, T0 + timedelta(hours=1))
+    batch.spec.retry.max_restarts = 1  # lowered: still nothing to do
+    assert_no_op(batch, pods, T0 + timedelta(hours=1))
+
+
+def test_raising_max_restarts_does_not_reopen_a_never_retry_failure() -> None:
+    batch = started(make_batch(retry={"neverRetryExitCodes": [3], "backoff": NO_BACKOFF}))
+    pods = [failed(code=3)]
+    d = settle(batch, decide(batch, pods, T0))
+    assert conditions(d)["Failed"] == ("True", cond.REASON_NEVER_RETRY)
+    batch.spec.retry.max_restarts = 50
+    assert_no_op(batch, pods, T0 + timedelta(hours=1))
+
+
 # ------------------------------------------------------------------ poison items
 
 
@@ -404,6 +464,23 @@ def test_exit_0_with_items_left_warns_not_finished_and_restarts() -> None:
     assert conditions(d)["Succeeded"][0] == "Unknown"
     assert d.outcome is not None
     assert d.outcome.kind == "not-finished"
+
+
+def test_exit_0_without_saving_anything_blames_no_item_and_says_what_is_missing() -> None:
+    # A worker that never calls the SDK exits 0 at once, attempt after attempt:
+    # no item was started, so none may be skipped as poison.
+    batch = started(
+        make_batch(total=5, retry={"maxRestarts": 6, "maxItemAttempts": 2, "backoff": NO_BACKOFF})
+    )
+    pods: list[PodView] = []
+    for attempt in range(1, 8):
+        pods.append(succeeded(f"b-{attempt}", attempt))
+        d = settle(batch, decide(batch, pods, T0))
+    assert batch.status.skipped == []
+    assert conditions(d)["Failed"] == ("True", cond.REASON_MAX_RESTARTS)
+    warnings = [m for m in messages(d) if "exited 0 with items left" in m]
+    assert warnings, messages(d)
+    assert "without saving any progress (does it call resumable.start()" in warnings[0]
 
 
 def test_exit_0_finished_succeeds_then_the_ttl_deletes_the_batch() -> None:

@@ -132,6 +132,13 @@ class Summary:
     finished: bool
 
 
+def _step_name(name: str) -> str:
+    """A step name, checked: it becomes part of a file name."""
+    if not name or "/" in name or "\0" in name:
+        raise ValueError(f"step name {name!r}: must be non-empty, without '/'")
+    return name
+
+
 class Item(Generic[T]):
     """One unit of work. Use as ``with item:``; the block's success commits it."""
 
@@ -165,8 +172,12 @@ class Item(Generic[T]):
         self.cost_usd += cost_usd
 
     def step(self, name: str, fn: Callable[[], R]) -> R:
-        """Run a named step once: a step saved by an earlier attempt returns its result."""
-        return self._run._step(f"{self.index}-{name}", fn)
+        """Run a named step once: a step saved by an earlier attempt returns its result.
+
+        The result is stored as JSON and returned as stored, on every attempt
+        alike (a dict's int keys come back as strings).
+        """
+        return self._run._step(f"{self.index}-{_step_name(name)}", fn)
 
     def __enter__(self) -> Item[T]:
         self._entered = True
@@ -318,8 +329,11 @@ class Run:
                 self._flush()
 
     def step(self, name: str, fn: Callable[[], R]) -> R:
-        """A run-level named step (research, then parse, then write): runs at most once."""
-        return self._step(f"run-{name}", fn)
+        """A run-level named step (research, then parse, then write): runs at most once.
+
+        Its result is stored as JSON and returned as stored, as for ``item.step``.
+        """
+        return self._step(f"run-{_step_name(name)}", fn)
 
     def checkpoint(self) -> None:
         """Write the checkpoint now, whatever the policy says."""
@@ -388,9 +402,16 @@ class Run:
                 f"{self._store.describe()}: the item list changed since the checkpoint was "
                 f"written (fingerprint {stored}, now {current}; {len(self._completed)} items "
                 "done). Restore the original list, set RESUMABLE_ALLOW_CHANGED_ITEMS=1 to "
-                "resume anyway, or change spec.runId to start over."
+                f"resume anyway, or start over: {self._start_over_hint()}."
             )
         self._fingerprint = current
+
+    def _start_over_hint(self) -> str:
+        """How to start this batch over from item 1, for the store it uses."""
+        root = getattr(self._store, "root", None)
+        if root is None:
+            return "change spec.runId"
+        return f"change spec.runId (`resumable run`), or delete {root} (a worker run by hand)"
 
     def _step(self, key: str, fn: Callable[[], R]) -> R:
         full = f"{self.settings.run_id or 'run'}-{key}"
@@ -401,7 +422,11 @@ class Run:
         result = fn()
         self._steps.put(full, {"result": result})
         self._steps.sync()
-        return result
+        # Hand back what was stored (JSON: int keys become strings, other values
+        # strings), as a resumed attempt will get it: code that relies on the
+        # original object fails on the first run, not only after a crash.
+        stored = self._steps.get(full)
+        return stored["result"] if stored is not None else result
 
     def _commit(self, item: Item[Any]) -> None:
         # The per-item hot path: one critical section records the item and, when the

@@ -89,3 +89,20 @@ def test_steps_of_different_run_ids_do_not_mix(make_run: MakeRun) -> None:
     assert make_run(run_id="r1").step("research", first) == "v1"
     assert make_run(run_id="r2").step("research", second) == "v2"
     assert (first.calls, second.calls) == (1, 1)
+
+
+def test_a_step_returns_its_stored_json_form_on_the_first_attempt_as_after_a_resume(
+    make_run: MakeRun,
+) -> None:
+    # {1: "one"} is stored as {"1": "one"}: the first attempt must see what a resumed one
+    # will, so `counts[1]` fails at once instead of only in recovery.
+    first = make_run()
+    got = first.step("count", lambda: {1: "one", 2: "two"})
+    assert got == {"1": "one", "2": "two"}
+    abandon(first)
+    assert make_run().step("count", Counter(None)) == got
+
+
+def test_a_step_name_with_a_slash_is_refused_naming_the_step(make_run: MakeRun) -> None:
+    with pytest.raises(ValueError, match=r"step name 'a/b': must be non-empty, without '/'"):
+        make_run().step("a/b", Counter(1))

@@ -8,6 +8,7 @@ expectations, so `resumable run` and the operator are held to one definition.
 
 from __future__ import annotations
 
+import copy
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,7 +116,7 @@ def manifest(
         "metadata": {"name": name},
         "spec": {
             "totalItems": scenario.items,
-            "retry": scenario.retry,
+            "retry": copy.deepcopy(scenario.retry),  # callers may edit their manifest
             "template": {
                 "spec": {
                     "terminationGracePeriodSeconds": 5,

@@ -9,6 +9,7 @@ kubeconfig context, or --context/--namespace): ``get``, ``describe``, ``logs``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -27,9 +28,11 @@ from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_operator.reconcile import EventPlan, progress_text
 from resumable_operator.runner import (
+    LocalRunError,
     LocalRunner,
     ManifestError,
     RunResult,
+    check_runnable,
     load_manifest,
     write_line,
 )
@@ -141,15 +144,35 @@ def run_local(
         extra_env=extra_env,
     )
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        bar.line("interrupted: suspending (the worker saves its checkpoint); run again to resume")
-        runner.request_suspend()
+    interrupts = 0
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    def on_signal(signum: int, frame: Any) -> None:
+        # Ctrl-C, `kill`, a closed terminal: suspend, as `resumable suspend` does in a
+        # cluster; a second one stops the worker at once (its last checkpoint stays).
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            grace = batch.spec.template.spec.model_dump(by_alias=True).get(
+                "terminationGracePeriodSeconds", 30
+            )
+            message = (
+                f"interrupted: suspending (the worker saves its checkpoint; up to {grace}s, "
+                "Ctrl-C again to stop it now); run again to resume"
+            )
+            runner.request_suspend()
+        else:
+            message = "interrupted again: stopping the worker now; its last checkpoint is kept"
+            runner.stop_now()
+        with contextlib.suppress(OSError, ValueError):  # SIGHUP: the terminal may be gone
+            bar.line(message)
+
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, on_signal) for signum in handled}
     try:
         result = runner.run()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         bar.close()
     return result
 
@@ -174,19 +197,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         batch = load_manifest(Path(args.file))
     except ManifestError as exc:
         raise CliError(str(exc)) from exc
-    directory = Path(args.state_dir or Path(".resumable") / batch.metadata.name)
+    errors, notes = check_runnable(batch)
+    if errors:
+        raise CliError(f"{args.file}: " + "; ".join(errors))
+    directory = Path(args.state_dir or Path(".resumable") / batch.metadata.name).absolute()
     out = sys.stdout
     write_line(out, f"running {batch.metadata.name} locally; state in {directory}")
+    for note in notes:
+        write_line(out, f"note: {note}")
     try:
         result = run_local(batch, directory, out=out, show_worker_output=not args.quiet)
-    except ResumableError as exc:  # e.g. a corrupt status.json: one line, no traceback
+    except (ResumableError, LocalRunError) as exc:  # a corrupt status.json, a busy directory
         raise CliError(str(exc)) from exc
+    except OSError as exc:  # the state directory became unwritable, the disk filled up
+        name = Path(exc.filename or "")
+        where = name if name.is_absolute() else directory / name
+        raise CliError(f"{where}: {exc.strerror or exc}") from exc
     for line in summary_lines(result):
         write_line(out, line)
     if result.phase == "Suspended":
         write_line(out, f"suspended; run `resumable run {args.file}` again to resume")
         return 130
+    if result.attempts == 0 and result.phase in ("Succeeded", "Failed"):
+        write_line(out, ended_hint(batch, result, directory))
     return 0 if result.phase == "Succeeded" else 1
+
+
+def ended_hint(batch: ResumableBatch, result: RunResult, directory: Path) -> str:
+    """What to do when `resumable run` finds the batch already ended (nothing ran)."""
+    if result.phase == "Succeeded":
+        return (
+            f"nothing to do: {batch.metadata.name} already succeeded (state in {directory}); "
+            "to run it again from item 1, change spec.runId in the manifest"
+        )
+    position = progress_text(result.status.checkpoint.next_index, None)
+    return (
+        f"nothing to do: {batch.metadata.name} already failed (state in {directory}); to go on "
+        f"from its checkpoint (item {int(position) + 1}), raise spec.retry.maxRestarts above "
+        f"{result.status.restarts}; to start over from item 1, change spec.runId"
+    )
 
 
 DEMO_ITEMS = 50
@@ -268,10 +317,13 @@ def _demo(args: argparse.Namespace, directory: Path, kept: str, out: TextIO) -> 
         "state of `resumable demo`; it deletes this directory's contents\n"
     )
     batch = demo_batch(items=args.items, crash_after=args.crash_after, delay=args.delay)
+    crash = (
+        f"the worker is killed right after item {args.crash_after}, and the local runner resumes it"
+        if args.crash_after < args.items
+        else "no crash (--crash-after is not below --items)"
+    )
     write_line(
-        out,
-        f"demo: summarising {args.items} documents; the worker is killed right after item "
-        f"{args.crash_after}, and the local runner resumes it (state in {directory}, {kept})",
+        out, f"demo: summarising {args.items} documents; {crash} (state in {directory}, {kept})"
     )
     started = time.monotonic()
     result = run_local(batch, directory, out=out)
@@ -279,7 +331,7 @@ def _demo(args: argparse.Namespace, directory: Path, kept: str, out: TextIO) -> 
     for line in summary_lines(result):
         write_line(out, line)
     cp = result.status.checkpoint
-    if result.phase == "Succeeded" and cp.items_done:
+    if result.phase == "Succeeded" and cp.items_done and result.status.restarts:
         per_item_cost = cp.cost_usd / cp.items_done
         per_item_time = args.delay
         saved_items = args.crash_after
@@ -367,9 +419,9 @@ def _row(obj: dict[str, Any]) -> list[str]:
 
 def cmd_get(args: argparse.Namespace) -> int:
     """List batches with their progress."""
+    api = _api(args)  # first: without the kubernetes client it says what to install
     from resumable._kubeapi import batch_path
 
-    api = _api(args)
     ns = _namespace(args)
     if args.name:
         items = [_get_batch(api, ns, args.name)]
@@ -716,6 +768,30 @@ def cmd_status(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- main
 
 
+def _at_least(low: float, kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: ``kind(text)``, refused below ``low`` with a usage error."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {text}")
+        return value
+
+    return parse
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("resumable-batch")
+    except PackageNotFoundError:  # a checkout on sys.path, not installed
+        return "unknown"
+
+
 def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
@@ -723,20 +799,38 @@ def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
         description="Run batches that resume where they stopped: locally, or on Kubernetes "
         "with the resumable-batch operator.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run a ResumableBatch manifest locally (no cluster)")
+    p = sub.add_parser(
+        "run",
+        help="run a ResumableBatch manifest locally (no cluster)",
+        description="Run a ResumableBatch manifest on this machine: the first container's "
+        "command runs as a local process, restarted from its checkpoint as the operator "
+        "would. Ctrl-C (or SIGTERM) suspends cleanly; run again to resume. Exit status: "
+        "0 succeeded, 1 failed or error, 130 suspended.",
+    )
     p.add_argument("file", help="the manifest (YAML)")
     p.add_argument("--state-dir", help="where state is kept (default .resumable/<name>)")
     p.add_argument("--quiet", action="store_true", help="do not show the worker's output")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="the example agent: killed after item 20, resumed at 21")
-    p.add_argument("--items", type=int, default=DEMO_ITEMS, help="documents (default 50)")
     p.add_argument(
-        "--crash-after", type=int, default=DEMO_CRASH_AFTER, help="kill after item N (20)"
+        "--items", type=_at_least(1, int), default=DEMO_ITEMS, help="documents (default 50)"
     )
-    p.add_argument("--delay", type=float, default=0.04, help="fake model seconds per item (0.04)")
+    p.add_argument(
+        "--crash-after",
+        type=_at_least(1, int),
+        default=DEMO_CRASH_AFTER,
+        help="kill after item N (20; at least --items for no crash)",
+    )
+    p.add_argument(
+        "--delay",
+        type=_at_least(0, float),
+        default=0.04,
+        help="fake model seconds per item (0.04)",
+    )
     p.add_argument(
         "--state-dir",
         help="keep the state here; must be new, empty or an earlier demo's "

@@ -12,7 +12,10 @@ the same fenced JSON patches the operator sends to the API server.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +35,18 @@ from resumable_operator.reconcile import Decision, EventPlan, PodView, decide
 
 #: How often the runner looks at its worker and the store.
 POLL_SECONDS = 0.1
+#: Held (flock) by the one `resumable run` that owns a state directory.
+RUNNER_LOCK = "runner.lock"
+#: Where a container's volumeMounts live locally, under the state directory.
+VOLUMES_DIR = "volumes"
+#: A name the API server accepts for a batch whose name also labels its pods:
+#: a DNS-1123 subdomain no longer than a label value (63).
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+MAX_NAME = 63
+
+
+class LocalRunError(Exception):
+    """A local run that cannot start or go on; the message says why, in one line."""
 
 
 @dataclass
@@ -103,16 +118,47 @@ class LocalRunner:
     # ------------------------------------------------------------------ loop
 
     def run(self) -> RunResult:
-        """Reconcile until the batch ends or is suspended."""
+        """Reconcile until the batch ends or is suspended.
+
+        Raises LocalRunError when another runner owns the state directory or the
+        directory cannot be used.
+        """
         self.batch.metadata.uid = self.batch.metadata.uid or f"local-{self.batch.metadata.name}"
         self.batch.metadata.generation = self.batch.metadata.generation or 1
         self.batch.metadata.namespace = self.batch.metadata.namespace or "local"
+        lock_fd = self._lock_directory()
         try:
             return self._loop()
         except BaseException:
             # Never leave a worker running behind a runner that is going away.
             self._stop_all()
             raise
+        finally:
+            os.close(lock_fd)  # releases the flock
+
+    def _lock_directory(self) -> int:
+        """Own the state directory for this run (flock), or say who does.
+
+        Two runners on one directory would each take the other's worker for a
+        lost pod and start a new attempt that fences it, redoing items forever.
+        """
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.directory / RUNNER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise LocalRunError(f"state directory {self.directory}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise LocalRunError(
+                f"state directory {self.directory} is in use by another `resumable run` "
+                f"(pid {holder}); wait for it to end or stop it (Ctrl-C) first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
 
     def _loop(self) -> RunResult:
         attempts = 0
@@ -184,17 +230,16 @@ class LocalRunner:
             return
         pod = objects.build_pod(self.batch, plan)
         container = pod["spec"]["containers"][0]
-        argv = list(container.get("command") or []) + list(container.get("args") or [])
+        local = self.local_paths(container)
+        argv = [local(a) for a in container_argv(container)]
         if not argv:
-            raise ValueError(
+            raise LocalRunError(
                 "spec.template.spec.containers[0]: command is required for `resumable run`"
             )
-        if argv[0] in ("python", "python3"):
-            argv[0] = sys.executable  # the interpreter that has this package, as the image has
         env = dict(os.environ)
         for var in container.get("env", []):
             if "value" in var:
-                env[var["name"]] = str(var["value"])
+                env[var["name"]] = local(str(var["value"]))
         env.update(
             {
                 "RESUMABLE_STORE": "local",
@@ -204,14 +249,21 @@ class LocalRunner:
         )
         env.update(self.extra_env)
         grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
-        process = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
+        try:
+            process = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=container.get("workingDir"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        except OSError as exc:  # checked before the run; gone since, or not executable
+            raise LocalRunError(
+                f"spec.template.spec.containers[0].command: cannot run {argv[0]!r}: "
+                f"{exc.strerror or exc}"
+            ) from exc
         self.pods[plan.name] = LocalPod(plan.name, plan.attempt, process, grace)
         reader = threading.Thread(
             target=self._pump,
@@ -221,6 +273,31 @@ class LocalRunner:
         )
         reader.start()
         self._threads.append(reader)
+
+    def local_paths(self, container: dict[str, Any]) -> Callable[[str], str]:
+        """Map a path under one of the container's volumeMounts into the state directory.
+
+        In a pod, ``/data`` may be a mounted volume; on a laptop it is a directory
+        at the root that a user cannot create. Mount ``M`` of volume ``V`` becomes
+        ``<state>/volumes/V``, and an env value or argument that is ``M`` or
+        starts with ``M/`` is rewritten to match, so outputs land beside the state.
+        """
+        mounts = sorted(
+            (
+                (str(m["mountPath"]).rstrip("/") or "/", str(m["name"]))
+                for m in container.get("volumeMounts") or []
+                if m.get("mountPath") and m.get("name")
+            ),
+            key=lambda mount: -len(mount[0]),  # the deepest mount wins
+        )
+
+        def local(value: str) -> str:
+            for path, volume in mounts:
+                if value == path or value.startswith(path + "/"):
+                    return str(self.directory / VOLUMES_DIR / volume) + value[len(path) :]
+            return value
+
+        return local
 
     def _pump(self, name: str, stream: IO[str] | None) -> None:
         if stream is None:
@@ -273,12 +350,86 @@ class LocalRunner:
         for thread in self._threads:
             thread.join(timeout=2)
 
+    def stop_now(self) -> None:
+        """SIGKILL every live worker, even one already told to stop (a second Ctrl-C)."""
+        for pod in self.pods.values():
+            if pod.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pod.process.pid, signal.SIGKILL)
+                pod.kill_at = None
+
     def kill_active(self, sig: int = signal.SIGKILL) -> None:
         """Send a signal to the running worker (tests and demos inject faults with it)."""
         for pod in self.pods.values():
             if pod.process.poll() is None and not pod.deleting:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pod.process.pid, sig)
+
+
+def container_argv(container: dict[str, Any]) -> list[str]:
+    """The command line a container runs (command, then args), with ``python`` as ours."""
+    argv = [str(a) for a in (container.get("command") or [])] + [
+        str(a) for a in (container.get("args") or [])
+    ]
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable  # the interpreter that has this package, as the image has
+    return argv
+
+
+def check_runnable(batch: ResumableBatch) -> tuple[list[str], list[str]]:
+    """``(errors, notes)`` for running the first container here, before anything runs.
+
+    Errors: a command or workingDir this machine does not have. Notes: what runs
+    differently than in a pod (volume mounts, values from Secrets or ConfigMaps).
+    Each names the manifest field.
+    """
+    container = batch.spec.template.spec.containers[0].model_dump(by_alias=True, exclude_none=True)
+    field = "spec.template.spec.containers[0]"
+    errors: list[str] = []
+    notes: list[str] = []
+    workdir = container.get("workingDir")
+    if workdir and not Path(workdir).is_dir():
+        errors.append(f"{field}.workingDir: {workdir}: no such directory on this machine")
+    argv = container_argv(container)
+    if argv:
+        program = argv[0]
+        if "/" in program:
+            target = Path(workdir or ".") / program  # an absolute program stays as it is
+            found = target.is_file() and os.access(target, os.X_OK)
+        else:
+            found = shutil.which(program) is not None
+        if not found:
+            errors.append(f"{field}.command: {program!r}: command not found")
+    mounts = [str(m.get("mountPath")) for m in container.get("volumeMounts") or []]
+    if mounts:
+        notes.append(
+            f"{field}.volumeMounts ({', '.join(mounts)}) are directories under the state "
+            f"directory's {VOLUMES_DIR}/ here; paths under them in env and args are rewritten"
+        )
+    ignored = [f"env[{v['name']}].valueFrom" for v in container.get("env", []) if "valueFrom" in v]
+    if container.get("envFrom"):
+        ignored.append("envFrom")
+    if ignored:
+        notes.append(
+            f"{field}: {', '.join(ignored)} ignored here (no Secrets or ConfigMaps locally); "
+            "export those variables in your shell instead"
+        )
+    return errors, notes
+
+
+def check_name(name: str) -> str | None:
+    """Why ``name`` cannot name a batch (the API server's rule, and the pod label's), or None."""
+    if len(name) > MAX_NAME:
+        return (
+            f"metadata.name: {len(name)} characters, over {MAX_NAME} (the name labels the "
+            "batch's pods)"
+        )
+    if not _NAME.fullmatch(name):
+        return (
+            f"metadata.name: {name!r} must be lowercase letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit"
+        )
+    return None
 
 
 def load_manifest(path: Path | str) -> ResumableBatch:
@@ -308,6 +459,9 @@ def load_manifest(path: Path | str) -> ResumableBatch:
         raise ManifestError(f"{path}: " + describe_validation_error(exc)) from exc
     if not batch.metadata.name:
         raise ManifestError(f"{path}: metadata.name is required")
+    bad_name = check_name(batch.metadata.name)
+    if bad_name:  # it becomes a directory and a pod name: never "../x" or "/tmp/x"
+        raise ManifestError(f"{path}: {bad_name}")
     first = batch.spec.template.spec.containers[0]
     if not (first.command or first.args):
         # Checked here, before anything runs: there is no image entrypoint locally.
@@ -338,4 +492,13 @@ def write_line(stream: TextIO, text: str) -> None:
     stream.flush()
 
 
-__all__ = ["LocalRunner", "ManifestError", "RunResult", "load_manifest", "write_line"]
+__all__ = [
+    "LocalRunError",
+    "LocalRunner",
+    "ManifestError",
+    "RunResult",
+    "check_name",
+    "check_runnable",
+    "load_manifest",
+    "write_line",
+]

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.unit
 
 BIN = Path(sys.executable).parent
 RESUMABLE = BIN / "resumable"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def resumable(
@@ -334,6 +335,224 @@ def test_ctrl_c_suspends_cleanly_and_running_again_resumes_without_losing_or_red
     # Usage is counted once per item: no item was committed twice.
     assert final["checkpoint"]["tokens"] == sum(o["output"]["tokens"] for o in outputs)
     assert final["checkpoint"]["context"]["redone"] <= 1  # at most the in-flight item
+
+
+def start_runner(path: Path, state: Path, cwd: Path) -> subprocess.Popen[str]:
+    """`resumable run` in its own process group, as a shell job."""
+    return subprocess.Popen(
+        [str(RESUMABLE), "run", str(path), "--state-dir", str(state)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for_items(runner: subprocess.Popen[str], state: Path, count: int) -> int:
+    deadline = time.monotonic() + 60
+    while items_done(read_status(state)) < count:
+        assert runner.poll() is None, runner.communicate()[0]
+        assert time.monotonic() < deadline, f"fewer than {count} items in 60s"
+        time.sleep(0.05)
+    return items_done(read_status(state))
+
+
+def finish(runner: subprocess.Popen[str], timeout: float = 30) -> str:
+    try:
+        out, _ = runner.communicate(timeout=timeout)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+    return out
+
+
+LONG = Scenario(id="long", items=200, fault={}, retry={}, phase="Succeeded", restarts=0)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_kill_or_a_closed_terminal_suspends_like_ctrl_c_and_leaves_no_worker_running(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    path = write_manifest(tmp_path / "long.yaml", manifest(LONG, "long", delay=0.02))
+    state = tmp_path / "state"
+    runner = start_runner(path, state, tmp_path)
+    wait_for_items(runner, state, 10)
+    os.kill(runner.pid, sig)  # the runner alone, as `kill PID` or a hangup does
+    out = finish(runner)
+    assert runner.returncode == 130, out
+    assert "interrupted: suspending" in out
+    suspended = read_status(state)
+    assert suspended["phase"] == "Suspended"
+    saved = items_done(suspended)
+    time.sleep(1.0)  # an orphaned worker (0.02 s items) would go on saving
+    assert items_done(read_status(state)) == saved
+    assert saved < 200
+
+
+def test_a_second_ctrl_c_stops_a_worker_that_does_not_stop_on_sigterm(tmp_path: Path) -> None:
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('working', flush=True); time.sleep(120)"
+    )
+    body = manifest(LONG, "stubborn")
+    pod = body["spec"]["template"]["spec"]
+    pod["terminationGracePeriodSeconds"] = 60
+    pod["containers"][0]["command"] = [sys.executable, "-c", stubborn]
+    path = write_manifest(tmp_path / "stubborn.yaml", body)
+    runner = start_runner(path, tmp_path / "state", tmp_path)
+    log = tmp_path / "state" / "logs" / "stubborn-1.log"
+    deadline = time.monotonic() + 30
+    while not (log.exists() and "working" in log.read_text()):
+        assert time.monotonic() < deadline, "the worker did not start"
+        time.sleep(0.05)
+    os.killpg(runner.pid, signal.SIGINT)
+    time.sleep(0.5)
+    assert runner.poll() is None  # still waiting for the worker's grace period...
+    started = time.monotonic()
+    os.killpg(runner.pid, signal.SIGINT)  # ...until asked again
+    out = finish(runner)
+    assert time.monotonic() - started < 10, out
+    assert "up to 60s, Ctrl-C again to stop it now" in out
+    assert "interrupted again: stopping the worker now" in out
+    assert runner.returncode == 130, out
+
+
+def test_a_second_run_on_the_same_state_dir_is_refused_and_the_first_goes_on(
+    tmp_path: Path,
+) -> None:
+    path = write_manifest(tmp_path / "long.yaml", manifest(LONG, "long", delay=0.03))
+    state = tmp_path / "state"
+    first = start_runner(path, state, tmp_path)
+    try:
+        wait_for_items(first, state, 5)
+        second = resumable("run", str(path), "--state-dir", str(state), cwd=tmp_path)
+        assert second.returncode == 1
+        assert second.stdout.count("\n") <= 1  # at most the "running ..." line
+        assert second.stderr == (
+            f"error: state directory {state} is in use by another `resumable run` "
+            f"(pid {first.pid}); wait for it to end or stop it (Ctrl-C) first\n"
+        )
+    finally:
+        out = finish(first, timeout=120)
+    assert first.returncode == 0, out
+    final = read_status(state)
+    assert final["restarts"] == 0  # never disturbed
+    assert final["disruptions"] == 0
+    assert output_indices(state) == list(range(200))
+
+
+def test_a_missing_command_is_a_one_line_error_and_nothing_is_started(tmp_path: Path) -> None:
+    body = broken(
+        lambda b: b["spec"]["template"]["spec"]["containers"][0].update(
+            command=["no-such-binary-xyz", "--foo"]
+        )
+    )
+    write_manifest(tmp_path / "nocmd.yaml", body)
+    result = resumable("run", "nocmd.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: nocmd.yaml: spec.template.spec.containers[0].command: "
+        "'no-such-binary-xyz': command not found\n"
+    )
+    assert not (tmp_path / ".resumable").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("../escaped", "must be lowercase letters, digits, '-' and '.'"),
+        ("/tmp/abs", "must be lowercase letters, digits, '-' and '.'"),
+        ("Bad_Name", "must be lowercase letters, digits, '-' and '.'"),
+        ("a" * 64, "64 characters, over 63"),
+    ],
+    ids=["parent-dir", "absolute", "uppercase", "too-long"],
+)
+def test_a_batch_name_the_api_server_would_refuse_is_refused_before_anything_runs(
+    tmp_path: Path, name: str, problem: str
+) -> None:
+    body = broken(lambda b: b["metadata"].update(name=name))
+    write_manifest(tmp_path / "named.yaml", body)
+    result = resumable("run", "named.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: named.yaml: metadata.name: "), result.stderr
+    assert problem in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["named.yaml"]  # nothing written
+
+
+def test_the_cluster_example_runs_locally_with_its_volume_under_the_state_dir(
+    tmp_path: Path,
+) -> None:
+    example = yaml.safe_load_all((ROOT / "examples" / "summarizer-batch.yaml").read_text())
+    body = next(d for d in example if d.get("kind") == "ResumableBatch")
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    for var in container["env"]:
+        if var["name"] == "SUMMARIZER_DELAY":
+            var["value"] = "0.005"  # the example as shipped, only faster
+    body["spec"]["retry"]["backoff"] = {"initialSeconds": 0, "maxSeconds": 0, "factor": 1}
+    path = write_manifest(tmp_path / "cluster.yaml", body)
+    state = tmp_path / "state"
+    result = resumable("run", str(path), "--state-dir", str(state), "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "note: spec.template.spec.containers[0].volumeMounts (/data) are directories" in (
+        result.stdout
+    )
+    assert "Succeeded: 50/50 items" in result.stdout
+    outputs = state / "volumes" / "outputs" / "summarizer" / "outputs"
+    assert sorted(json.loads(p.read_text())["index"] for p in outputs.glob("*.json")) == list(
+        range(50)
+    )
+
+
+def test_a_failed_batch_says_how_to_go_on_and_a_raised_max_restarts_resumes_it(
+    tmp_path: Path,
+) -> None:
+    scenario = next(s for s in SCENARIOS if s.id == "max-restarts-exhausted")
+    body = manifest(scenario, "stuck")
+    path = write_manifest(tmp_path / "stuck.yaml", body)
+    state = tmp_path / "state"
+    args = ("run", str(path), "--state-dir", str(state), "--quiet")
+    failed = resumable(*args, cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "Failed: 4/30 items" in failed.stdout
+    saved = read_status(state)["checkpoint"]
+
+    again = resumable(*args, cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stdout.splitlines()[-1] == (
+        f"nothing to do: stuck already failed (state in {state}); to go on from its "
+        "checkpoint (item 5), raise spec.retry.maxRestarts above 2; to start over from "
+        "item 1, change spec.runId"
+    )
+
+    # The cause fixed (no more poison item) and more restarts allowed: it goes on at item 5.
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [e for e in container["env"] if e["name"] != "SUMMARIZER_POISON"]
+    body["spec"]["retry"]["maxRestarts"] = 4
+    write_manifest(path, body)
+    resumed = resumable(*args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "MaxRestartsRaised: spec.retry.maxRestarts raised to 4 (2 used)" in resumed.stdout
+    assert "Succeeded: 30/30 items" in resumed.stdout
+    final = read_status(state)
+    assert final["restarts"] == 2  # the raised budget was not needed
+    assert output_indices(state) == list(range(30))
+    assert saved["completed"] == "0-3"
+    # Items 1-4 were not done again: the new attempt started at item 5.
+    assert "attempt 4: resuming at item 5/30" in (state / "logs" / "stuck-4.log").read_text()
+
+
+def test_a_finished_batch_run_again_says_how_to_rerun_it(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path / "batch.yaml", GOOD)
+    state = tmp_path / "st"
+    assert resumable("run", str(path), "--state-dir", str(state), cwd=tmp_path).returncode == 0
+    again = resumable("run", str(path), "--state-dir", str(state), cwd=tmp_path)
+    assert again.returncode == 0
+    assert again.stdout.splitlines()[-1] == (
+        f"nothing to do: bad already succeeded (state in {state}); to run it again from "
+        "item 1, change spec.runId in the manifest"
+    )
 
 
 # ----------------------------------------------------------------------- help

@@ -84,7 +84,9 @@ def build_pod(batch: ResumableBatch, plan: PodPlan) -> dict[str, Any]:
     names = {e["name"] for e in extra}
     for container in spec["containers"]:
         kept = [e for e in container.get("env", []) if e.get("name") not in names]
-        container["env"] = kept + extra
+        # Ours first: Kubernetes expands $(VAR) only from variables defined earlier,
+        # so a user value such as /data/$(RESUMABLE_BATCH_NAME) works.
+        container["env"] = extra + kept
     spec["restartPolicy"] = "Never"
     spec["serviceAccountName"] = worker_service_account(batch)
     return {
@@ -149,9 +151,13 @@ def pod_view(pod: dict[str, Any]) -> PodView:
     phase = status.get("phase") or "Pending"
     exit_code: int | None = None
     reason = ""
+    # The first spec container runs the batch; the kubelet lists statuses by name,
+    # so a sidecar's may come first.
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    worker = containers[0].get("name")
     for cs in status.get("containerStatuses") or []:
         term = (cs.get("state") or {}).get("terminated")
-        if term:
+        if term and (worker is None or cs.get("name") == worker):
             exit_code = term.get("exitCode")
             reason = term.get("reason") or ""
             break
@@ -176,6 +182,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         reason=reason,
         disruption=disruption,
         deleting=bool(meta.get("deletionTimestamp")),
+        delete_by=str(meta.get("deletionTimestamp") or ""),
     )
 
 

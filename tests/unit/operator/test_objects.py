@@ -344,3 +344,30 @@ def test_status_patch_removes_checkpoint_fields_that_were_cleared() -> None:
 def test_apply_patch_test_op_on_a_missing_field_fails() -> None:
     with pytest.raises(PatchTestFailedError):
         apply_patch({"status": {}}, [{"op": "test", "path": "/status/checkpoint", "value": None}])
+
+
+def test_pod_view_reads_the_worker_container_not_a_sidecar_listed_first() -> None:
+    # The kubelet lists container statuses by name: a sidecar "agent" comes first.
+    manifest = {
+        "metadata": {"name": "docs-1", "labels": {"resumable.dev/attempt": "1"}},
+        "spec": {"containers": [{"name": "worker"}, {"name": "agent"}]},
+        "status": {
+            "phase": "Failed",
+            "containerStatuses": [
+                {"name": "agent", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+                {"name": "worker", "state": {"terminated": {"exitCode": 3, "reason": "Error"}}},
+            ],
+        },
+    }
+    view = objects.pod_view(manifest)
+    assert (view.exit_code, view.reason) == (3, "Error")
+
+
+def test_build_pod_puts_the_injected_env_first_so_user_values_can_refer_to_it() -> None:
+    batch = make_batch()
+    worker = batch.spec.template.spec.containers[0]
+    worker.env.append(v1alpha1.EnvVar(name="OUT", value="/data/$(RESUMABLE_BATCH_NAME)"))
+    env = objects.build_pod(batch, PLAN)["spec"]["containers"][0]["env"]
+    names = [e["name"] for e in env]
+    assert names.index("RESUMABLE_BATCH_NAME") < names.index("OUT")
+    assert names.count("RESUMABLE_START_INDEX") == 1  # the user's copy is dropped

@@ -48,6 +48,9 @@ LABEL_RUN_ID = "resumable.dev/run-id"
 KEEP_FINISHED_PODS = 3
 #: How often a running batch is looked at even without events (level-based safety net).
 RESYNC_SECONDS = 60.0
+#: A pod still not ended this long after its deletion deadline is on a lost node:
+#: it is force-deleted and its attempt ends as a disruption.
+LOST_POD_SECONDS = 120.0
 
 PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
 EventType = Literal["Normal", "Warning"]
@@ -66,11 +69,22 @@ class PodView:
     reason: str = ""
     disruption: str = ""
     deleting: bool = False
+    #: metadata.deletionTimestamp: when the kubelet should have stopped the pod.
+    delete_by: str = ""
 
     @property
     def finished(self) -> bool:
         """True once the worker process has ended."""
         return self.phase in ("Succeeded", "Failed")
+
+    def stuck_deleting(self, now: datetime) -> bool:
+        """Still not ended well past its deletion deadline: its node is gone or unreachable."""
+        deadline = parse_time(self.delete_by) if self.delete_by else None
+        return (
+            not self.finished
+            and deadline is not None
+            and now >= deadline + timedelta(seconds=LOST_POD_SECONDS)
+        )
 
 
 @dataclass(frozen=True)
@@ -188,6 +202,10 @@ def classify(pod: PodView, never_retry: list[int]) -> tuple[str, str, bool]:
         return "disruption", f"disruption ({pod.disruption})", False
     if pod.phase == "Succeeded":
         return "success", "exit 0", False
+    if pod.deleting:
+        # Deleted by someone (kubectl delete pod, a drain without the eviction API):
+        # the same whether its end is seen before the pod is gone or only its absence.
+        return "disruption", "disruption (PodDeleted)", False
     code = pod.exit_code
     what = f"exit {code}" if code is not None else "failure"
     if pod.reason == "OOMKilled":
@@ -241,7 +259,10 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         for pod in pods:
             if not pod.finished and not pod.deleting:
                 decision.delete_pods.append((pod.name, True))
-        status.checkpoint = Checkpoint(attempt=old.checkpoint.attempt)
+        # A new fencing token: the old run's worker may still flush on its way out,
+        # and its write must be refused, not land in the new run's empty checkpoint.
+        status.checkpoint = Checkpoint(attempt=old.checkpoint.attempt + 1)
+        decision.bump_attempt = True
         status.restarts = 0
         status.disruptions = 0
         status.skipped = []
@@ -292,14 +313,23 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
     live = [p for p in pods if not p.finished]
     active = by_name.get(status.active_pod) if status.active_pod else None
 
-    # Stale pods (not the active attempt) must not run: delete them.
+    # Stale pods (not the active attempt) must not run: delete them; one that a
+    # lost node keeps from ending is force-deleted.
     for pod in live:
-        if (
-            pod.name != status.active_pod
-            and not pod.deleting
-            and (pod.name, True) not in decision.delete_pods
-        ):
+        if pod.name == status.active_pod:
+            continue
+        if pod.stuck_deleting(now):
+            decision.delete_pods.append((pod.name, False))
+        elif not pod.deleting and (pod.name, True) not in decision.delete_pods:
             decision.delete_pods.append((pod.name, True))
+
+    # A batch being deleted (a foreground deletion, another tool's finalizer) gets
+    # no new worker; the garbage collector removes the pods it has.
+    if batch.metadata.deletion_timestamp:
+        for pod in live:
+            if not pod.deleting and (pod.name, True) not in decision.delete_pods:
+                decision.delete_pods.append((pod.name, True))
+        return _finish_decision(old, status, decision)
 
     if finished:
         return _finished(batch, status, decision, live, now)
@@ -340,10 +370,19 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         condition(
             cond.SUSPENDED, "False", cond.REASON_NOT_SUSPENDED, "Resumed by spec.suspend=false."
         )
-        status.last_failure = status.last_failure or "suspend"
+        status.last_failure = "suspend"  # what the Resumed event names, not an older crash
 
     # The active attempt.
     if status.active_pod:
+        if active is not None and active.stuck_deleting(now):
+            decision.delete_pods.append((active.name, False))
+            active = PodView(
+                name=active.name,
+                attempt=active.attempt,
+                phase="Failed",
+                disruption=active.disruption or "NodeLost",
+                deleting=True,
+            )
         if active is not None and not active.finished:
             if active.deleting:
                 decision.requeue_after = 1.0  # wait for it to end before a new attempt
@@ -372,7 +411,8 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
             return _finish_decision(old, status, decision)
 
     # No active pod: wait for the backoff, then start the next attempt.
-    if any(not p.finished for p in pods):  # never two live pods: wait for the old one
+    if any(not p.finished and not p.stuck_deleting(now) for p in pods):
+        # Never two live pods: wait for the old one (unless a lost node holds it).
         decision.requeue_after = 1.0
         return _finish_decision(old, status, decision)
     retry_at = parse_time(status.retry_after)
@@ -398,6 +438,7 @@ def _handle_end(
     stamp = format_time(now)
     cp = status.checkpoint
     kind, what, _counted = classify(pod, spec.retry.never_retry_exit_codes)
+    ttl = spec.ttl_seconds_after_finished
     if cp.finished and kind != "success":
         # Every item was done and saved before the pod ended: nothing to redo.
         kind, what = "success", f"{what} after the last item"
@@ -422,7 +463,6 @@ def _handle_end(
             condition(cond.PROGRESSING, "False", cond.REASON_COMPLETED, msg)
             event("Normal", cond.REASON_COMPLETED, msg)
             decision.outcome = Outcome("succeeded", cond.REASON_COMPLETED)
-            ttl = spec.ttl_seconds_after_finished
             if ttl is not None:
                 decision.requeue_after = float(ttl)
             return True
@@ -448,7 +488,7 @@ def _handle_end(
             f"Attempt {cp.attempt} ended with {what}, listed in retry.neverRetryExitCodes; "
             "not retried."
         )
-        _fail(status, decision, cond.REASON_NEVER_RETRY, msg, condition, event, stamp)
+        _fail(status, decision, cond.REASON_NEVER_RETRY, msg, condition, event, stamp, ttl)
         return True
     if kind == "disruption":
         status.disruptions += 1
@@ -498,11 +538,11 @@ def _handle_end(
         killed = f"Item {position + 1} killed {stall.attempts} attempt(s) in a row (last: {error})"
         if spec.retry.on_poison_item == "Fail":
             msg = f"{killed}; retry.onPoisonItem is Fail."
-            _fail(status, decision, cond.REASON_POISON, msg, condition, event, stamp)
+            _fail(status, decision, cond.REASON_POISON, msg, condition, event, stamp, ttl)
             return True
         if len(status.skipped) >= MAX_SKIPPED_RECORDED:
             msg = f"{killed}; {MAX_SKIPPED_RECORDED} items were skipped already, giving up."
-            _fail(status, decision, cond.REASON_POISON, msg, condition, event, stamp)
+            _fail(status, decision, cond.REASON_POISON, msg, condition, event, stamp, ttl)
             return True
         status.skipped.append(
             SkippedItem(index=position, attempts=stall.attempts, error=error[:MAX_ERROR_CHARS])
@@ -518,7 +558,7 @@ def _handle_end(
             f"Attempt {cp.attempt} ended with {what} at item {position + 1}; "
             f"maxRestarts ({spec.retry.max_restarts}) exhausted."
         )
-        _fail(status, decision, cond.REASON_MAX_RESTARTS, msg, condition, event, stamp)
+        _fail(status, decision, cond.REASON_MAX_RESTARTS, msg, condition, event, stamp, ttl)
         return True
     status.restarts += 1
     delay = spec.retry.backoff.delay(status.restarts)
@@ -549,9 +589,12 @@ def _fail(
     condition: ConditionFn,
     event: EventFn,
     stamp: str,
+    ttl: int | None,
 ) -> None:
     status.completion_time = stamp
     status.retry_after = ""
+    if ttl is not None:
+        decision.requeue_after = float(ttl)  # then _finished() deletes the batch
     condition(cond.FAILED, "True", reason, msg)
     condition(cond.SUCCEEDED, "False", reason, "The batch failed.")
     condition(cond.PROGRESSING, "False", reason, msg)
@@ -625,6 +668,10 @@ def _finish_decision(
     old: ResumableBatchStatus, status: ResumableBatchStatus, decision: Decision
 ) -> Decision:
     status.phase = _phase(status)
+    # Every condition was judged against this generation of the spec, so each says
+    # so (a lower observedGeneration would read as out of date).
+    for c in status.conditions:
+        c.observed_generation = status.observed_generation
     decision.status_changed = _dump(old) != _dump(status)
     return decision
 

@@ -343,6 +343,9 @@ class ObjectMeta(_OpenModel):
     namespace: str | None = Field(default=None, description="Namespace.")
     uid: str | None = Field(default=None, description="UID.")
     generation: int | None = Field(default=None, description="Generation.")
+    deletion_timestamp: str | None = Field(
+        default=None, description="Set while the batch is being deleted."
+    )
 
 
 class ResumableBatch(_Model):

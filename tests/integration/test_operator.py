@@ -352,3 +352,46 @@ def test_oom_killed_worker_is_restarted_and_counted_with_its_reason(
     assert "after OOMKilled (exit 137) (attempt 2)" in resumed[0]
     assert outputs_in(out) == list(range(150))
     assert 'resumable_restarts_total{reason="OOMKilled"} 1.0' in operator.metrics()
+
+
+def test_deleting_the_worker_pod_is_a_disruption_not_a_counted_failure(
+    operator: OperatorProcess, batches: Batches, kubelet: Any, namespace: str, tmp_path: Path
+) -> None:
+    # `kubectl delete pod`: whether the operator sees the worker end (exit 143 while
+    # deleting) or only finds it gone, maxRestarts 0 must not fail the batch.
+    out = tmp_path / "out"
+    batches.create(batch_manifest(LONG, "deleted", out, retry={"maxRestarts": 0}, delay=0.05))
+    wait_for("progress", lambda: progress(batches, "deleted") >= 5)
+    batches.api.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/deleted-1")
+    obj = batches.wait_ended("deleted")
+    assert obj["status"]["phase"] == "Succeeded", obj["status"].get("lastFailure")
+    assert (obj["status"]["restarts"], obj["status"]["disruptions"]) == (0, 1)
+    assert outputs_in(out) == list(range(150))
+
+
+def test_raising_max_restarts_continues_a_failed_batch_from_its_checkpoint(
+    operator: OperatorProcess, batches: Batches, kubelet: Any, namespace: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    scenario = next(s for s in SCENARIOS if s.id == "max-restarts-exhausted")
+    body = batch_manifest(scenario, "stuck", out)
+    batches.create(body)
+    obj = batches.wait_ended("stuck")
+    assert obj["status"]["phase"] == "Failed"
+    assert obj["status"]["checkpoint"]["completed"] == "0-3"
+    # Fixed (no poison item any more) and given more restarts: it goes on at item 5.
+    template = body["spec"]["template"]
+    worker = template["spec"]["containers"][0]
+    worker["env"] = [e for e in worker["env"] if e["name"] != "SUMMARIZER_POISON"]
+    batches.patch_spec("stuck", {"retry": {"maxRestarts": 4}, "template": template})
+
+    def reopened() -> bool:
+        failed = batches.condition("stuck", "Failed") or {}
+        return failed.get("status") == "False"
+
+    wait_for("the batch to reopen", reopened)
+    obj = batches.wait_ended("stuck")
+    assert obj["status"]["phase"] == "Succeeded"
+    assert obj["status"]["restarts"] == 2  # the raised budget was not needed
+    assert outputs_in(out) == list(range(30))
+    assert "resuming at item 5/30" in kubelet.read_log(namespace, "stuck-4")

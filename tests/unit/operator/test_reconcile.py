@@ -16,6 +16,8 @@ import pytest
 
 from resumable.v1alpha1 import Condition, ResumableBatch, SkippedItem, Stall
 from resumable_operator import conditions as cond
+from resumable_operator import objects
+from resumable_operator.jsonpatch import PatchTestFailedError, apply_patch
 from resumable_operator.reconcile import Decision, PodView, decide, format_time, resume_index
 
 pytestmark = pytest.mark.unit
@@ -591,6 +593,18 @@ def test_suspended_while_backing_off_starts_nothing() -> None:
     assert messages(d) == ["Suspended at item 1/50"]  # no worker to wait for: exact
 
 
+def test_resuming_after_a_suspend_names_the_suspend_not_an_older_crash() -> None:
+    batch = started(make_batch(retry={"backoff": NO_BACKOFF}))
+    saved(batch, 5)
+    settle(batch, decide(batch, [failed()], T0))  # a crash: lastFailure "exit 137"
+    saved(batch, 9)
+    batch.spec.suspend = True
+    settle(batch, decide(batch, [failed(), running("b-2", 2)], T0))
+    batch.spec.suspend = False
+    d = decide(batch, [failed(), failed("b-2", 2, code=143)], T0 + timedelta(seconds=5))
+    assert "Resumed at item 10/50 after suspend (attempt 3)" in messages(d)
+
+
 # ------------------------------------------------------------------------ rerun
 
 
@@ -618,8 +632,10 @@ def test_new_run_id_resets_checkpoint_restarts_and_skipped_and_starts_from_item_
     assert st.checkpoint.finished is False
     assert d.create_pod is not None
     assert d.create_pod.start_index == 0
-    assert d.create_pod.attempt == 2
-    assert st.checkpoint.attempt == 2
+    # Attempt 2 is the rerun's fencing token (taken at once, see the next test), so
+    # its first pod is attempt 3.
+    assert d.create_pod.attempt == 3
+    assert st.checkpoint.attempt == 3
     assert conditions(d)["Succeeded"] == ("Unknown", cond.REASON_RERUN)
     assert conditions(d)["Failed"] == ("False", cond.REASON_RERUN)
     assert "runId changed to 'second': clean rerun from item 1" in messages(d)
@@ -635,6 +651,27 @@ def test_new_run_id_stops_the_running_worker() -> None:
     assert ("b-1", True) in d.delete_pods
     assert d.status.checkpoint.next_index == 0
     assert d.status.checkpoint.completed == ""
+
+
+def test_new_run_id_fences_out_the_old_runs_worker_before_it_flushes() -> None:
+    # The old worker had not saved yet (nextIndex 0) when the rerun came; its SIGTERM
+    # flush tests attempt 1 and nextIndex 0. Were the attempt kept, that write would
+    # land in the rerun's empty checkpoint and the rerun would skip those items.
+    batch = started(make_batch())
+    before = batch.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    batch.spec.run_id = "second"
+    d = settle(batch, decide(batch, [running()], T0))
+    assert ("b-1", True) in d.delete_pods
+    doc = {"status": before}
+    after = d.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    doc = apply_patch(doc, objects.status_patch(before, after))
+    flush = [
+        {"op": "test", "path": "/status/checkpoint/attempt", "value": 1},
+        {"op": "test", "path": "/status/checkpoint/nextIndex", "value": 0},
+        {"op": "replace", "path": "/status/checkpoint", "value": {"nextIndex": 30}},
+    ]
+    with pytest.raises(PatchTestFailedError):
+        apply_patch(doc, flush)
 
 
 def test_new_run_id_waits_for_the_old_worker_to_end_before_the_next_pod() -> None:
@@ -716,3 +753,72 @@ def test_decide_keeps_progressing_transition_time_across_message_changes() -> No
     progressing = next(c for c in d.status.conditions if c.type == "Progressing")
     assert progressing.reason == cond.REASON_RUNNING  # message and reason changed...
     assert progressing.last_transition_time == format_time(T0)  # ...status did not
+
+
+# ------------------------------------------------------------- deletion and lost pods
+
+
+def test_a_failed_batch_is_deleted_after_its_ttl() -> None:
+    batch = started(make_batch(retry={"neverRetryExitCodes": [3]}, ttlSecondsAfterFinished=60))
+    d = settle(batch, decide(batch, [failed(code=3)], T0))
+    assert conditions(d)["Failed"] == ("True", cond.REASON_NEVER_RETRY)
+    assert d.requeue_after == 60.0  # the operator comes back then...
+    later = decide(batch, [failed(code=3)], T0 + timedelta(seconds=61))
+    assert later.delete_batch  # ...and deletes it
+
+
+def test_a_batch_being_deleted_gets_no_new_worker() -> None:
+    batch = started(make_batch(retry={"backoff": NO_BACKOFF}))
+    saved(batch, 5)
+    batch.metadata.deletion_timestamp = format_time(T0)
+    d = decide(batch, [failed()], T0)
+    assert d.create_pod is None
+    d = decide(batch, [running()], T0)
+    assert d.create_pod is None
+    assert ("b-1", True) in d.delete_pods
+
+
+def test_a_deleted_worker_pod_is_an_uncounted_disruption_whether_seen_ending_or_gone() -> None:
+    seen = started(make_batch(retry={"maxRestarts": 0, "backoff": NO_BACKOFF}))
+    saved(seen, 5)
+    gone = seen.model_copy(deep=True)
+    # kubectl delete pod: SIGTERM, exit 143 while deleting, then the pod is removed.
+    ending = decide(seen, [failed(code=143, deleting=True)], T0)
+    vanished = decide(gone, [], T0)
+    for d in (ending, vanished):
+        assert d.status.restarts == 0
+        assert d.status.disruptions == 1
+        assert conditions(d)["Failed"][0] == "False"
+        assert d.create_pod is not None
+        assert d.create_pod.start_index == 5
+
+
+def test_a_pod_stuck_terminating_on_a_lost_node_is_force_deleted_and_replaced() -> None:
+    batch = started(make_batch(retry={"maxRestarts": 0, "backoff": NO_BACKOFF}))
+    saved(batch, 10)
+    # Taint-based eviction deleted it (30 s grace); its node never answers again.
+    lost = running(deleting=True, delete_by=format_time(T0 + timedelta(seconds=30)))
+    waiting = decide(batch, [lost], T0 + timedelta(minutes=1))
+    assert waiting.create_pod is None  # within the grace period and margin: wait
+    assert waiting.delete_pods == []
+    d = decide(batch, [lost], T0 + timedelta(minutes=10))
+    assert ("b-1", False) in d.delete_pods  # gracePeriodSeconds 0
+    assert d.create_pod is not None
+    assert (d.create_pod.name, d.create_pod.start_index) == ("b-2", 10)
+    assert d.status.disruptions == 1
+    assert d.status.restarts == 0
+    assert any("disruption (NodeLost)" in m for m in messages(d))
+
+
+def test_conditions_carry_the_generation_they_were_judged_against() -> None:
+    batch = started(make_batch())
+    settle(batch, decide(batch, [running()], T0))
+    batch.metadata.generation = 2  # e.g. retry.maxRestarts edited
+    d = decide(batch, [running()], T0)
+    assert d.status.observed_generation == 2
+    assert {c.type: c.observed_generation for c in d.status.conditions} == {
+        "Succeeded": 2,
+        "Failed": 2,
+        "Suspended": 2,
+        "Progressing": 2,
+    }

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from resumable._store import LocalStore
-from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
+from resumable.v1alpha1 import MAX_NAME_LENGTH, ResumableBatch, ResumableBatchStatus
 from resumable_operator import objects
 from resumable_operator.jsonpatch import PatchTestFailedError, apply_patch
 from resumable_operator.reconcile import Decision, EventPlan, PodView, decide
@@ -42,7 +42,7 @@ VOLUMES_DIR = "volumes"
 #: A name the API server accepts for a batch whose name also labels its pods:
 #: a DNS-1123 subdomain no longer than a label value (63).
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
-MAX_NAME = 63
+MAX_NAME = MAX_NAME_LENGTH
 
 
 class LocalRunError(Exception):

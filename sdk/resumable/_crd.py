@@ -122,6 +122,13 @@ def build_crd() -> dict[str, Any]:
                 "type": "object",
                 "description": v1alpha1.ResumableBatch.__doc__,
                 "required": ["spec"],
+                "x-kubernetes-validations": [
+                    {
+                        "rule": f"self.metadata.name.size() <= {v1alpha1.MAX_NAME_LENGTH}",
+                        "message": f"metadata.name must be at most {v1alpha1.MAX_NAME_LENGTH} "
+                        "characters: it labels the batch's pods",
+                    }
+                ],
                 "properties": {
                     "apiVersion": {"type": "string"},
                     "kind": {"type": "string"},

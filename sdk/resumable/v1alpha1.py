@@ -135,6 +135,12 @@ class CheckpointPolicy(_Model):
     )
 
 
+#: A Kubernetes label value (runId labels the worker pods), or empty.
+RUN_ID_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+#: The longest batch name: it is the value of the pods' resumable.dev/batch label.
+MAX_NAME_LENGTH = 63
+
+
 class Backoff(_Model):
     """Exponential backoff between attempts."""
 
@@ -230,7 +236,10 @@ class ResumableBatchSpec(_Model):
     run_id: str = Field(
         default="",
         max_length=63,
-        description="Changing it starts a clean rerun from item 1.",
+        pattern=RUN_ID_PATTERN,
+        description="Changing it starts a clean rerun from item 1. It labels the pods, so "
+        "it is a label value: letters, digits, '-', '_' and '.', starting and ending with "
+        "a letter or digit.",
     )
 
 

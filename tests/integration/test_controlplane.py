@@ -182,6 +182,25 @@ def test_negative_max_restarts_is_rejected_with_the_schema_message(
     assert kubectl("get", "rb", "bad", "-n", namespace).returncode != 0  # nothing was stored
 
 
+@pytest.mark.parametrize(
+    ("name", "spec", "says"),
+    [
+        ("n" * 64, {}, "metadata.name must be at most 63 characters: it labels the batch's pods"),
+        ("bad-run-id", {"runId": "v2 (retry)"}, "spec.runId"),
+    ],
+    ids=["name-over-63", "run-id-not-a-label-value"],
+)
+def test_what_could_not_label_a_pod_is_refused_at_admission(
+    kubectl: Callable[..., Any], namespace: str, name: str, spec: dict[str, Any], says: str
+) -> None:
+    # Either would make every pod create (and the label-selected pod list) fail later.
+    bad = batch_manifest(name, **spec)
+    res = kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(bad))
+    assert res.returncode != 0
+    assert says in res.stderr, res.stderr
+    assert kubectl("get", "rb", name, "-n", namespace).returncode != 0  # nothing was stored
+
+
 def test_cel_rule_is_enforced_with_its_message(
     custom: Any, namespace: str, crd_paths: list[Path]
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,8 @@ def crd_errors(schema: dict[str, Any], value: Any, path: str = "spec") -> list[s
         exclusive = schema.get("exclusiveMaximum") is True
         if value > schema["maximum"] or (exclusive and value == schema["maximum"]):
             errors.append(f"{path}: above maximum")
+    if "pattern" in schema and not re.search(schema["pattern"], value):
+        errors.append(f"{path}: does not match {schema['pattern']}")
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         errors.append(f"{path}: too long")
     if "minLength" in schema and len(value) < schema["minLength"]:
@@ -249,6 +252,8 @@ REJECTED = {
     "totalItems-negative": ("totalItems", -5, "totalItems"),
     "ttl-negative": ("ttlSecondsAfterFinished", -1, "ttlSecondsAfterFinished"),
     "runId-too-long": ("runId", "r" * 64, "runId"),
+    "runId-not-a-label-value": ("runId", "v2 (retry)", "runId"),
+    "runId-ends-with-a-dash": ("runId", "v2-", "runId"),
     "no-containers": ("template.spec.containers", [], "containers"),
     "no-template": ("template", None, "template"),
     "typo-in-a-field": ("checkpoint.everyItem", 5, "everyItem"),
@@ -256,6 +261,7 @@ REJECTED = {
 
 ACCEPTED = {
     "base": ("runId", ""),
+    "runId-label-value": ("runId", "2026-11-29_retry.2"),
     "backoff-equal": ("retry.backoff", {"initialSeconds": 5, "maxSeconds": 5}),
     "backoff-max-only-above-default": ("retry.backoff", {"maxSeconds": 60}),
     "every-item-policy": ("checkpoint", {"everyItems": 1, "minIntervalSeconds": 0}),

@@ -15,6 +15,7 @@ re-exports; the machinery is in the private modules beside it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from resumable._errors import (
@@ -72,7 +73,8 @@ def start(
     changes: dict[str, object] = {}
     if name is not None:
         changes["batch_name"] = name
-        if directory is None and settings is None:
+        if directory is None and settings is None and not os.environ.get("RESUMABLE_DIR"):
+            # Under `resumable run` RESUMABLE_DIR names the store the runner reads.
             changes["directory"] = Path(".resumable") / name
     if directory is not None:
         changes["directory"] = Path(directory)

@@ -13,10 +13,14 @@ import atexit
 import contextlib
 import hashlib
 import json
+import math
+import os
 import re
 import signal
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +28,7 @@ from types import FrameType, TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
 from resumable._errors import (
+    CorruptCheckpointError,
     FencedError,
     FingerprintMismatchError,
     ResumableError,
@@ -165,9 +170,19 @@ class Item(Generic[T]):
         return self.index + 1
 
     def add_usage(self, *, tokens: int = 0, cost_usd: float = 0.0) -> None:
-        """Record tokens and cost spent on this item; counted when it commits."""
-        if tokens < 0 or cost_usd < 0:
-            raise ValueError("usage must not be negative")
+        """Record tokens and cost spent on this item; counted when it commits.
+
+        ``tokens`` is a whole number and ``cost_usd`` a finite one, both >= 0: a
+        checkpoint holding 5228.75 tokens or a NaN cost could not be read back.
+        """
+        if isinstance(tokens, bool) or not isinstance(tokens, int):
+            raise TypeError(f"add_usage(tokens=...) must be an int, got {tokens!r}")
+        if isinstance(cost_usd, bool) or not isinstance(cost_usd, (int, float)):
+            raise TypeError(f"add_usage(cost_usd=...) must be a number, got {cost_usd!r}")
+        if tokens < 0 or not math.isfinite(cost_usd) or cost_usd < 0:
+            raise ValueError(
+                f"usage must be finite and not negative (tokens={tokens}, cost_usd={cost_usd})"
+            )
         self.tokens += tokens
         self.cost_usd += cost_usd
 
@@ -193,7 +208,9 @@ class Item(Generic[T]):
         if exc is None:
             self._run._commit(self)
             return False
-        if isinstance(exc, (SystemExit, KeyboardInterrupt, GeneratorExit)):
+        if not isinstance(exc, Exception):
+            # Exits, interrupts, task cancellation (asyncio.CancelledError): not the
+            # item's fault, so neither recorded against it nor swallowed.
             return False
         self._run._record_error(self, exc)
         return self._run._errors == "continue"
@@ -241,11 +258,17 @@ class Run:
         self._tokens = cp.tokens
         self._cost_usd = cp.cost_usd
         self._saved_next = status.checkpoint.next_index
-        self._completed = IndexSet() if cp.finished else IndexSet.parse(cp.completed)
         self._skipped = {s.index for s in status.skipped}
         self._start = settings.start_index or 0
-        self.context = dict(cp.context.get("user", {})) if isinstance(cp.context, dict) else {}
-        self._iteration = int(cp.context.get("iteration", 0)) if cp.context else 0
+        try:  # fields the schema lets through but this run cannot use
+            self._completed = IndexSet() if cp.finished else IndexSet.parse(cp.completed)
+            self.context = dict(cp.context.get("user", {})) if cp.context else {}
+            self._iteration = int(cp.context.get("iteration", 0)) if cp.context else 0
+            redone_saved = int(cp.context.get("redone", 0)) if cp.context else 0
+        except (TypeError, ValueError) as exc:
+            raise CorruptCheckpointError(
+                f"{checkpoints.describe()}: not a usable checkpoint: {exc}"
+            ) from exc
         self._total: int | None = settings.total_items or cp.total_items
         self._fingerprint = cp.fingerprint
         self.resumed_from = self._next_index()
@@ -261,11 +284,11 @@ class Run:
         redo_from = getattr(outputs, "read_inflight", lambda: None)()
         if redo_from is not None and not self._fresh:
             self.redone = sum(1 for i in range(self.resumed_from, redo_from) if not self.is_done(i))
-        self._redone_total = int(cp.context.get("redone", 0)) if cp.context else 0
-        self._redone_total += self.redone
+        self._redone_total = redone_saved + self.redone
         if settings.handle_signals:
             self._install_signal_handlers()
         atexit.register(self._atexit)
+        _live_runs.add(self)
 
     # ------------------------------------------------------------------ public
 
@@ -420,6 +443,14 @@ class Run:
             result: R = saved["result"]
             return result
         result = fn()
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            # Stored as JSON: anything else would come back as a string on resume.
+            raise TypeError(
+                f"step {key!r}: its result must be JSON (dict, list, str, number, bool, "
+                f"None), not {type(result).__name__}: {exc}"
+            ) from exc
         self._steps.put(full, {"result": result})
         self._steps.sync()
         # Hand back what was stored (JSON: int keys become strings, other values
@@ -465,7 +496,22 @@ class Run:
             message = f"{type(exc).__name__}: {exc}"
             self._checkpoint.last_error = message[:MAX_ERROR_CHARS]
             self._checkpoint.last_error_index = item.index
-        self._flush(final=True)
+            if self._errors == "continue":
+                # The loop goes on: the error is saved with the next write the policy
+                # allows (counted as unsaved work), not with a write per failed item.
+                self._coalescer.record(items=1)
+                if self._coalescer.due(self._clock()) and not self._fenced:
+                    self._write(final=False)
+                return
+        try:
+            self._flush(final=True)  # the worker stops: say where it died
+        except StoreUnavailableError as unsaved:
+            # The item's own exception is what the worker reports; the store's outage
+            # must not replace it. The exit hooks try the write once more.
+            print(
+                f"resumable: could not save the error of item {item.number}: {unsaved}",
+                file=sys.stderr,
+            )
 
     def _finish(self) -> None:
         total = self._total or 0
@@ -499,9 +545,17 @@ class Run:
         self._raise_deferred_signal()
 
     def _raise_deferred_signal(self) -> None:
-        """Act on a signal that arrived inside a critical section, once it is left."""
+        """Act on a signal that arrived inside a critical section, once it is left.
+
+        Only the main thread may act on it (Terminated in another thread would just
+        end that thread): elsewhere the signal is sent again, and the handler, which
+        Python runs in the main thread, raises it there.
+        """
         if self._critical == 0 and self._deferred_signal is not None:
             signum, self._deferred_signal = self._deferred_signal, None
+            if threading.current_thread() is not threading.main_thread():
+                signal.raise_signal(signum)
+                return
             raise Terminated(signum)
 
     def _build_checkpoint(self) -> Checkpoint:
@@ -622,3 +676,22 @@ class Run:
     def _atexit(self) -> None:
         with contextlib.suppress(ResumableError):
             self.close()
+
+    def _disarm_in_child(self) -> None:
+        """In a forked child: never flush the parent's progress (the parent does)."""
+        self._closed = True
+        self._fenced = True  # no write of any kind from this process
+        atexit.unregister(self._atexit)
+
+
+#: Every Run alive in this process, for the fork hook below.
+_live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+
+
+def _disarm_runs_in_child() -> None:
+    for run in list(_live_runs):
+        run._disarm_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_disarm_runs_in_child)

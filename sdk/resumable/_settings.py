@@ -36,7 +36,13 @@ def _int(env: Mapping[str, str], name: str) -> int | None:
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
-    return env.get(ENV_PREFIX + name, "").strip().lower() in ("1", "true", "yes", "on")
+    raw = env.get(ENV_PREFIX + name, "").strip()
+    value = raw.lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not a boolean (use 1 or 0)")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "resumable.dev"
@@ -286,6 +286,28 @@ class Checkpoint(_Model):
         description="True once every item is done: the position is cleared, the counts stay.",
     )
     updated_at: str = Field(default="", description="When the worker last wrote (RFC 3339).")
+
+    @field_validator("completed")
+    @classmethod
+    def _ranges(cls, value: str) -> str:
+        """Index ranges a run can read back ("0-46,48"), not just any short string."""
+        from resumable._ranges import IndexSet
+
+        IndexSet.parse(value)  # ValueError names the bad part
+        return value
+
+    @field_validator("context")
+    @classmethod
+    def _known_context(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """The context fields the SDK reads back have the types it reads them as."""
+        for name in ("iteration", "redone", "attempt"):
+            if name in value and (
+                isinstance(value[name], bool) or not isinstance(value[name], int)
+            ):
+                raise ValueError(f"context.{name} must be an integer, not {value[name]!r}")
+        if "user" in value and not isinstance(value["user"], dict):
+            raise ValueError(f"context.user must be an object, not {value['user']!r}")
+        return value
 
 
 class SkippedItem(_Model):

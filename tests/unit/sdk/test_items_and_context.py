@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runkit import MakeRun, RecordingStore, read_status
@@ -74,8 +75,34 @@ def test_item_number_is_one_based(make_run: MakeRun) -> None:
 
 def test_usage_must_not_be_negative(make_run: MakeRun) -> None:
     item = next(iter(make_run().items(range(1))))
-    with pytest.raises(ValueError, match="must not be negative"):
+    with pytest.raises(ValueError, match="must be finite and not negative"):
         item.add_usage(tokens=-1)
+
+
+@pytest.mark.parametrize(
+    ("usage", "error"),
+    [
+        ({"tokens": 5228.75}, TypeError),  # tokens=len(text) / 4
+        ({"tokens": True}, TypeError),
+        ({"cost_usd": float("nan")}, ValueError),
+        ({"cost_usd": float("inf")}, ValueError),
+        ({"cost_usd": "0.01"}, TypeError),
+    ],
+    ids=["fractional-tokens", "bool-tokens", "nan-cost", "infinite-cost", "text-cost"],
+)
+def test_usage_a_checkpoint_could_not_hold_is_refused_where_it_is_added(
+    make_run: MakeRun, usage: dict[str, Any], error: type[Exception]
+) -> None:
+    # Accepted, it was saved and then every later attempt found the checkpoint corrupt.
+    run = make_run()
+    for item in run.items(range(2)):
+        with item:
+            if item.index == 1:
+                with pytest.raises(error, match=r"add_usage|usage must be finite"):
+                    item.add_usage(**usage)
+            item.add_usage(tokens=10, cost_usd=0.5)
+    assert run.summary().tokens == 20
+    make_run()  # the saved checkpoint reads back (a corrupt one raises here)
 
 
 # ---------------------------------------------------------------- errors="continue"

@@ -357,7 +357,14 @@ def _api(args: argparse.Namespace) -> Any:
     try:
         return KubeApi.from_environment(kubeconfig=args.kubeconfig, context=args.context)
     except Exception as exc:
-        raise CliError(f"cannot load kubeconfig: {exc}") from exc
+        local = Path(".resumable") / str(getattr(args, "name", None) or "")
+        hint = (
+            f" (a local batch of that name keeps its state in {local}/status.json and its "
+            f"workers' output in {local}/logs/)"
+            if getattr(args, "name", None) and (local / "status.json").is_file()
+            else ""
+        )
+        raise CliError(f"cannot load kubeconfig: {exc}{hint}") from exc
 
 
 def _namespace(args: argparse.Namespace) -> str:

@@ -248,7 +248,8 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         progressing("Unknown", cond.REASON_RECONCILING, "Starting.")
         status.start_time = status.start_time or stamp
         status.run_id = spec.run_id
-        event("Normal", "Accepted", f"Batch accepted; {progress_text(0, total)} items to process")
+        items = f"{total} items to process" if total is not None else "the worker counts the items"
+        event("Normal", "Accepted", f"Batch accepted; {items}")
 
     finished = cond.is_true(status.conditions, cond.SUCCEEDED) or cond.is_true(
         status.conditions, cond.FAILED
@@ -628,8 +629,10 @@ def _start_attempt(
     of = total if total is not None else "?"
     fresh = start == 0 and not status.checkpoint.completed
     if attempt == 1 or fresh:
+        # Attempt 1, a rerun, or a restart before anything was saved: say which.
+        again = f" after {status.last_failure}" if status.last_failure and attempt > 1 else ""
         progressing("True", cond.REASON_POD_CREATED, f"Attempt {attempt} started at item 1/{of}.")
-        event("Normal", "Started", f"Started at item 1/{of} (attempt {attempt}, pod {name})")
+        event("Normal", "Started", f"Started at item 1/{of}{again} (attempt {attempt}, pod {name})")
     else:
         after = status.last_failure or "a restart"
         msg = f"Resumed at item {start + 1}/{of} after {after} (attempt {attempt})"

@@ -37,6 +37,8 @@ from resumable_operator.reconcile import Decision, EventPlan, PodView, decide
 POLL_SECONDS = 0.1
 #: Held (flock) by the one `resumable run` that owns a state directory.
 RUNNER_LOCK = "runner.lock"
+#: The name of the batch whose state a directory holds.
+BATCH_FILE = "batch-name"
 #: Where a container's volumeMounts live locally, under the state directory.
 VOLUMES_DIR = "volumes"
 #: A name the API server accepts for a batch whose name also labels its pods:
@@ -158,7 +160,28 @@ class LocalRunner:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            self._check_owner()
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
+
+    def _check_owner(self) -> None:
+        """Refuse a state directory another batch's state is in (lock held)."""
+        name = self.batch.metadata.name
+        owner = self.directory / BATCH_FILE
+        try:
+            recorded = owner.read_text().strip()
+        except FileNotFoundError:
+            recorded = ""
+        if recorded and recorded != name:
+            raise LocalRunError(
+                f"state directory {self.directory} holds batch {recorded!r}, not {name!r}: "
+                "give this batch its own --state-dir"
+            )
+        if not recorded:
+            owner.write_text(name + "\n")
 
     def _loop(self) -> RunResult:
         attempts = 0

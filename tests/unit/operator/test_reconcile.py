@@ -143,6 +143,7 @@ def test_first_sight_without_total_items_shows_an_unknown_total() -> None:
     assert d.create_pod is not None
     assert d.create_pod.total_items is None
     assert "Started at item 1/? (attempt 1, pod b-1)" in messages(d)
+    assert "Batch accepted; the worker counts the items" in messages(d)  # not "0 items"
     assert d.status.progress == "0"
 
 
@@ -435,6 +436,12 @@ def test_progress_between_deaths_restarts_the_item_count() -> None:
     d = decide(batch, [failed(code=1), failed("b-2", 2, code=1)], T0)
     assert d.status.stall == Stall(index=15, attempts=1)
     assert d.status.skipped == []
+
+
+def test_a_restart_before_anything_was_saved_says_why_it_starts_at_item_1_again() -> None:
+    batch = started(make_batch(total=10, retry={"backoff": NO_BACKOFF}))
+    d = decide(batch, [failed(code=1)], T0)
+    assert "Started at item 1/10 after exit 1 (attempt 2, pod b-2)" in messages(d)
 
 
 def test_workers_that_die_before_any_item_never_get_an_item_skipped() -> None:

@@ -543,6 +543,21 @@ def test_a_failed_batch_says_how_to_go_on_and_a_raised_max_restarts_resumes_it(
     assert "attempt 4: resuming at item 5/30" in (state / "logs" / "stuck-4.log").read_text()
 
 
+def test_a_state_dir_holding_another_batch_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "st"
+    first = write_manifest(tmp_path / "first.yaml", GOOD)
+    assert resumable("run", str(first), "--state-dir", str(state), cwd=tmp_path).returncode == 0
+    other = write_manifest(
+        tmp_path / "other.yaml", broken(lambda b: b["metadata"].update(name="other"))
+    )
+    result = resumable("run", str(other), "--state-dir", str(state), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: state directory {state} holds batch 'bad', not 'other': "
+        "give this batch its own --state-dir\n"
+    )
+
+
 def test_a_finished_batch_run_again_says_how_to_rerun_it(tmp_path: Path) -> None:
     path = write_manifest(tmp_path / "batch.yaml", GOOD)
     state = tmp_path / "st"

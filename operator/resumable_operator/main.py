@@ -53,9 +53,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resumable-operator: {exc}", file=sys.stderr)
         return 2
     configure_logging(config)
-    import kopf
+    try:
+        import kopf
 
-    from resumable_operator import handlers  # noqa: F401  (registers the handlers)
+        from resumable_operator import handlers  # noqa: F401  (registers the handlers)
+    except ModuleNotFoundError as exc:
+        print(
+            f"resumable-operator: needs {exc.name}: pip install 'resumable-batch[operator]'",
+            file=sys.stderr,
+        )
+        return 2
 
     kopf.configure(verbose=config.log_level == "DEBUG")
     configure_logging(config)

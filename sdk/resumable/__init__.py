@@ -82,7 +82,15 @@ def start(
         changes["policy"] = policy
     resolved = dataclasses.replace(base, **changes)  # type: ignore[arg-type]
     if resolved.store == "kube":
-        from resumable._kube import open_kube_store
+        try:
+            from resumable._kube import open_kube_store
+        except ModuleNotFoundError as exc:
+            if exc.name != "kubernetes":
+                raise
+            raise ConfigError(
+                "RESUMABLE_STORE=kube needs the Kubernetes client: "
+                "pip install 'resumable-batch[kube]'"
+            ) from exc
 
         checkpoints, outputs, steps = open_kube_store(resolved)
         return Run(resolved, checkpoints, outputs, steps)

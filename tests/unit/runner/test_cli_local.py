@@ -597,3 +597,25 @@ def test_no_subcommand_is_a_usage_error(tmp_path: Path) -> None:
     result = resumable(cwd=tmp_path)
     assert result.returncode == 2
     assert "usage: resumable" in result.stderr
+
+
+def test_cluster_commands_without_the_kubernetes_client_say_what_to_install(
+    tmp_path: Path,
+) -> None:
+    code = (
+        "import sys; sys.modules['kubernetes'] = None; "
+        "from resumable_operator.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    for command in (["get"], ["describe", "x"], ["status", "x"]):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *command],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, command
+        assert done.stderr == (
+            "error: cluster commands need the kubernetes client: "
+            "pip install 'resumable-batch[operator]'\n"
+        ), command

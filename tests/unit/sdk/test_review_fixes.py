@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -169,3 +170,26 @@ def test_a_boolean_setting_that_is_neither_yes_nor_no_is_an_error_naming_it(valu
         Settings.from_env({"RESUMABLE_CAREFUL": value})
     assert Settings.from_env({"RESUMABLE_CAREFUL": "0"}).careful is False
     assert Settings.from_env({"RESUMABLE_CAREFUL": "true"}).careful is True
+
+
+WITHOUT_KUBERNETES = "import sys; sys.modules['kubernetes'] = None; "
+
+
+def test_the_kube_store_without_the_kubernetes_client_says_what_to_install(
+    tmp_path: Path,
+) -> None:
+    code = WITHOUT_KUBERNETES + "import resumable; resumable.start()"
+    env = {
+        **os.environ,
+        "RESUMABLE_STORE": "kube",
+        "RESUMABLE_BATCH_NAME": "b",
+        "RESUMABLE_NAMESPACE": "ns",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "resumable._errors.ConfigError: RESUMABLE_STORE=kube needs the Kubernetes client: "
+        "pip install 'resumable-batch[kube]'"
+    )

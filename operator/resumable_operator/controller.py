@@ -1,10 +1,10 @@
 """The reconcile loop: a keyed work queue that reads, decides and acts, level-based.
 
 kopf's watch handlers only enqueue ``(namespace, name)`` keys; a few workers take
-keys one at a time (never the same key twice at once), read the batch and its pods
-fresh from the API server, ask :func:`reconcile.decide` what to do and apply it:
-status first (a JSON patch fenced on the attempt number), then pod deletions, the
-new pod, events. Duplicate keys collapse in the queue and a missed event is
+keys one at a time (never the same key twice at once), read the batch's pods and
+then the batch fresh from the API server, ask :func:`reconcile.decide` what to do
+and apply it: status first (a JSON patch fenced on the attempt number), then pod
+deletions, the new pod, events. Duplicate keys collapse in the queue and a missed event is
 caught by the periodic requeue, so neither matters. Writes happen only when the
 decision changed something.
 """
@@ -36,6 +36,10 @@ from resumable_operator.reconcile import (
 log = logging.getLogger("resumable_operator")
 
 Key = tuple[str, str]
+
+#: Checkpoint fields every worker write changes: the operator's status patch that
+#: accounts for an attempt's end tests them, so a write it did not see wins.
+_FENCE_FIELDS = ("nextIndex", "finished", "updatedAt")
 
 
 class Controller:
@@ -160,6 +164,11 @@ class Controller:
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Read, decide, act for one batch. Returns seconds until it should be looked at again."""
+        # Pods first, then the batch. A worker makes all its writes before its
+        # container ends, so a pod listed as ended has its last checkpoint in the
+        # batch read after it; read the other way round, a worker finishing in
+        # between looks like "exit 0 with items left" and the batch runs again.
+        listed = self._pods(namespace, name)
         try:
             raw = self.api.request("GET", batch_path(namespace, name))
         except ApiError as exc:
@@ -172,24 +181,21 @@ class Controller:
         except ValidationError as exc:
             log.error("%s/%s is not a valid ResumableBatch: %s", namespace, name, exc)
             return None
-        pods = self._pods(batch)
+        uid = batch.metadata.uid or ""
+        pods = [p for p in listed if _owned_by(p, uid)]
         views = [objects.pod_view(p) for p in pods]
         decision = decide(batch, views, datetime.now(UTC))
         return self._apply(batch, raw, decision, views)
 
-    def _pods(self, batch: ResumableBatch) -> list[dict[str, Any]]:
-        ns, name = batch.metadata.namespace, batch.metadata.name
+    def _pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The pods carrying the batch's label (any owner: the caller filters)."""
         listing = self.api.request(
-            "GET", f"/api/v1/namespaces/{ns}/pods", query={"labelSelector": f"{LABEL_BATCH}={name}"}
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods",
+            query={"labelSelector": f"{LABEL_BATCH}={name}"},
         )
         items: list[dict[str, Any]] = listing.get("items", [])
-        return [
-            p
-            for p in items
-            if any(
-                o.get("uid") == batch.metadata.uid for o in p["metadata"].get("ownerReferences", [])
-            )
-        ]
+        return items
 
     def _apply(
         self,
@@ -203,6 +209,10 @@ class Controller:
         if decision.status_changed:
             new = decision.status.model_dump(by_alias=True, exclude_none=True, mode="json")
             ops = objects.status_patch(raw.get("status"), new)
+            if ops and ops[0]["op"] == "test" and (decision.outcome or decision.bump_attempt):
+                # Accounting for an attempt's end (or starting one) from the checkpoint
+                # as read: a worker write since then must make us read again.
+                ops[1:1] = _checkpoint_fence(raw.get("status"))
             if ops:
                 try:
                     self.api.request(
@@ -316,3 +326,19 @@ class Controller:
         for type_ in cond.ALL_TYPES:
             count = sum(1 for true in self._conditions.values() if type_ in true)
             metrics.BATCHES.labels(condition=type_).set(count)
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """True when one of the object's ownerReferences names that uid."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid for r in refs)
+
+
+def _checkpoint_fence(status: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """``test`` ops on the checkpoint fields as read: a worker write since makes a 422."""
+    cp = (status or {}).get("checkpoint") or {}
+    return [
+        {"op": "test", "path": f"/status/checkpoint/{field_}", "value": cp[field_]}
+        for field_ in _FENCE_FIELDS
+        if field_ in cp
+    ]

@@ -1,0 +1,183 @@
+"""The operator's executor (controller.py) against the real control plane, driven in process.
+
+Each test calls ``Controller.reconcile()``, the code the operator runs for every
+batch, so the interleavings that matter (a worker finishing between two reads, a
+worker writing while the operator accounts for its end, an API server refusing a
+pod) happen at a chosen point instead of by luck. The API client can be wrapped
+to act just before a given request, as a concurrent worker or the garbage
+collector would.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resumable._kubeapi import JSON_PATCH, KubeApi, batch_path, load_api_client
+from resumable_operator.controller import Controller
+from scenarios import Scenario
+from tests.integration.harness import Batches, wait_for
+from tests.integration.test_operator import batch_manifest
+
+pytestmark = pytest.mark.integration
+
+SHORT = Scenario(id="short", items=20, fault={}, retry={}, phase="Succeeded", restarts=0)
+
+Hook = Callable[[str, str, dict[str, Any]], None]
+
+
+class HookedApi(KubeApi):
+    """A KubeApi that calls ``hook(method, path, query)`` before each request it sends."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        super().__init__(load_api_client(kubeconfig=str(kubeconfig)))
+        self.hook: Hook | None = None
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        if self.hook is not None:
+            self.hook(method, path, dict(kw.get("query") or {}))
+        return super().request(method, path, **kw)
+
+
+def idle_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    """A batch whose worker never writes (it sleeps): the test plays the worker."""
+    body: dict[str, Any] = {
+        "apiVersion": "resumable.dev/v1alpha1",
+        "kind": "ResumableBatch",
+        "metadata": {"name": name},
+        "spec": {
+            "totalItems": 10,
+            "template": {
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": "resumable-batch/worker:dev",
+                            "command": [sys.executable, "-c", "import time; time.sleep(300)"],
+                        }
+                    ],
+                }
+            },
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def pod_names(batches: Batches, name: str, *, uid: str | None = None) -> list[str]:
+    """Pods named after the batch (owned by ``uid`` when given), oldest attempt first.
+
+    Listed without a label selector: a batch name over 63 characters is no label value.
+    """
+    items = batches.api.request("GET", f"/api/v1/namespaces/{batches.namespace}/pods")["items"]
+    found = [
+        p["metadata"]["name"]
+        for p in items
+        if p["metadata"]["name"].rsplit("-", 1)[0] == name
+        and (uid is None or [o["uid"] for o in p["metadata"].get("ownerReferences", [])] == [uid])
+    ]
+    return sorted(found, key=lambda n: int(n.rsplit("-", 1)[1]))
+
+
+def pod_phase(batches: Batches, batch: str, pod: str) -> str:
+    for p in batches.pods(batch):
+        if p["metadata"]["name"] == pod:
+            return str(p.get("status", {}).get("phase", ""))
+    return "gone"
+
+
+def force_delete_pod(api: KubeApi, namespace: str, pod: str) -> None:
+    api.request(
+        "DELETE",
+        f"/api/v1/namespaces/{namespace}/pods/{pod}",
+        body={"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0},
+    )
+
+
+def worker_write(api: KubeApi, namespace: str, name: str, checkpoint: dict[str, Any]) -> None:
+    """A checkpoint write as the SDK's KubeStore sends it: fenced on attempt and position."""
+    current = api.request("GET", batch_path(namespace, name))["status"]["checkpoint"]
+    api.request(
+        "PATCH",
+        batch_path(namespace, name, status=True),
+        body=[
+            {"op": "test", "path": "/status/checkpoint/attempt", "value": current["attempt"]},
+            {"op": "test", "path": "/status/checkpoint/nextIndex", "value": current["nextIndex"]},
+            {"op": "replace", "path": "/status/checkpoint", "value": checkpoint},
+            {"op": "add", "path": "/status/progress", "value": f"{checkpoint['itemsDone']}/10"},
+        ],
+        content_type=JSON_PATCH,
+    )
+
+
+# ---- finding 1: the batch read must not be older than the pod list ------------------------
+
+
+def test_worker_finishing_just_before_the_pod_list_is_a_success_not_a_rerun(
+    kubeconfig: Path, namespace: str, batches: Batches, kubelet: Any, tmp_path: Path
+) -> None:
+    api = HookedApi(kubeconfig)
+    ctl = Controller(api, workers=1)
+    batches.create(batch_manifest(SHORT, "race", tmp_path / "out", delay=0.2))
+    ctl.reconcile(namespace, "race")  # creates race-1
+    kubelet.wait_running(namespace, "race-1")
+
+    def finish_before_listing(method: str, path: str, query: dict[str, Any]) -> None:
+        # The worker writes its finished checkpoint and exits just before the pod LIST.
+        if method == "GET" and path.endswith("/pods") and "labelSelector" in query:
+            wait_for(
+                "race-1 to succeed", lambda: pod_phase(batches, "race", "race-1") == "Succeeded"
+            )
+
+    api.hook = finish_before_listing
+    ctl.reconcile(namespace, "race")
+    api.hook = None
+    time.sleep(2.5)  # past the default 2 s backoff a wrong "exit 0 with items left" would set
+    for _ in range(2):
+        ctl.reconcile(namespace, "race")
+    status = batches.get("race")["status"]
+    assert status["phase"] == "Succeeded", (status.get("lastFailure"), status["conditions"])
+    assert status["restarts"] == 0
+    assert pod_names(batches, "race") == ["race-1"]  # the batch did not run again from item 1
+
+
+def test_worker_write_while_its_end_is_accounted_is_reread_not_overwritten(
+    kubeconfig: Path, namespace: str, batches: Batches, tmp_path: Path
+) -> None:
+    # A pod removed from the API (force-deleted, or its node lost) may still have a
+    # process that writes. Its last write must not be buried under the operator's
+    # "attempt ended" patch computed from the checkpoint read before it.
+    api = HookedApi(kubeconfig)
+    ctl = Controller(api, workers=1)
+    batches.create(idle_manifest("fence"))
+    ctl.reconcile(namespace, "fence")  # attempt 1: pod fence-1
+    saved = {"nextIndex": 4, "completed": "0-3", "attempt": 1, "itemsDone": 4,
+             "context": {"attempt": 1}, "updatedAt": "2030-01-01T00:00:01Z"}  # fmt: skip
+    worker_write(api, namespace, "fence", saved)
+    force_delete_pod(api, namespace, "fence-1")
+    finished = {"nextIndex": 0, "completed": "", "attempt": 1, "itemsDone": 10, "finished": True,
+                "context": {"attempt": 1}, "updatedAt": "2030-01-01T00:00:02Z"}  # fmt: skip
+    written: list[bool] = []
+
+    def worker_finishes_first(method: str, path: str, query: dict[str, Any]) -> None:
+        if method == "PATCH" and path.endswith("/status") and not written:
+            written.append(True)
+            worker_write(api, namespace, "fence", finished)
+
+    api.hook = worker_finishes_first
+    ctl.reconcile(namespace, "fence")
+    api.hook = None
+    assert written
+    for _ in range(2):
+        ctl.reconcile(namespace, "fence")
+    status = batches.get("fence")["status"]
+    assert status["phase"] == "Succeeded", (status.get("lastFailure"), status["conditions"])
+    assert status["checkpoint"]["finished"] is True
+    assert status["checkpoint"]["itemsDone"] == 10
+    assert pod_names(batches, "fence") == []  # no attempt 2 over the finished checkpoint

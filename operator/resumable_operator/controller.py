@@ -7,12 +7,18 @@ and apply it: status first (a JSON patch fenced on the attempt number), then pod
 deletions, the new pod, events. Duplicate keys collapse in the queue and a missed event is
 caught by the periodic requeue, so neither matters. Writes happen only when the
 decision changed something.
+
+The queue, its sets and the timers belong to the event loop's thread: ``enqueue``
+called from any other thread hands itself over to the loop. Reconciles run in
+worker threads; the bookkeeping they share is under a lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
-from resumable.v1alpha1 import ResumableBatch
+from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_operator import conditions as cond
 from resumable_operator import metrics, objects
 from resumable_operator.reconcile import (
@@ -54,16 +60,20 @@ class Controller:
         self._again: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        # Shared by the reconcile threads (and the loop): guarded by _lock.
+        self._lock = threading.Lock()
         self._conditions: dict[Key, frozenset[str]] = {}
         self._seen_items: dict[Key, tuple[str, int, dict[str, Any], int]] = {}
         self._rbac_ready: set[str] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ queue
 
     def start(self) -> None:
         """Start the workers on the running event loop."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         for index in range(self.workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-{index}"))
 
@@ -75,8 +85,21 @@ class Controller:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _off_loop(self) -> bool:
+        """True when called from a thread other than the running loop's."""
+        return self._loop is not None and threading.get_ident() != self._loop_thread
+
     def enqueue(self, namespace: str, name: str, *, delay: float = 0.0) -> None:
-        """Ask for a reconcile of the batch, now or after a delay. Duplicates collapse."""
+        """Ask for a reconcile of the batch, now or after a delay. Duplicates collapse.
+
+        Safe from any thread: off the loop's thread it only schedules itself there.
+        """
+        if self._off_loop():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(
+                functools.partial(self.enqueue, namespace, name, delay=delay)
+            )
+            return
         key = (namespace, name)
         if delay > 0:
             loop = self._loop or asyncio.get_running_loop()
@@ -99,19 +122,30 @@ class Controller:
         self.enqueue(*key)
 
     def forget(self, namespace: str, name: str) -> None:
-        """The batch is gone: drop its timers and metrics state."""
+        """The batch is gone: drop its timers and metrics state. Safe from any thread."""
         key = (namespace, name)
+        if self._off_loop():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._cancel_timer, key)
+        else:
+            self._cancel_timer(key)
+        with self._lock:
+            self._conditions.pop(key, None)
+            self._seen_items.pop(key, None)
+            self._update_phase_gauge()
+
+    def _cancel_timer(self, key: Key) -> None:
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
-        self._conditions.pop(key, None)
-        self._seen_items.pop(key, None)
-        self._update_phase_gauge()
 
     async def _work(self) -> None:
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
+            if key in self._running:  # never two reconciles of one batch at once
+                self._again.add(key)
+                continue
             self._running.add(key)
             try:
                 requeue = await asyncio.to_thread(self.reconcile, *key)
@@ -141,7 +175,9 @@ class Controller:
         done = int(cp.get("itemsDone", 0) or 0)
         context = cp.get("context") or {}
         redone = int(context.get("redone", 0) or 0) if isinstance(context, dict) else 0
-        seen = self._seen_items.get(key)
+        with self._lock:
+            seen = self._seen_items.get(key)
+            self._seen_items[key] = (uid, done, cp, redone)
         if seen is not None and seen[0] == uid:
             if done > seen[1]:
                 metrics.ITEMS_COMPLETED.inc(done - seen[1])
@@ -149,7 +185,6 @@ class Controller:
                 metrics.CHECKPOINT_WRITES.inc()
             if redone > seen[3]:
                 metrics.ITEMS_REDONE.inc(redone - seen[3])
-        self._seen_items[key] = (uid, done, cp, redone)
         generation = meta.get("generation")
         conditions = status.get("conditions") or []
         if (
@@ -270,13 +305,17 @@ class Controller:
                     raise
             self.forget(ns, name)
             return None
-        self._conditions[key] = frozenset(
-            c.type for c in decision.status.conditions if c.status == "True"
-        )
-        self._update_phase_gauge()
+        self._record_conditions(key, decision.status)
         if decision.create_pod is not None:
             return RESYNC_SECONDS
         return decision.requeue_after
+
+    def _record_conditions(self, key: Key, status: ResumableBatchStatus) -> None:
+        with self._lock:
+            self._conditions[key] = frozenset(
+                c.type for c in status.conditions if c.status == "True"
+            )
+            self._update_phase_gauge()
 
     def _delete_pod(self, ns: str, name: str, *, graceful: bool) -> None:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
@@ -323,6 +362,7 @@ class Controller:
         log.info("%s/%s %s: %s", batch.metadata.namespace, batch.metadata.name, reason, message)
 
     def _update_phase_gauge(self) -> None:
+        """Set the per-condition gauge (called with _lock held)."""
         for type_ in cond.ALL_TYPES:
             count = sum(1 for true in self._conditions.values() if type_ in true)
             metrics.BATCHES.labels(condition=type_).set(count)

@@ -116,6 +116,14 @@ def worker_write(api: KubeApi, namespace: str, name: str, checkpoint: dict[str, 
     )
 
 
+def reasons(batches: Batches, name: str) -> list[str]:
+    return [e["reason"] for e in batches.events(name)]
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
 # ---- finding 1: the batch read must not be older than the pod list ------------------------
 
 
@@ -181,3 +189,103 @@ def test_worker_write_while_its_end_is_accounted_is_reread_not_overwritten(
     assert status["checkpoint"]["finished"] is True
     assert status["checkpoint"]["itemsDone"] == 10
     assert pod_names(batches, "fence") == []  # no attempt 2 over the finished checkpoint
+
+
+# ---- finding 3: pods the API server refuses ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "says"),
+    [
+        ("badrunid", {"runId": "v2 (retry)"}, 'Invalid value: "v2 (retry)"'),
+        ("x" * 64, {}, "must be no more than 63"),
+    ],
+    ids=["run-id-not-a-label-value", "batch-name-over-63"],
+)
+def test_pod_the_api_server_rejects_as_invalid_fails_the_batch_with_the_servers_message(
+    kubeconfig: Path,
+    namespace: str,
+    batches: Batches,
+    name: str,
+    spec: dict[str, Any],
+    says: str,
+) -> None:
+    ctl = Controller(KubeApi.from_environment(kubeconfig=str(kubeconfig)), workers=1)
+    batches.create(idle_manifest(name, **spec))
+    for _ in range(4):  # later passes (resyncs, events) change nothing
+        ctl.reconcile(namespace, name)
+    status = batches.get(name)["status"]
+    assert status["phase"] == "Failed"
+    failed = condition(status, "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "PodCreateFailed")
+    assert says in failed["message"]
+    assert condition(status, "Succeeded")["status"] == "False"
+    assert condition(status, "Progressing")["status"] == "False"
+    assert status["checkpoint"]["attempt"] == 1
+    assert status["disruptions"] == 0
+    assert status.get("activePod", "") == ""
+    assert status.get("completionTime")
+    assert pod_names(batches, name) == []
+    seen = reasons(batches, name)
+    assert "Accepted" in seen  # the decision's own events are posted too
+    assert seen.count("PodCreateFailed") == 1
+    assert "Started" not in seen  # nothing started
+
+
+def test_fixing_the_template_of_a_batch_failed_by_an_invalid_pod_starts_the_worker(
+    kubeconfig: Path, namespace: str, batches: Batches
+) -> None:
+    ctl = Controller(KubeApi.from_environment(kubeconfig=str(kubeconfig)), workers=1)
+    body = idle_manifest("fixme")
+    body["spec"]["template"]["metadata"] = {"labels": {"team": "not a label value"}}
+    batches.create(body)
+    ctl.reconcile(namespace, "fixme")
+    assert batches.get("fixme")["status"]["phase"] == "Failed"
+    batches.patch_spec("fixme", {"template": {"metadata": {"labels": {"team": "docs"}}}})
+    ctl.reconcile(namespace, "fixme")
+    status = batches.get("fixme")["status"]
+    assert status["phase"] == "Running", status["conditions"]
+    assert condition(status, "Failed")["status"] == "False"
+    assert status["activePod"] == "fixme-2"
+    assert pod_names(batches, "fixme") == ["fixme-2"]
+    assert status["disruptions"] == 0
+    assert status["restarts"] == 0
+
+
+def test_pod_create_forbidden_for_now_is_retried_for_the_same_attempt_with_growing_delays(
+    kubeconfig: Path, namespace: str, batches: Batches, api: KubeApi
+) -> None:
+    # A missing service account is a 403 from admission, like an exhausted quota:
+    # it can go away, so the batch waits; it neither fails nor burns attempts.
+    ctl = Controller(KubeApi.from_environment(kubeconfig=str(kubeconfig)), workers=1)
+    body = idle_manifest("waits")
+    body["spec"]["template"]["spec"]["serviceAccountName"] = "not-yet"
+    batches.create(body)
+    delays = []
+    for _ in range(3):
+        delay = ctl.reconcile(namespace, "waits")
+        assert delay is not None
+        delays.append(delay)
+        time.sleep(delay)
+    assert delays[0] < delays[1] < delays[2] <= 300, delays
+    status = batches.get("waits")["status"]
+    assert status["checkpoint"]["attempt"] == 1
+    assert status["disruptions"] == 0
+    assert status["restarts"] == 0
+    assert status["phase"] == "Running"
+    assert pod_names(batches, "waits") == []
+    seen = reasons(batches, "waits")
+    assert seen.count("PodCreateFailed") == 3
+    assert "Disrupted" not in seen
+    assert "Started" not in seen
+    api.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts",
+        body={"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "not-yet"}},
+    )
+    ctl.reconcile(namespace, "waits")
+    status = batches.get("waits")["status"]
+    assert pod_names(batches, "waits") == ["waits-1"]  # the same attempt, at last
+    assert status["checkpoint"]["attempt"] == 1
+    assert status["disruptions"] == 0
+    assert reasons(batches, "waits").count("Started") == 1

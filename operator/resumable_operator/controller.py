@@ -66,7 +66,7 @@ _START_REASONS = frozenset({"Started", cond.REASON_RESUMED})
 #: accounts for an attempt's end tests them, so a write it did not see wins.
 _FENCE_FIELDS = ("nextIndex", "finished", "updatedAt")
 
-CreateResult = Literal["created", "refused", "retry"]
+CreateResult = Literal["created", "refused", "retry", "taken"]
 
 
 @dataclass
@@ -101,7 +101,7 @@ class Controller:
         self._conditions: dict[Key, frozenset[str]] = {}
         self._seen_items: dict[Key, tuple[str, int, dict[str, Any], int]] = {}
         self._pending: dict[Key, _PendingCreate] = {}
-        self._rbac_ready: set[str] = set()
+        self._name_taken: dict[Key, tuple[str, str]] = {}  # (batch uid, pod name)
 
     # ------------------------------------------------------------------ queue
 
@@ -168,6 +168,7 @@ class Controller:
             self._conditions.pop(key, None)
             self._seen_items.pop(key, None)
             self._pending.pop(key, None)
+            self._name_taken.pop(key, None)
             self._update_phase_gauge()
 
     def _cancel_timer(self, key: Key) -> None:
@@ -255,6 +256,7 @@ class Controller:
             return None
         uid = batch.metadata.uid or ""
         pods = [p for p in listed if _owned_by(p, uid)]
+        others = {p["metadata"]["name"] for p in listed if not _owned_by(p, uid)}
         views = [objects.pod_view(p) for p in pods]
         names = {v.name for v in views}
         status = batch.status
@@ -262,6 +264,7 @@ class Controller:
 
         with self._lock:
             pending = self._pending.get(key)
+            taken = self._name_taken.get(key)
         if pending is not None and (
             pending.uid != uid
             or status.active_pod != pending.plan.name
@@ -274,6 +277,19 @@ class Controller:
         if pending is not None:
             # Not created yet: the attempt is still ours, not a vanished pod.
             views.append(PodView(pending.plan.name, pending.plan.attempt, "Pending"))
+        elif (
+            status.active_pod
+            and status.active_pod not in names
+            and (status.active_pod in others or taken == (uid, status.active_pod))
+        ):
+            # The attempt's pod name is held by another batch's pod (an earlier batch
+            # of the same name): ours never existed, so no disruption; the next
+            # attempt gets the next name.
+            log.info(
+                "%s/%s: pod name %s is taken; next attempt", namespace, name, status.active_pod
+            )
+            status.active_pod = ""
+            forced = True
         if _failed_create_edited(batch):
             self._reopen_failed_create(batch)
             forced = True
@@ -418,6 +434,10 @@ class Controller:
         outcome, message, retry_after = self._create_worker(batch, plan)
         with self._lock:
             self._pending.pop(key, None)
+            if outcome == "taken":
+                self._name_taken[key] = (pending.uid, plan.name)
+            else:
+                self._name_taken.pop(key, None)
         if outcome == "created":
             events.extend(pending.events)
             if pending.resumed_after is not None:
@@ -425,6 +445,9 @@ class Controller:
                     pending.resumed_after + (time.monotonic() - pending.decided_at)
                 )
             return RESYNC_SECONDS, ""
+        if outcome == "taken":
+            log.info("%s/%s: %s; moving to the next attempt", ns, name, message)
+            return 0.05, ""
         if outcome == "refused":
             return requeue, message
         pending.failures += 1
@@ -451,14 +474,25 @@ class Controller:
         ns = batch.metadata.namespace or "default"
         try:
             if not batch.spec.template.spec.service_account_name:
-                self._ensure_worker_rbac(batch)
+                waiting = self._ensure_worker_rbac(batch)
+                if waiting:
+                    return "retry", waiting, None
             try:
                 self.api.request(
                     "POST", f"/api/v1/namespaces/{ns}/pods", body=objects.build_pod(batch, plan)
                 )
             except ApiError as exc:
-                if exc.status != 409:  # 409: an earlier create went through after all
+                if exc.status != 409:
                     raise
+                try:
+                    existing = self.api.request("GET", f"/api/v1/namespaces/{ns}/pods/{plan.name}")
+                except ApiError as gone:
+                    if gone.status == 404:  # deleted in between: try again soon
+                        return "retry", f"pod {plan.name} was being deleted", None
+                    raise
+                if not _owned_by(existing, batch.metadata.uid or ""):
+                    return "taken", f"pod {plan.name} belongs to another object", None
+                # Ours: an earlier create went through after all.
         except ApiError as exc:
             if exc.status in (400, 422):
                 return "refused", exc.message, None
@@ -530,10 +564,14 @@ class Controller:
             if exc.status != 404:
                 raise
 
-    def _ensure_worker_rbac(self, batch: ResumableBatch) -> None:
-        uid = batch.metadata.uid or ""
-        if uid in self._rbac_ready:
-            return
+    def _ensure_worker_rbac(self, batch: ResumableBatch) -> str:
+        """Make sure the batch's worker ServiceAccount, Role and RoleBinding exist.
+
+        Checked before every pod it creates (they may have been deleted since).
+        Returns why the pod must wait ("" when it need not): an object of that name
+        still controlled by an earlier batch of the same name, which the garbage
+        collector is about to delete. Raises ApiError when the server refuses.
+        """
         ns = batch.metadata.namespace
         paths = {
             "ServiceAccount": f"/api/v1/namespaces/{ns}/serviceaccounts",
@@ -541,12 +579,33 @@ class Controller:
             "RoleBinding": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
         }
         for obj in objects.worker_rbac(batch):
+            kind, obj_name = obj["kind"], obj["metadata"]["name"]
+            url = f"{paths[kind]}/{obj_name}"
             try:
-                self.api.request("POST", paths[obj["kind"]], body=obj)
+                existing = self.api.request("GET", url)
             except ApiError as exc:
-                if exc.status != 409:
+                if exc.status != 404:
                     raise
-        self._rbac_ready.add(uid)
+                try:
+                    self.api.request("POST", paths[kind], body=obj)
+                    continue
+                except ApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    return f"{kind} {obj_name} was created by someone else meanwhile"
+            owner = _controller_ref(existing)
+            if (
+                owner is not None
+                and owner.get("kind") == v1alpha1.KIND
+                and owner.get("name") == batch.metadata.name
+                and owner.get("uid") != batch.metadata.uid
+            ):
+                return (
+                    f"{kind} {obj_name} still belongs to an earlier batch named "
+                    f"{batch.metadata.name}; waiting for the garbage collector to remove it"
+                )
+            # Ours, or not made by an earlier batch (nothing deletes it): used as is.
+        return ""
 
     def _event(
         self, batch: ResumableBatch, type_: str, reason: str, message: str, stamp: str

@@ -27,6 +27,7 @@ from tests.integration.test_operator import batch_manifest
 pytestmark = pytest.mark.integration
 
 SHORT = Scenario(id="short", items=20, fault={}, retry={}, phase="Succeeded", restarts=0)
+RBAC = "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
 
 Hook = Callable[[str, str, dict[str, Any]], None]
 
@@ -122,6 +123,20 @@ def reasons(batches: Batches, name: str) -> list[str]:
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
     return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def rbac_paths(namespace: str, name: str) -> list[str]:
+    rbac = RBAC.format(ns=namespace)
+    return [
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}-worker",
+        f"{rbac}/roles/{name}-worker",
+        f"{rbac}/rolebindings/{name}-worker",
+    ]
+
+
+def owners(api: KubeApi, path: str) -> list[str]:
+    meta = api.request("GET", path)["metadata"]
+    return [o["uid"] for o in meta.get("ownerReferences", [])]
 
 
 # ---- finding 1: the batch read must not be older than the pod list ------------------------
@@ -289,3 +304,80 @@ def test_pod_create_forbidden_for_now_is_retried_for_the_same_attempt_with_growi
     assert status["checkpoint"]["attempt"] == 1
     assert status["disruptions"] == 0
     assert reasons(batches, "waits").count("Started") == 1
+
+
+# ---- finding 4: objects left by an earlier batch of the same name -------------------------
+
+
+def test_recreated_batch_waits_for_the_old_worker_rbac_to_go_and_then_owns_its_own(
+    kubeconfig: Path, namespace: str, batches: Batches, api: KubeApi
+) -> None:
+    ctl = Controller(KubeApi.from_environment(kubeconfig=str(kubeconfig)), workers=1)
+    first = batches.create(idle_manifest("again"))
+    ctl.reconcile(namespace, "again")
+    assert pod_names(batches, "again") == ["again-1"]
+    # kubectl delete rb again && kubectl apply: the garbage collector removes the old
+    # batch's pods and RBAC some time later (no GC runs here: the test plays it).
+    api.request("DELETE", batch_path(namespace, "again"))
+    force_delete_pod(api, namespace, "again-1")
+    second = batches.create(idle_manifest("again"))
+    old, new = first["metadata"]["uid"], second["metadata"]["uid"]
+    delay = ctl.reconcile(namespace, "again")
+    for path in rbac_paths(namespace, "again"):
+        assert owners(api, path) == [old]  # not taken over: the GC is about to delete it
+    assert pod_names(batches, "again") == []  # no worker that would lose its account
+    for path in rbac_paths(namespace, "again"):
+        api.request("DELETE", path)  # what the GC does: their owner is gone
+    assert delay is not None
+    assert delay < 5
+    time.sleep(delay)
+    ctl.reconcile(namespace, "again")
+    for path in rbac_paths(namespace, "again"):
+        assert owners(api, path) == [new]
+    assert pod_names(batches, "again", uid=new) == ["again-1"]
+    status = batches.get("again")["status"]
+    assert status["checkpoint"]["attempt"] == 1
+    assert status["disruptions"] == 0
+
+
+def test_worker_rbac_deleted_mid_run_is_recreated_for_the_next_attempt(
+    kubeconfig: Path, namespace: str, batches: Batches, api: KubeApi
+) -> None:
+    ctl = Controller(KubeApi.from_environment(kubeconfig=str(kubeconfig)), workers=1)
+    created = batches.create(idle_manifest("rbacgone"))
+    ctl.reconcile(namespace, "rbacgone")
+    for path in rbac_paths(namespace, "rbacgone"):
+        api.request("DELETE", path)
+    force_delete_pod(api, namespace, "rbacgone-1")  # e.g. its node went away
+    ctl.reconcile(namespace, "rbacgone")
+    for path in rbac_paths(namespace, "rbacgone"):
+        assert owners(api, path) == [created["metadata"]["uid"]]
+    assert pod_names(batches, "rbacgone") == ["rbacgone-2"]
+
+
+def test_pod_name_held_by_an_earlier_batchs_pod_moves_on_without_a_disruption(
+    kubeconfig: Path, namespace: str, batches: Batches, api: KubeApi
+) -> None:
+    ctl = Controller(KubeApi.from_environment(kubeconfig=str(kubeconfig)), workers=1)
+
+    def manifest() -> dict[str, Any]:
+        body = idle_manifest("taken")
+        body["spec"]["template"]["spec"]["serviceAccountName"] = "default"
+        return body
+
+    batches.create(manifest())
+    ctl.reconcile(namespace, "taken")
+    # Deleted, and the garbage collector has not removed its pod yet (none runs here),
+    # or the pod was orphaned: either way the name "taken-1" is not free.
+    api.request("DELETE", batch_path(namespace, "taken"))
+    second = batches.create(manifest())
+    new = second["metadata"]["uid"]
+    for _ in range(3):
+        ctl.reconcile(namespace, "taken")
+    assert pod_names(batches, "taken", uid=new) == ["taken-2"]
+    assert "taken-1" in pod_names(batches, "taken")  # the old one, left alone
+    status = batches.get("taken")["status"]
+    assert status["activePod"] == "taken-2"
+    assert status["disruptions"] == 0
+    assert status["restarts"] == 0
+    assert "Disrupted" not in reasons(batches, "taken")

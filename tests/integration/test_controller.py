@@ -72,10 +72,7 @@ def idle_manifest(name: str, **spec: Any) -> dict[str, Any]:
 
 
 def pod_names(batches: Batches, name: str, *, uid: str | None = None) -> list[str]:
-    """Pods named after the batch (owned by ``uid`` when given), oldest attempt first.
-
-    Listed without a label selector: a batch name over 63 characters is no label value.
-    """
+    """Pods named after the batch (owned by ``uid`` when given), oldest attempt first."""
     items = batches.api.request("GET", f"/api/v1/namespaces/{batches.namespace}/pods")["items"]
     found = [
         p["metadata"]["name"]
@@ -209,24 +206,34 @@ def test_worker_write_while_its_end_is_accounted_is_reread_not_overwritten(
 # ---- finding 3: pods the API server refuses ---------------------------------------------
 
 
+def invalid_label(body: dict[str, Any]) -> None:
+    body["spec"]["template"]["metadata"] = {"labels": {"team": "not a label value"}}
+
+
+def invalid_container_name(body: dict[str, Any]) -> None:
+    body["spec"]["template"]["spec"]["containers"][0]["name"] = "Worker_1"
+
+
 @pytest.mark.parametrize(
-    ("name", "spec", "says"),
+    ("name", "breaks", "says"),
     [
-        ("badrunid", {"runId": "v2 (retry)"}, 'Invalid value: "v2 (retry)"'),
-        ("x" * 64, {}, "must be no more than 63"),
+        ("badlabel", invalid_label, 'Invalid value: "not a label value"'),
+        ("badcontainer", invalid_container_name, 'Invalid value: "Worker_1"'),
     ],
-    ids=["run-id-not-a-label-value", "batch-name-over-63"],
+    ids=["label-value", "container-name"],
 )
 def test_pod_the_api_server_rejects_as_invalid_fails_the_batch_with_the_servers_message(
     kubeconfig: Path,
     namespace: str,
     batches: Batches,
     name: str,
-    spec: dict[str, Any],
+    breaks: Callable[[dict[str, Any]], None],
     says: str,
 ) -> None:
     ctl = Controller(KubeApi.from_environment(kubeconfig=str(kubeconfig)), workers=1)
-    batches.create(idle_manifest(name, **spec))
+    body = idle_manifest(name)
+    breaks(body)
+    batches.create(body)
     for _ in range(4):  # later passes (resyncs, events) change nothing
         ctl.reconcile(namespace, name)
     status = batches.get(name)["status"]

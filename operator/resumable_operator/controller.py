@@ -1,32 +1,48 @@
 """The reconcile loop: a keyed work queue that reads, decides and acts, level-based.
 
 kopf's watch handlers only enqueue ``(namespace, name)`` keys; a few workers take
-keys one at a time (never the same key twice at once), read the batch and its pods
-fresh from the API server, ask :func:`reconcile.decide` what to do and apply it:
-status first (a JSON patch fenced on the attempt number), then pod deletions, the
-new pod, events. Duplicate keys collapse in the queue and a missed event is
-caught by the periodic requeue, so neither matters. Writes happen only when the
-decision changed something.
+keys one at a time (never the same key twice at once), read the batch's pods and
+then the batch fresh from the API server, ask :func:`reconcile.decide` what to do
+and apply it: status first (a JSON patch fenced on the attempt number), then pod
+deletions, the new pod, events. Duplicate keys collapse in the queue and a missed
+event is caught by the periodic requeue, so neither matters. Writes happen only
+when the decision changed something.
+
+The queue, its sets and the timers belong to the event loop's thread: ``enqueue``
+called from any other thread hands itself over to the loop. Reconciles run in
+worker threads; the bookkeeping they share is under a lock.
+
+Pod creation can be refused. A refusal no retry can fix (400/422: an invalid
+pod, e.g. a label value) fails the batch with reason ``PodCreateFailed``; editing
+the spec tries again. A refusal that may pass (403: quota, a missing service
+account; 429, 5xx) is retried for the same attempt with a growing delay,
+counting neither a restart nor a disruption.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from resumable import v1alpha1
 from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
-from resumable.v1alpha1 import ResumableBatch
+from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_operator import conditions as cond
 from resumable_operator import metrics, objects
 from resumable_operator.reconcile import (
     LABEL_BATCH,
     RESYNC_SECONDS,
     Decision,
+    EventPlan,
+    PodPlan,
     PodView,
     decide,
     finished_pods_to_prune,
@@ -36,6 +52,34 @@ from resumable_operator.reconcile import (
 log = logging.getLogger("resumable_operator")
 
 Key = tuple[str, str]
+
+#: Reason of the Failed condition (and of the Warning events) when the API server
+#: refuses the worker pod or its ServiceAccount, Role or RoleBinding.
+REASON_POD_CREATE_FAILED = "PodCreateFailed"
+#: The Failed condition's reason once a spec edit lets a refused pod be tried again.
+REASON_SPEC_CHANGED = "SpecChanged"
+#: Longest wait between two tries of a create the API server turned down for now.
+CREATE_RETRY_MAX_SECONDS = 300.0
+#: Events that say an attempt's pod exists: held back until it does.
+_START_REASONS = frozenset({"Started", cond.REASON_RESUMED})
+#: Checkpoint fields every worker write changes: the operator's status patch that
+#: accounts for an attempt's end tests them, so a write it did not see wins.
+_FENCE_FIELDS = ("nextIndex", "finished", "updatedAt")
+
+CreateResult = Literal["created", "refused", "retry", "taken"]
+
+
+@dataclass
+class _PendingCreate:
+    """An attempt recorded in status whose pod the API server has not accepted yet."""
+
+    uid: str
+    plan: PodPlan
+    failures: int
+    due: float  # time.monotonic()
+    events: list[EventPlan] = field(default_factory=list)  # Started/Resumed, once created
+    resumed_after: float | None = None  # seconds from the failure to the decision
+    decided_at: float = field(default_factory=time.monotonic)
 
 
 class Controller:
@@ -50,16 +94,21 @@ class Controller:
         self._again: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        # Shared by the reconcile threads (and the loop): guarded by _lock.
+        self._lock = threading.Lock()
         self._conditions: dict[Key, frozenset[str]] = {}
         self._seen_items: dict[Key, tuple[str, int, dict[str, Any], int]] = {}
-        self._rbac_ready: set[str] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: dict[Key, _PendingCreate] = {}
+        self._name_taken: dict[Key, tuple[str, str]] = {}  # (batch uid, pod name)
 
     # ------------------------------------------------------------------ queue
 
     def start(self) -> None:
         """Start the workers on the running event loop."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         for index in range(self.workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-{index}"))
 
@@ -71,8 +120,21 @@ class Controller:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _off_loop(self) -> bool:
+        """True when called from a thread other than the running loop's."""
+        return self._loop is not None and threading.get_ident() != self._loop_thread
+
     def enqueue(self, namespace: str, name: str, *, delay: float = 0.0) -> None:
-        """Ask for a reconcile of the batch, now or after a delay. Duplicates collapse."""
+        """Ask for a reconcile of the batch, now or after a delay. Duplicates collapse.
+
+        Safe from any thread: off the loop's thread it only schedules itself there.
+        """
+        if self._off_loop():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(
+                functools.partial(self.enqueue, namespace, name, delay=delay)
+            )
+            return
         key = (namespace, name)
         if delay > 0:
             loop = self._loop or asyncio.get_running_loop()
@@ -95,19 +157,32 @@ class Controller:
         self.enqueue(*key)
 
     def forget(self, namespace: str, name: str) -> None:
-        """The batch is gone: drop its timers and metrics state."""
+        """The batch is gone: drop its timers and metrics state. Safe from any thread."""
         key = (namespace, name)
+        if self._off_loop():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._cancel_timer, key)
+        else:
+            self._cancel_timer(key)
+        with self._lock:
+            self._conditions.pop(key, None)
+            self._seen_items.pop(key, None)
+            self._pending.pop(key, None)
+            self._name_taken.pop(key, None)
+            self._update_phase_gauge()
+
+    def _cancel_timer(self, key: Key) -> None:
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
-        self._conditions.pop(key, None)
-        self._seen_items.pop(key, None)
-        self._update_phase_gauge()
 
     async def _work(self) -> None:
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
+            if key in self._running:  # never two reconciles of one batch at once
+                self._again.add(key)
+                continue
             self._running.add(key)
             try:
                 requeue = await asyncio.to_thread(self.reconcile, *key)
@@ -137,7 +212,9 @@ class Controller:
         done = int(cp.get("itemsDone", 0) or 0)
         context = cp.get("context") or {}
         redone = int(context.get("redone", 0) or 0) if isinstance(context, dict) else 0
-        seen = self._seen_items.get(key)
+        with self._lock:
+            seen = self._seen_items.get(key)
+            self._seen_items[key] = (uid, done, cp, redone)
         if seen is not None and seen[0] == uid:
             if done > seen[1]:
                 metrics.ITEMS_COMPLETED.inc(done - seen[1])
@@ -145,7 +222,6 @@ class Controller:
                 metrics.CHECKPOINT_WRITES.inc()
             if redone > seen[3]:
                 metrics.ITEMS_REDONE.inc(redone - seen[3])
-        self._seen_items[key] = (uid, done, cp, redone)
         generation = meta.get("generation")
         conditions = status.get("conditions") or []
         if (
@@ -160,6 +236,12 @@ class Controller:
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Read, decide, act for one batch. Returns seconds until it should be looked at again."""
+        key = (namespace, name)
+        # Pods first, then the batch. A worker makes all its writes before its
+        # container ends, so a pod listed as ended has its last checkpoint in the
+        # batch read after it; read the other way round, a worker finishing in
+        # between looks like "exit 0 with items left" and the batch runs again.
+        listed = self._pods(namespace, name)
         try:
             raw = self.api.request("GET", batch_path(namespace, name))
         except ApiError as exc:
@@ -172,24 +254,83 @@ class Controller:
         except ValidationError as exc:
             log.error("%s/%s is not a valid ResumableBatch: %s", namespace, name, exc)
             return None
-        pods = self._pods(batch)
+        uid = batch.metadata.uid or ""
+        pods = [p for p in listed if _owned_by(p, uid)]
+        others = {p["metadata"]["name"] for p in listed if not _owned_by(p, uid)}
         views = [objects.pod_view(p) for p in pods]
-        decision = decide(batch, views, datetime.now(UTC))
-        return self._apply(batch, raw, decision, views)
+        names = {v.name for v in views}
+        status = batch.status
+        forced = False
 
-    def _pods(self, batch: ResumableBatch) -> list[dict[str, Any]]:
-        ns, name = batch.metadata.namespace, batch.metadata.name
-        listing = self.api.request(
-            "GET", f"/api/v1/namespaces/{ns}/pods", query={"labelSelector": f"{LABEL_BATCH}={name}"}
-        )
-        items: list[dict[str, Any]] = listing.get("items", [])
-        return [
-            p
-            for p in items
-            if any(
-                o.get("uid") == batch.metadata.uid for o in p["metadata"].get("ownerReferences", [])
+        with self._lock:
+            pending = self._pending.get(key)
+            taken = self._name_taken.get(key)
+        if pending is not None and (
+            pending.uid != uid
+            or status.active_pod != pending.plan.name
+            or status.checkpoint.attempt != pending.plan.attempt
+            or pending.plan.name in names
+        ):
+            pending = None
+            with self._lock:
+                self._pending.pop(key, None)
+        if pending is not None:
+            # Not created yet: the attempt is still ours, not a vanished pod.
+            views.append(PodView(pending.plan.name, pending.plan.attempt, "Pending"))
+        elif (
+            status.active_pod
+            and status.active_pod not in names
+            and (status.active_pod in others or taken == (uid, status.active_pod))
+        ):
+            # The attempt's pod name is held by another batch's pod (an earlier batch
+            # of the same name): ours never existed, so no disruption; the next
+            # attempt gets the next name.
+            log.info(
+                "%s/%s: pod name %s is taken; next attempt", namespace, name, status.active_pod
             )
-        ]
+            status.active_pod = ""
+            forced = True
+        if _failed_create_edited(batch):
+            self._reopen_failed_create(batch)
+            forced = True
+
+        decision = decide(batch, views, datetime.now(UTC))
+        decision.status_changed = decision.status_changed or forced
+        return self._apply(batch, raw, decision, views, pending)
+
+    def _pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The pods carrying the batch's label (any owner: the caller filters)."""
+        try:
+            listing = self.api.request(
+                "GET",
+                f"/api/v1/namespaces/{namespace}/pods",
+                query={"labelSelector": f"{LABEL_BATCH}={name}"},
+            )
+        except ApiError as exc:
+            if exc.status == 400:
+                # The name is no valid label value (over 63 characters): no pod can
+                # carry it, and creating one fails the batch with the server's reason.
+                return []
+            raise
+        items: list[dict[str, Any]] = listing.get("items", [])
+        return items
+
+    def _reopen_failed_create(self, batch: ResumableBatch) -> None:
+        """The spec of a batch failed by a refused pod changed: try again (in place)."""
+        status = batch.status
+        stamp = format_time(datetime.now(UTC))
+        gen = batch.metadata.generation
+        msg = "The spec changed: creating the worker pod again."
+        _set_conditions(
+            status,
+            REASON_SPEC_CHANGED,
+            [(cond.FAILED, "False", msg), (cond.SUCCEEDED, "Unknown", "Retrying."),
+             (cond.PROGRESSING, "Unknown", msg)],
+            generation=gen, now=stamp,
+        )  # fmt: skip
+        status.completion_time = ""
+        status.retry_after = ""
+        status.active_pod = ""
 
     def _apply(
         self,
@@ -197,15 +338,21 @@ class Controller:
         raw: dict[str, Any],
         decision: Decision,
         views: list[PodView],
+        pending: _PendingCreate | None,
     ) -> float | None:
         ns, name = batch.metadata.namespace or "default", batch.metadata.name
         key = (ns, name)
+        current: dict[str, Any] | None = raw.get("status")
         if decision.status_changed:
             new = decision.status.model_dump(by_alias=True, exclude_none=True, mode="json")
-            ops = objects.status_patch(raw.get("status"), new)
+            ops = objects.status_patch(current, new)
+            if ops and ops[0]["op"] == "test" and (decision.outcome or decision.bump_attempt):
+                # Accounting for an attempt's end (or starting one) from the checkpoint
+                # as read: a worker write since then must make us read again.
+                ops[1:1] = _checkpoint_fence(current)
             if ops:
                 try:
-                    self.api.request(
+                    written = self.api.request(
                         "PATCH",
                         batch_path(ns, name, status=True),
                         body=ops,
@@ -218,36 +365,47 @@ class Controller:
                         )
                         return 0.05
                     raise
+                current = (written or {}).get("status", current)
         for pod_name, graceful in decision.delete_pods:
-            self._delete_pod(ns, pod_name, graceful=graceful)
+            if pending is None or pod_name != pending.plan.name:
+                self._delete_pod(ns, pod_name, graceful=graceful)
         stamp = format_time(datetime.now(UTC))
+        events = list(decision.events)
+        requeue = decision.requeue_after
+        final = decision.status
         if decision.create_pod is not None:
-            created_at = time.monotonic()
-            if not batch.spec.template.spec.service_account_name:
-                self._ensure_worker_rbac(batch)
-            try:
-                self.api.request(
-                    "POST",
-                    f"/api/v1/namespaces/{ns}/pods",
-                    body=objects.build_pod(batch, decision.create_pod),
+            held = [e for e in events if e.reason in _START_REASONS]
+            events = [e for e in events if e.reason not in _START_REASONS]
+            pending = _PendingCreate(
+                batch.metadata.uid or "",
+                decision.create_pod,
+                failures=0,
+                due=0.0,
+                events=held,
+                resumed_after=decision.resumed_after_seconds,
+            )
+        elif pending is not None and (
+            decision.status.active_pod != pending.plan.name
+            or (pending.plan.name, True) in decision.delete_pods
+        ):
+            pending = None  # suspended, rerun, finished...: that attempt is off
+        if pending is None:
+            with self._lock:
+                self._pending.pop(key, None)
+        elif time.monotonic() < pending.due:
+            left = pending.due - time.monotonic()
+            requeue = left if requeue is None else min(requeue, left)
+        else:
+            requeue, refused = self._try_create(batch, pending, events, requeue)
+            if refused:
+                for event in events:  # what the decision had to say, then the failure
+                    self._event(batch, event.type, event.reason, event.message, stamp)
+                events = []
+                final, requeue = self._fail_create(
+                    batch, current, decision.status, pending, refused, stamp
                 )
-            except ApiError as exc:
-                if exc.status != 409:
-                    self._event(
-                        batch,
-                        "Warning",
-                        "PodCreateFailed",
-                        f"Cannot create pod: {exc.message}",
-                        stamp,
-                    )
-                    log.error("%s/%s: cannot create pod: %s", ns, name, exc)
-                    return 30.0
-            if decision.resumed_after_seconds is not None:
-                metrics.RESUME_SECONDS.observe(
-                    decision.resumed_after_seconds + (time.monotonic() - created_at)
-                )
-        for plan in decision.events:
-            self._event(batch, plan.type, plan.reason, plan.message, stamp)
+        for event in events:
+            self._event(batch, event.type, event.reason, event.message, stamp)
         if decision.outcome is not None and decision.outcome.kind != "succeeded":
             metrics.RESTARTS.labels(reason=decision.outcome.reason).inc()
         for pod_name in finished_pods_to_prune(views, decision.status.active_pod):
@@ -260,13 +418,141 @@ class Controller:
                     raise
             self.forget(ns, name)
             return None
-        self._conditions[key] = frozenset(
-            c.type for c in decision.status.conditions if c.status == "True"
+        self._record_conditions(key, final)
+        return requeue
+
+    def _try_create(
+        self,
+        batch: ResumableBatch,
+        pending: _PendingCreate,
+        events: list[EventPlan],
+        requeue: float | None,
+    ) -> tuple[float | None, str]:
+        """Create the pending attempt's pod. Returns (requeue, why it was refused or "")."""
+        ns, name = batch.metadata.namespace or "default", batch.metadata.name
+        key, plan = (ns, name), pending.plan
+        outcome, message, retry_after = self._create_worker(batch, plan)
+        with self._lock:
+            self._pending.pop(key, None)
+            if outcome == "taken":
+                self._name_taken[key] = (pending.uid, plan.name)
+            else:
+                self._name_taken.pop(key, None)
+        if outcome == "created":
+            events.extend(pending.events)
+            if pending.resumed_after is not None:
+                metrics.RESUME_SECONDS.observe(
+                    pending.resumed_after + (time.monotonic() - pending.decided_at)
+                )
+            return RESYNC_SECONDS, ""
+        if outcome == "taken":
+            log.info("%s/%s: %s; moving to the next attempt", ns, name, message)
+            return 0.05, ""
+        if outcome == "refused":
+            return requeue, message
+        pending.failures += 1
+        wait = min(CREATE_RETRY_MAX_SECONDS, 2.0 ** (pending.failures - 1))
+        wait = max(wait, min(CREATE_RETRY_MAX_SECONDS, retry_after or 0.0))
+        pending.due = time.monotonic() + wait
+        with self._lock:
+            self._pending[key] = pending
+        events.append(
+            EventPlan(
+                "Warning",
+                REASON_POD_CREATE_FAILED,
+                f"Cannot create pod {plan.name} yet: {message}; "
+                f"trying again in {wait:.0f}s (attempt {plan.attempt} is kept)",
+            )
         )
-        self._update_phase_gauge()
-        if decision.create_pod is not None:
-            return RESYNC_SECONDS
-        return decision.requeue_after
+        log.warning("%s/%s: cannot create pod %s yet: %s", ns, name, plan.name, message)
+        return wait, ""
+
+    def _create_worker(
+        self, batch: ResumableBatch, plan: PodPlan
+    ) -> tuple[CreateResult, str, float | None]:
+        """Create the attempt's pod (and the worker RBAC it needs): what happened, and why."""
+        ns = batch.metadata.namespace or "default"
+        try:
+            if not batch.spec.template.spec.service_account_name:
+                waiting = self._ensure_worker_rbac(batch)
+                if waiting:
+                    return "retry", waiting, None
+            try:
+                self.api.request(
+                    "POST", f"/api/v1/namespaces/{ns}/pods", body=objects.build_pod(batch, plan)
+                )
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                try:
+                    existing = self.api.request("GET", f"/api/v1/namespaces/{ns}/pods/{plan.name}")
+                except ApiError as gone:
+                    if gone.status == 404:  # deleted in between: try again soon
+                        return "retry", f"pod {plan.name} was being deleted", None
+                    raise
+                if not _owned_by(existing, batch.metadata.uid or ""):
+                    return "taken", f"pod {plan.name} belongs to another object", None
+                # Ours: an earlier create went through after all.
+        except ApiError as exc:
+            if exc.status in (400, 422):
+                return "refused", exc.message, None
+            return "retry", f"{exc.status or 'no response'}: {exc.message}", exc.retry_after
+        return "created", "", None
+
+    def _fail_create(
+        self,
+        batch: ResumableBatch,
+        current: dict[str, Any] | None,
+        decided: ResumableBatchStatus,
+        pending: _PendingCreate,
+        message: str,
+        stamp: str,
+    ) -> tuple[ResumableBatchStatus, float | None]:
+        """The API server refused the worker pod as invalid: the batch fails.
+
+        Written with the same fenced status patch as any decision, on top of the
+        status just written. Returns the status and when to look again.
+        """
+        ns, name = batch.metadata.namespace or "default", batch.metadata.name
+        msg = f"Cannot create pod {pending.plan.name}: {message}"
+        msg = msg[: v1alpha1.MAX_ERROR_CHARS]
+        status = decided.model_copy(deep=True)
+        gen = batch.metadata.generation
+        status.active_pod = ""
+        status.retry_after = ""
+        status.completion_time = stamp
+        status.last_failure = "pod creation refused"
+        _set_conditions(
+            status,
+            REASON_POD_CREATE_FAILED,
+            [(cond.FAILED, "True", msg), (cond.SUCCEEDED, "False", "The batch failed."),
+             (cond.PROGRESSING, "False", msg)],
+            generation=gen, now=stamp,
+        )  # fmt: skip
+        status.phase = "Failed"
+        ops = objects.status_patch(
+            current, status.model_dump(by_alias=True, exclude_none=True, mode="json")
+        )
+        log.error("%s/%s: %s", ns, name, msg)
+        if ops:
+            try:
+                self.api.request(
+                    "PATCH", batch_path(ns, name, status=True), body=ops, content_type=JSON_PATCH
+                )
+            except ApiError as exc:
+                if exc.status in (409, 422):
+                    return decided, 0.05  # changed meanwhile: decide again from what is there
+                raise
+        self._event(batch, "Warning", REASON_POD_CREATE_FAILED, msg, stamp)
+        ttl = batch.spec.ttl_seconds_after_finished
+        return status, float(ttl) if ttl is not None else None
+
+    def _record_conditions(self, key: Key, status: ResumableBatchStatus) -> None:
+        with self._lock:
+            self._conditions[key] = frozenset(
+                c.type for c in status.conditions if c.status == "True"
+            )
+            self._update_phase_gauge()
 
     def _delete_pod(self, ns: str, name: str, *, graceful: bool) -> None:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
@@ -278,10 +564,14 @@ class Controller:
             if exc.status != 404:
                 raise
 
-    def _ensure_worker_rbac(self, batch: ResumableBatch) -> None:
-        uid = batch.metadata.uid or ""
-        if uid in self._rbac_ready:
-            return
+    def _ensure_worker_rbac(self, batch: ResumableBatch) -> str:
+        """Make sure the batch's worker ServiceAccount, Role and RoleBinding exist.
+
+        Checked before every pod it creates (they may have been deleted since).
+        Returns why the pod must wait ("" when it need not): an object of that name
+        still controlled by an earlier batch of the same name, which the garbage
+        collector is about to delete. Raises ApiError when the server refuses.
+        """
         ns = batch.metadata.namespace
         paths = {
             "ServiceAccount": f"/api/v1/namespaces/{ns}/serviceaccounts",
@@ -289,18 +579,37 @@ class Controller:
             "RoleBinding": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
         }
         for obj in objects.worker_rbac(batch):
+            kind, obj_name = obj["kind"], obj["metadata"]["name"]
+            url = f"{paths[kind]}/{obj_name}"
             try:
-                self.api.request("POST", paths[obj["kind"]], body=obj)
+                existing = self.api.request("GET", url)
             except ApiError as exc:
-                if exc.status != 409:
+                if exc.status != 404:
                     raise
-        self._rbac_ready.add(uid)
+                try:
+                    self.api.request("POST", paths[kind], body=obj)
+                    continue
+                except ApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    return f"{kind} {obj_name} was created by someone else meanwhile"
+            owner = _controller_ref(existing)
+            if (
+                owner is not None
+                and owner.get("kind") == v1alpha1.KIND
+                and owner.get("name") == batch.metadata.name
+                and owner.get("uid") != batch.metadata.uid
+            ):
+                return (
+                    f"{kind} {obj_name} still belongs to an earlier batch named "
+                    f"{batch.metadata.name}; waiting for the garbage collector to remove it"
+                )
+            # Ours, or not made by an earlier batch (nothing deletes it): used as is.
+        return ""
 
     def _event(
         self, batch: ResumableBatch, type_: str, reason: str, message: str, stamp: str
     ) -> None:
-        from resumable_operator.reconcile import EventPlan
-
         plan = EventPlan(type_, reason, message)  # type: ignore[arg-type]
         try:
             self.api.request(
@@ -313,6 +622,54 @@ class Controller:
         log.info("%s/%s %s: %s", batch.metadata.namespace, batch.metadata.name, reason, message)
 
     def _update_phase_gauge(self) -> None:
+        """Set the per-condition gauge (called with _lock held)."""
         for type_ in cond.ALL_TYPES:
             count = sum(1 for true in self._conditions.values() if type_ in true)
             metrics.BATCHES.labels(condition=type_).set(count)
+
+
+def _controller_ref(obj: dict[str, Any]) -> dict[str, Any] | None:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return next((r for r in refs if r.get("controller")), None)
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """True when one of the object's ownerReferences names that uid."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid for r in refs)
+
+
+def _set_conditions(
+    status: ResumableBatchStatus,
+    reason: str,
+    rows: list[tuple[str, cond.Status, str]],
+    *,
+    generation: int | None,
+    now: str,
+) -> None:
+    for type_, value, message in rows:
+        cond.set_condition(
+            status.conditions, type_, value, reason, message, generation=generation, now=now
+        )
+
+
+def _failed_create_edited(batch: ResumableBatch) -> bool:
+    """Failed because a pod was refused, and the spec changed since: worth another try."""
+    failed = cond.find(batch.status.conditions, cond.FAILED)
+    return (
+        failed is not None
+        and failed.status == "True"
+        and failed.reason == REASON_POD_CREATE_FAILED
+        and batch.metadata.generation is not None
+        and batch.status.observed_generation != batch.metadata.generation
+    )
+
+
+def _checkpoint_fence(status: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """``test`` ops on the checkpoint fields as read: a worker write since makes a 422."""
+    cp = (status or {}).get("checkpoint") or {}
+    return [
+        {"op": "test", "path": f"/status/checkpoint/{field_}", "value": cp[field_]}
+        for field_ in _FENCE_FIELDS
+        if field_ in cp
+    ]

@@ -56,15 +56,19 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await controller.stop()
 
 
+# The event handlers are coroutines on purpose: kopf runs plain functions in a
+# thread pool, and the controller's queue belongs to the event loop. They do no I/O.
+
+
 @kopf.on.event(v1alpha1.GROUP, v1alpha1.VERSION, v1alpha1.PLURAL)
-def batch_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def batch_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A batch changed: let the controller decide whether to reconcile."""
     controller: Controller = memo["controller"]
     controller.observe_batch(event.get("type"), dict(body))
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_BATCH: kopf.PRESENT})
-def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A worker pod changed: reconcile its batch."""
     controller: Controller = memo["controller"]
     labels = body.get("metadata", {}).get("labels", {})

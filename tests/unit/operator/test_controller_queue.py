@@ -1,0 +1,117 @@
+"""The controller's work queue: kopf's handlers feed it, workers drain it, one batch at a time.
+
+kopf runs plain-function handlers in a thread pool, and reconciles run in
+threads, while the queue, its sets and the timers belong to the event loop. These
+tests call the handlers the way kopf does and hammer the queue from threads, and
+check what the operator promises: a batch is never reconciled by two workers at
+once, and a request for a reconcile is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from typing import Any, cast
+
+import pytest
+from kopf._core.actions.invocation import invoke
+
+from resumable._kubeapi import KubeApi
+from resumable_operator import handlers
+from resumable_operator.controller import Controller
+
+pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
+
+
+class Recorder:
+    """Stands in for the Controller in kopf's memo: notes the thread of each call."""
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+
+    def enqueue(self, namespace: str, name: str, **_: Any) -> None:
+        self.threads.append(threading.get_ident())
+
+    def observe_batch(self, event_type: str | None, body: dict[str, Any]) -> None:
+        self.threads.append(threading.get_ident())
+
+
+async def test_kopf_calls_the_event_handlers_on_the_event_loop_thread() -> None:
+    recorder = Recorder()
+    pod = {"metadata": {"namespace": "ns", "name": "b-1", "labels": {"resumable.dev/batch": "b"}}}
+    batch = {"metadata": {"namespace": "ns", "name": "b", "uid": "u"}}
+    await invoke(handlers.pod_event, kwargs={"body": pod, "memo": {"controller": recorder}})
+    await invoke(
+        handlers.batch_event,
+        kwargs={"event": {"type": "MODIFIED"}, "body": batch, "memo": {"controller": recorder}},
+    )
+    assert recorder.threads == [threading.get_ident()] * 2
+
+
+class Tracked(Controller):
+    """A Controller whose reconcile only records who runs it, and when, per batch."""
+
+    def __init__(self) -> None:
+        super().__init__(cast(KubeApi, None), workers=4)
+        self.lock = threading.Lock()
+        self.active: Counter[tuple[str, str]] = Counter()
+        self.most: Counter[tuple[str, str]] = Counter()
+        self.runs: Counter[tuple[str, str]] = Counter()
+        self.last_start: dict[tuple[str, str], float] = {}
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        key = (namespace, name)
+        with self.lock:
+            self.active[key] += 1
+            self.most[key] = max(self.most[key], self.active[key])
+            self.runs[key] += 1
+            self.last_start[key] = time.monotonic()
+        time.sleep(0.002)
+        with self.lock:
+            self.active[key] -= 1
+        return None
+
+
+class YieldingSet(set[tuple[str, str]]):
+    """A set whose membership test lets other threads run: check-then-act races show up."""
+
+    def __contains__(self, item: object) -> bool:
+        found = super().__contains__(item)
+        time.sleep(0)
+        return found
+
+
+async def test_enqueue_from_many_threads_never_runs_two_reconciles_of_one_batch_at_once() -> None:
+    ctl = Tracked()
+    ctl._queued = YieldingSet()
+    ctl._running = YieldingSet()
+    ctl.start()
+    keys = [("ns", "a"), ("ns", "b")]
+    last_call: dict[tuple[str, str], float] = {}
+    go = threading.Barrier(8)
+
+    def hammer() -> None:
+        go.wait()
+        for i in range(200):
+            key = keys[i % 2]
+            ctl.enqueue(*key)
+            with ctl.lock:
+                last_call[key] = time.monotonic()
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        await asyncio.sleep(0.01)
+
+    def served() -> bool:
+        return all(ctl.last_start.get(key, 0.0) > last_call[key] for key in keys)
+
+    deadline = time.monotonic() + 10
+    while not served() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await ctl.stop()
+    assert dict(ctl.most) == {key: 1 for key in keys}  # never two at once
+    assert served()  # each batch's last request got a reconcile that started after it

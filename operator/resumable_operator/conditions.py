@@ -33,6 +33,10 @@ REASON_NOT_SUSPENDED = "NotSuspended"
 REASON_RERUN = "RerunRequested"
 REASON_NOT_FINISHED = "NotFinished"
 REASON_RESTARTS_RAISED = "MaxRestartsRaised"
+#: The API server refused the worker pod (or its ServiceAccount, Role, RoleBinding).
+REASON_POD_CREATE_FAILED = "PodCreateFailed"
+#: A batch failed by a refused pod tries again once its spec is edited.
+REASON_SPEC_CHANGED = "SpecChanged"
 
 Status = Literal["True", "False", "Unknown"]
 

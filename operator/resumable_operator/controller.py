@@ -53,11 +53,6 @@ log = logging.getLogger("resumable_operator")
 
 Key = tuple[str, str]
 
-#: Reason of the Failed condition (and of the Warning events) when the API server
-#: refuses the worker pod or its ServiceAccount, Role or RoleBinding.
-REASON_POD_CREATE_FAILED = "PodCreateFailed"
-#: The Failed condition's reason once a spec edit lets a refused pod be tried again.
-REASON_SPEC_CHANGED = "SpecChanged"
 #: Longest wait between two tries of a create the API server turned down for now.
 CREATE_RETRY_MAX_SECONDS = 300.0
 #: Events that say an attempt's pod exists: held back until it does.
@@ -290,9 +285,6 @@ class Controller:
             )
             status.active_pod = ""
             forced = True
-        if _failed_create_edited(batch):
-            self._reopen_failed_create(batch)
-            forced = True
 
         decision = decide(batch, views, datetime.now(UTC))
         decision.status_changed = decision.status_changed or forced
@@ -314,23 +306,6 @@ class Controller:
             raise
         items: list[dict[str, Any]] = listing.get("items", [])
         return items
-
-    def _reopen_failed_create(self, batch: ResumableBatch) -> None:
-        """The spec of a batch failed by a refused pod changed: try again (in place)."""
-        status = batch.status
-        stamp = format_time(datetime.now(UTC))
-        gen = batch.metadata.generation
-        msg = "The spec changed: creating the worker pod again."
-        _set_conditions(
-            status,
-            REASON_SPEC_CHANGED,
-            [(cond.FAILED, "False", msg), (cond.SUCCEEDED, "Unknown", "Retrying."),
-             (cond.PROGRESSING, "Unknown", msg)],
-            generation=gen, now=stamp,
-        )  # fmt: skip
-        status.completion_time = ""
-        status.retry_after = ""
-        status.active_pod = ""
 
     def _apply(
         self,
@@ -459,7 +434,7 @@ class Controller:
         events.append(
             EventPlan(
                 "Warning",
-                REASON_POD_CREATE_FAILED,
+                cond.REASON_POD_CREATE_FAILED,
                 f"Cannot create pod {plan.name} yet: {message}; "
                 f"trying again in {wait:.0f}s (attempt {plan.attempt} is kept)",
             )
@@ -524,7 +499,7 @@ class Controller:
         status.last_failure = "pod creation refused"
         _set_conditions(
             status,
-            REASON_POD_CREATE_FAILED,
+            cond.REASON_POD_CREATE_FAILED,
             [(cond.FAILED, "True", msg), (cond.SUCCEEDED, "False", "The batch failed."),
              (cond.PROGRESSING, "False", msg)],
             generation=gen, now=stamp,
@@ -543,7 +518,7 @@ class Controller:
                 if exc.status in (409, 422):
                     return decided, 0.05  # changed meanwhile: decide again from what is there
                 raise
-        self._event(batch, "Warning", REASON_POD_CREATE_FAILED, msg, stamp)
+        self._event(batch, "Warning", cond.REASON_POD_CREATE_FAILED, msg, stamp)
         ttl = batch.spec.ttl_seconds_after_finished
         return status, float(ttl) if ttl is not None else None
 
@@ -651,18 +626,6 @@ def _set_conditions(
         cond.set_condition(
             status.conditions, type_, value, reason, message, generation=generation, now=now
         )
-
-
-def _failed_create_edited(batch: ResumableBatch) -> bool:
-    """Failed because a pod was refused, and the spec changed since: worth another try."""
-    failed = cond.find(batch.status.conditions, cond.FAILED)
-    return (
-        failed is not None
-        and failed.status == "True"
-        and failed.reason == REASON_POD_CREATE_FAILED
-        and batch.metadata.generation is not None
-        and batch.status.observed_generation != batch.metadata.generation
-    )
 
 
 def _checkpoint_fence(status: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -295,6 +295,24 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         finished
         and failed is not None
         and failed.status == "True"
+        and failed.reason == cond.REASON_POD_CREATE_FAILED
+        and gen is not None
+        and old.observed_generation != gen
+    ):
+        # The API server refused the worker pod; the spec was edited since (a fixed
+        # template, say): try again from the checkpoint, not from item 1.
+        msg = "The spec changed: creating the worker pod again."
+        condition(cond.FAILED, "False", cond.REASON_SPEC_CHANGED, msg)
+        condition(cond.SUCCEEDED, "Unknown", cond.REASON_SPEC_CHANGED, "Retrying.")
+        progressing("Unknown", cond.REASON_SPEC_CHANGED, msg)
+        status.completion_time = ""
+        status.retry_after = ""
+        status.active_pod = ""
+        finished = False
+    elif (
+        finished
+        and failed is not None
+        and failed.status == "True"
         and failed.reason == cond.REASON_MAX_RESTARTS
         and spec.retry.max_restarts > status.restarts
     ):

@@ -346,6 +346,26 @@ def test_a_failed_batch_stays_failed_while_max_restarts_is_not_above_the_used_on
     assert_no_op(batch, pods, T0 + timedelta(hours=1))
 
 
+def test_a_batch_failed_by_a_refused_pod_tries_again_from_its_checkpoint_once_edited() -> None:
+    batch = started(make_batch(retry={"backoff": NO_BACKOFF}))
+    saved(batch, 7)
+    # The executor failed it: the API server refused the next pod as invalid.
+    d = settle(batch, decide(batch, [failed(code=1)], T0))
+    cond.set_condition(
+        batch.status.conditions, cond.FAILED, "True", cond.REASON_POD_CREATE_FAILED,
+        "pods is invalid", generation=1, now=format_time(T0),
+    )  # fmt: skip
+    batch.status.active_pod = ""
+    settle(batch, decide(batch, [failed(code=1)], T0))
+    assert batch.status.phase == "Failed"
+    assert_no_op(batch, [failed(code=1)], T0)  # unchanged spec: stays failed
+    batch.metadata.generation = 2  # the template was fixed
+    d = decide(batch, [failed(code=1)], T0)
+    assert conditions(d)["Failed"] == ("False", cond.REASON_SPEC_CHANGED)
+    assert d.create_pod is not None
+    assert d.create_pod.start_index == 7
+
+
 def test_raising_max_restarts_does_not_reopen_a_never_retry_failure() -> None:
     batch = started(make_batch(retry={"neverRetryExitCodes": [3], "backoff": NO_BACKOFF}))
     pods = [failed(code=3)]

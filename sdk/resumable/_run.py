@@ -614,6 +614,9 @@ class Run:
         self._old_handlers.clear()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        store: Any = self._store
+        if hasattr(store, "begin_shutdown"):
+            store.begin_shutdown()  # the grace period runs from now
         if self._critical:
             self._deferred_signal = signum
             return

@@ -17,6 +17,7 @@ exit fits in the pod's grace period.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
@@ -59,6 +60,11 @@ class KubeStore:
         self._unconfirmed: set[tuple[int, int]] = set()
         # The time.monotonic() by which every request must end, once shutting down.
         self._shutdown_at: float | None = None
+        #: True while a boundary (non-final) write of the main thread waits on the
+        #: API server: the worker's signal handler may then raise into it (and sets
+        #: it back to False). Whatever it interrupts, the write counts as one that
+        #: may have landed.
+        self.interruptible = False
 
     def describe(self) -> str:
         """The batch, as kubectl names it."""
@@ -169,15 +175,16 @@ class KubeStore:
                 ours=ours,
             )
 
-        try:
-            landed = patch(expect_next, self._unconfirmed)
-            if landed is not None:
-                # A write we were told had failed was applied after all: the
-                # position it set is ours, so fence on it instead.
-                patch(landed)
-        except StoreUnavailableError:
-            self._unconfirmed.add((checkpoint.attempt, checkpoint.next_index))
-            raise
+        # Earlier writes reported failed, which the server may hold. This write
+        # joins them before it is sent, not after it failed: cut short by a
+        # signal (see `interruptible`) anywhere from here, it may have landed too.
+        ours = frozenset(self._unconfirmed)
+        self._unconfirmed.add((checkpoint.attempt, checkpoint.next_index))
+        landed = patch(expect_next, ours)
+        if landed is not None:
+            # A write we were told had failed was applied after all: the
+            # position it set is ours, so fence on it instead.
+            patch(landed)
         self._unconfirmed.clear()
 
     def _patch(
@@ -210,29 +217,35 @@ class KubeStore:
             tries += 1
             return self.api.request("PATCH", path, body=ops, content_type=JSON_PATCH, until=until)
 
+        # A boundary write waiting on the API server gives way to a signal at once
+        # (the exit's final write then starts); a final write is never cut short.
+        self.interruptible = not final and threading.current_thread() is threading.main_thread()
         try:
-            self._retry(send, until)
-        except ApiError as exc:
-            if exc.retryable:
-                raise StoreUnavailableError(f"{self.describe()}: {exc}") from exc
-            if exc.status == 404:
-                raise ConfigError(f"{self.describe()} does not exist") from exc
-            if exc.status in (409, 422):
-                current = self.load(until) or ResumableBatchStatus()
-                if (
-                    sent is not None
-                    and tries > 1
-                    and current.checkpoint == Checkpoint.model_validate(sent)
-                ):
-                    # An earlier try was applied but its answer was lost (timeout,
-                    # dropped connection): the retry's test op failed on our own write.
-                    self.writes += 1
-                    return None
-                position = (current.checkpoint.attempt, current.checkpoint.next_index)
-                if position in ours:
-                    return position[1]
-                self._explain_refusal(current, expect_attempt, expect_next, exc)
-            raise
+            try:
+                self._retry(send, until)
+            except ApiError as exc:
+                if exc.retryable:
+                    raise StoreUnavailableError(f"{self.describe()}: {exc}") from exc
+                if exc.status == 404:
+                    raise ConfigError(f"{self.describe()} does not exist") from exc
+                if exc.status in (409, 422):
+                    current = self.load(until) or ResumableBatchStatus()
+                    if (
+                        sent is not None
+                        and tries > 1
+                        and current.checkpoint == Checkpoint.model_validate(sent)
+                    ):
+                        # An earlier try was applied but its answer was lost (timeout,
+                        # dropped connection): the retry's test op failed on our own write.
+                        self.writes += 1
+                        return None
+                    position = (current.checkpoint.attempt, current.checkpoint.next_index)
+                    if position in ours:
+                        return position[1]
+                    self._explain_refusal(current, expect_attempt, expect_next, exc)
+                raise
+        finally:
+            self.interruptible = False
         self.writes += 1
         return None
 

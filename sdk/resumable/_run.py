@@ -640,6 +640,12 @@ class Run:
         if hasattr(store, "begin_shutdown"):
             store.begin_shutdown()  # the grace period runs from now
         if self._critical:
+            if getattr(store, "interruptible", False):
+                # A boundary write waiting on the API server: give it up now, so
+                # the exit's final write starts at once (the store counts the
+                # write as one that may have landed).
+                store.interruptible = False
+                raise Terminated(signum)
             self._deferred_signal = signum
             return
         raise Terminated(signum)

@@ -28,6 +28,7 @@ from resumable._errors import (
     ConfigError,
     CorruptCheckpointError,
     FencedError,
+    ResumableError,
     StoreUnavailableError,
 )
 from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path, call_with_retries
@@ -45,6 +46,20 @@ FINAL_DEADLINE = 20.0
 LAST_TRY = 1.0
 
 T = TypeVar("T")
+
+
+class StoreRefusedError(ResumableError):
+    """The API server refused a checkpoint read or write, not for fencing.
+
+    RBAC (403), an expired token (401), a value the CRD's schema rejects (422),
+    a malformed request (400): retrying would not help. ``status`` and
+    ``message`` are the server's.
+    """
+
+    def __init__(self, text: str, *, status: int, message: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.message = message
 
 
 class KubeStore:
@@ -92,6 +107,13 @@ class KubeStore:
         left = until - time.monotonic()
         return call_with_retries(call, deadline=left, last_try=max(0.0, min(LAST_TRY, left / 4)))
 
+    def _refused(self, exc: ApiError, what: str) -> StoreRefusedError:
+        return StoreRefusedError(
+            f"{self.describe()}: the API server refused {what} ({exc.status}): {exc.message}",
+            status=exc.status,
+            message=exc.message,
+        )
+
     def _get(self, until: float | None = None) -> dict[str, Any]:
         if until is None:
             until = self._until(FINAL_DEADLINE)
@@ -105,7 +127,7 @@ class KubeStore:
                 raise ConfigError(f"{self.describe()} does not exist") from exc
             if exc.retryable:
                 raise StoreUnavailableError(f"{self.describe()}: {exc}") from exc
-            raise
+            raise self._refused(exc, "the read") from exc
         return result
 
     def load(self, until: float | None = None) -> ResumableBatchStatus | None:
@@ -198,14 +220,14 @@ class KubeStore:
         sent: dict[str, Any] | None = None,
         ours: Collection[tuple[int, int]] = (),
     ) -> int | None:
-        """Send ops; retry until ``until``, and turn refusals into FencedError or ConfigError.
+        """Send ops; retry until ``until``, and turn refusals into errors that say why.
 
         Returns the nextIndex the server holds when the ``test`` op failed on one
         of ``ours``, the (attempt, nextIndex) of earlier writes reported failed
         (nothing was written); None when the patch was applied. A failed ``test``
-        op is a FencedError, a missing batch a ConfigError; the API server still
-        away at ``until`` (by default the write's deadline from now) is a
-        StoreUnavailableError.
+        op is a FencedError, a missing batch a ConfigError, any other refusal a
+        StoreRefusedError; the API server still away at ``until`` (by default
+        the write's deadline from now) is a StoreUnavailableError.
         """
         path = batch_path(self.namespace, self.name, status=True)
         if until is None:
@@ -243,7 +265,8 @@ class KubeStore:
                     if position in ours:
                         return position[1]
                     self._explain_refusal(current, expect_attempt, expect_next, exc)
-                raise
+                # Not fencing: RBAC, an expired token, a value the schema rejects.
+                raise self._refused(exc, "the checkpoint write") from exc
         finally:
             self.interruptible = False
         self.writes += 1

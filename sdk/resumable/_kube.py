@@ -7,13 +7,20 @@ overwrite newer progress and the position never moves backwards. 429s, 5xx and
 timeouts are retried with backoff and jitter; if the API server stays away the
 run keeps its pending progress and flushes it at a later item boundary.
 Outputs never go to status: they go to a directory (a mounted volume).
+
+Every write has a deadline, and no request outlives it. Once the worker is
+shutting down (SIGTERM, SIGINT: :meth:`KubeStore.begin_shutdown`), every read and
+write ends within FINAL_DEADLINE of that moment, whatever started them, so the
+exit fits in the pod's grace period.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -21,6 +28,7 @@ from resumable._errors import (
     ConfigError,
     CorruptCheckpointError,
     FencedError,
+    ResumableError,
     StoreUnavailableError,
 )
 from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path, call_with_retries
@@ -31,7 +39,27 @@ from resumable.v1alpha1 import Checkpoint, ResumableBatchStatus
 #: Seconds a checkpoint write keeps retrying at an item boundary before it defers.
 BOUNDARY_DEADLINE = 5.0
 #: Seconds the final write (exit, SIGTERM) keeps retrying; within a pod's grace period.
+#: After SIGTERM or SIGINT every write ends within this long of the signal.
 FINAL_DEADLINE = 20.0
+#: Seconds kept for the last try before a deadline (at most a quarter of the deadline):
+#: a backoff that would end later is cut short so that try still gets its answer.
+LAST_TRY = 1.0
+
+T = TypeVar("T")
+
+
+class StoreRefusedError(ResumableError):
+    """The API server refused a checkpoint read or write, not for fencing.
+
+    RBAC (403), an expired token (401), a value the CRD's schema rejects (422),
+    a malformed request (400): retrying would not help. ``status`` and
+    ``message`` are the server's.
+    """
+
+    def __init__(self, text: str, *, status: int, message: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.message = message
 
 
 class KubeStore:
@@ -45,28 +73,66 @@ class KubeStore:
         # (attempt, nextIndex) of checkpoint writes reported failed since the last
         # success: the server may have applied any of them.
         self._unconfirmed: set[tuple[int, int]] = set()
+        # The time.monotonic() by which every request must end, once shutting down.
+        self._shutdown_at: float | None = None
+        #: True while a boundary (non-final) write of the main thread waits on the
+        #: API server: the worker's signal handler may then raise into it (and sets
+        #: it back to False). Whatever it interrupts, the write counts as one that
+        #: may have landed.
+        self.interruptible = False
 
     def describe(self) -> str:
         """The batch, as kubectl names it."""
         return f"resumablebatch {self.namespace}/{self.name}"
 
-    def _get(self) -> dict[str, Any]:
+    def begin_shutdown(self) -> None:
+        """The worker is stopping (SIGTERM, SIGINT): from now on, end within FINAL_DEADLINE.
+
+        Every read and write from here on, and the retries of one already under
+        way, end by then, so the exit fits in the grace period whichever exit
+        hook makes them. Only the first call counts.
+        """
+        if self._shutdown_at is None:
+            self._shutdown_at = time.monotonic() + FINAL_DEADLINE
+
+    def _until(self, seconds: float) -> float:
+        """The deadline of a call allowed ``seconds``, never past the shutdown's."""
+        until = time.monotonic() + seconds
+        if self._shutdown_at is not None:
+            until = min(until, self._shutdown_at)
+        return until
+
+    def _retry(self, call: Callable[[], T], until: float) -> T:
+        """call_with_retries up to ``until`` (each request must be given it too)."""
+        left = until - time.monotonic()
+        return call_with_retries(call, deadline=left, last_try=max(0.0, min(LAST_TRY, left / 4)))
+
+    def _refused(self, exc: ApiError, what: str) -> StoreRefusedError:
+        return StoreRefusedError(
+            f"{self.describe()}: the API server refused {what} ({exc.status}): {exc.message}",
+            status=exc.status,
+            message=exc.message,
+        )
+
+    def _get(self, until: float | None = None) -> dict[str, Any]:
+        if until is None:
+            until = self._until(FINAL_DEADLINE)
         try:
-            result: dict[str, Any] = call_with_retries(
-                lambda: self.api.request("GET", batch_path(self.namespace, self.name)),
-                deadline=FINAL_DEADLINE,
+            path = batch_path(self.namespace, self.name)
+            result: dict[str, Any] = self._retry(
+                lambda: self.api.request("GET", path, until=until), until
             )
         except ApiError as exc:
             if exc.status == 404:
                 raise ConfigError(f"{self.describe()} does not exist") from exc
             if exc.retryable:
                 raise StoreUnavailableError(f"{self.describe()}: {exc}") from exc
-            raise
+            raise self._refused(exc, "the read") from exc
         return result
 
-    def load(self) -> ResumableBatchStatus | None:
-        """The batch's status (None when it has none yet)."""
-        raw = self._get().get("status")
+    def load(self, until: float | None = None) -> ResumableBatchStatus | None:
+        """The batch's status (None when it has none yet); ``until`` as in KubeApi.request."""
+        raw = self._get(until).get("status")
         if not raw:
             return None
         try:
@@ -112,6 +178,7 @@ class KubeStore:
     ) -> None:
         """Fenced JSON patch of status.checkpoint and status.progress."""
         value = checkpoint.model_dump(by_alias=True, exclude_none=True, mode="json")
+        until = self._until(FINAL_DEADLINE if final else BOUNDARY_DEADLINE)
 
         def patch(expected_next: int, ours: Collection[tuple[int, int]] = ()) -> int | None:
             ops: list[dict[str, Any]] = [
@@ -125,19 +192,21 @@ class KubeStore:
                 expect_attempt=expect_attempt,
                 expect_next=expected_next,
                 final=final,
+                until=until,
                 sent=value,
                 ours=ours,
             )
 
-        try:
-            landed = patch(expect_next, self._unconfirmed)
-            if landed is not None:
-                # A write we were told had failed was applied after all: the
-                # position it set is ours, so fence on it instead.
-                patch(landed)
-        except StoreUnavailableError:
-            self._unconfirmed.add((checkpoint.attempt, checkpoint.next_index))
-            raise
+        # Earlier writes reported failed, which the server may hold. This write
+        # joins them before it is sent, not after it failed: cut short by a
+        # signal (see `interruptible`) anywhere from here, it may have landed too.
+        ours = frozenset(self._unconfirmed)
+        self._unconfirmed.add((checkpoint.attempt, checkpoint.next_index))
+        landed = patch(expect_next, ours)
+        if landed is not None:
+            # A write we were told had failed was applied after all: the
+            # position it set is ours, so fence on it instead.
+            patch(landed)
         self._unconfirmed.clear()
 
     def _patch(
@@ -147,46 +216,59 @@ class KubeStore:
         expect_attempt: int,
         expect_next: int,
         final: bool = True,
+        until: float | None = None,
         sent: dict[str, Any] | None = None,
         ours: Collection[tuple[int, int]] = (),
     ) -> int | None:
-        """Send ops; retry, and turn refusals into FencedError or ConfigError.
+        """Send ops; retry until ``until``, and turn refusals into errors that say why.
 
         Returns the nextIndex the server holds when the ``test`` op failed on one
         of ``ours``, the (attempt, nextIndex) of earlier writes reported failed
-        (nothing was written); None when the patch was applied.
+        (nothing was written); None when the patch was applied. A failed ``test``
+        op is a FencedError, a missing batch a ConfigError, any other refusal a
+        StoreRefusedError; the API server still away at ``until`` (by default
+        the write's deadline from now) is a StoreUnavailableError.
         """
         path = batch_path(self.namespace, self.name, status=True)
+        if until is None:
+            until = self._until(FINAL_DEADLINE if final else BOUNDARY_DEADLINE)
         tries = 0
 
         def send() -> Any:
             nonlocal tries
             tries += 1
-            return self.api.request("PATCH", path, body=ops, content_type=JSON_PATCH)
+            return self.api.request("PATCH", path, body=ops, content_type=JSON_PATCH, until=until)
 
+        # A boundary write waiting on the API server gives way to a signal at once
+        # (the exit's final write then starts); a final write is never cut short.
+        self.interruptible = not final and threading.current_thread() is threading.main_thread()
         try:
-            call_with_retries(send, deadline=FINAL_DEADLINE if final else BOUNDARY_DEADLINE)
-        except ApiError as exc:
-            if exc.retryable:
-                raise StoreUnavailableError(f"{self.describe()}: {exc}") from exc
-            if exc.status == 404:
-                raise ConfigError(f"{self.describe()} does not exist") from exc
-            if exc.status in (409, 422):
-                current = self.load() or ResumableBatchStatus()
-                if (
-                    sent is not None
-                    and tries > 1
-                    and current.checkpoint == Checkpoint.model_validate(sent)
-                ):
-                    # An earlier try was applied but its answer was lost (timeout,
-                    # dropped connection): the retry's test op failed on our own write.
-                    self.writes += 1
-                    return None
-                position = (current.checkpoint.attempt, current.checkpoint.next_index)
-                if position in ours:
-                    return position[1]
-                self._explain_refusal(current, expect_attempt, expect_next, exc)
-            raise
+            try:
+                self._retry(send, until)
+            except ApiError as exc:
+                if exc.retryable:
+                    raise StoreUnavailableError(f"{self.describe()}: {exc}") from exc
+                if exc.status == 404:
+                    raise ConfigError(f"{self.describe()} does not exist") from exc
+                if exc.status in (409, 422):
+                    current = self.load(until) or ResumableBatchStatus()
+                    if (
+                        sent is not None
+                        and tries > 1
+                        and current.checkpoint == Checkpoint.model_validate(sent)
+                    ):
+                        # An earlier try was applied but its answer was lost (timeout,
+                        # dropped connection): the retry's test op failed on our own write.
+                        self.writes += 1
+                        return None
+                    position = (current.checkpoint.attempt, current.checkpoint.next_index)
+                    if position in ours:
+                        return position[1]
+                    self._explain_refusal(current, expect_attempt, expect_next, exc)
+                # Not fencing: RBAC, an expired token, a value the schema rejects.
+                raise self._refused(exc, "the checkpoint write") from exc
+        finally:
+            self.interruptible = False
         self.writes += 1
         return None
 

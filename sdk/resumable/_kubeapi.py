@@ -81,8 +81,20 @@ class KubeApi:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float | None = None,
+        until: float | None = None,
     ) -> Any:
-        """Send one request; return the decoded JSON response or raise ApiError."""
+        """Send one request; return the decoded JSON response or raise ApiError.
+
+        ``until`` is a ``time.monotonic()`` deadline: the request's timeout is cut
+        to the time left before it, and with no time left nothing is sent (a
+        retryable ApiError with status 0, as for a timeout).
+        """
+        timeout = timeout or self.timeout
+        if until is not None:
+            left = until - time.monotonic()
+            if left <= 0:
+                raise ApiError(0, "the deadline passed before the request was sent")
+            timeout = min(timeout, left)
         params = [
             (k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (query or {}).items()
         ]
@@ -102,7 +114,7 @@ class KubeApi:
                 header_params=headers_,
                 body=body_,
                 post_params=post,
-                _request_timeout=timeout or self.timeout,
+                _request_timeout=timeout,
             )
             data = response.read()
         except k8s_client.ApiException as exc:
@@ -147,22 +159,27 @@ def call_with_retries(
     cap: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    last_try: float = 0.0,
 ) -> T:
     """Call until it succeeds, retrying retryable ApiErrors with full-jitter backoff.
 
-    Honours Retry-After. A backoff that would overshoot ``deadline`` is cut short,
-    so the last try comes at the deadline rather than never: a server back
-    within the deadline is always reached. Gives up (re-raising the last error)
-    once the deadline has passed, or at once when Retry-After asks for more time
-    than is left. Non-retryable errors are raised at once.
+    Honours Retry-After. A backoff that would end later than ``last_try``
+    seconds before ``deadline`` is cut short, and the try after it is the last:
+    a server back by then is always reached, and that try has ``last_try``
+    seconds to get its answer (pass the same deadline to the request, see
+    :meth:`KubeApi.request`, so no try outlives it). Gives up (re-raising the
+    last error) after that try, once the deadline has passed, or at once when
+    Retry-After asks for more time than is left. Non-retryable errors are raised
+    at once.
     """
     start = clock()
     attempt = 0
+    last = False
     while True:
         try:
             return call()
         except ApiError as exc:
-            if not exc.retryable:
+            if not exc.retryable or last:
                 raise
             remaining = deadline - (clock() - start)
             if remaining <= 0 or (exc.retry_after or 0.0) > remaining:
@@ -171,7 +188,10 @@ def call_with_retries(
             delay = random.uniform(0, min(cap, base * 2**attempt))
             if exc.retry_after is not None:
                 delay = max(delay, exc.retry_after)
-            sleep(min(delay, remaining))
+            cut = max(remaining - last_try, exc.retry_after or 0.0, 0.0)
+            if delay >= cut:
+                delay, last = cut, True
+            sleep(delay)
 
 
 def batch_path(namespace: str, name: str = "", *, status: bool = False) -> str:

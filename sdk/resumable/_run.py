@@ -348,8 +348,7 @@ class Run:
         finally:
             # Save what is pending, but keep the run usable (a `break` followed by
             # another loop) and the exit and signal flushes armed until close().
-            if not self._fenced and self._coalescer.pending_items > 0:
-                self._flush()
+            self._flush_at_exit()
 
     def step(self, name: str, fn: Callable[[], R]) -> R:
         """A run-level named step (research, then parse, then write): runs at most once.
@@ -383,8 +382,7 @@ class Run:
             return
         self._closed = True
         try:
-            if not self._fenced and self._coalescer.pending_items > 0:
-                self._flush()
+            self._flush_at_exit()
         finally:
             self._restore_signal_handlers()
             atexit.unregister(self._atexit)
@@ -609,6 +607,25 @@ class Run:
         )
         return cp
 
+    #: The iteration (commits and recorded errors) at which a write last failed with
+    #: an error raised to the caller; None once one succeeds. The exit hooks don't
+    #: start that same write again.
+    _failed_at: int | None = None
+
+    def _flush_at_exit(self) -> None:
+        """The exit hooks' write: the end of ``items()``, close(), interpreter exit.
+
+        Skipped when nothing is pending, and when a write of this same progress
+        already failed and was raised (the end of the batch, then the loop's
+        ``finally``, then the atexit close() would each wait out a new deadline
+        for it, past the pod's grace period). After SIGTERM or SIGINT the store
+        ends every write within its final deadline of the signal anyway.
+        """
+        if self._fenced or self._coalescer.pending_items == 0:
+            return
+        if self._failed_at != self._iteration:
+            self._flush()
+
     def _flush(self, *, final: bool = True) -> None:
         """Make outputs durable, then write the position that covers them."""
         if self._fenced:
@@ -644,11 +661,16 @@ class Run:
             raise
         except StoreUnavailableError:
             if final:
+                self._failed_at = self._iteration
                 raise
             # Keep the pending progress; try again one policy interval later
             # instead of blocking at every item boundary while the server is away.
             self._coalescer.deferred(self._clock())
             return
+        except ResumableError:
+            self._failed_at = self._iteration  # e.g. refused by the server
+            raise
+        self._failed_at = None
         self._saved_next = new.next_index
         self._checkpoint = new
         self._coalescer.written(self._clock())
@@ -668,7 +690,16 @@ class Run:
         self._old_handlers.clear()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        store: Any = self._store
+        if hasattr(store, "begin_shutdown"):
+            store.begin_shutdown()  # the grace period runs from now
         if self._critical:
+            if getattr(store, "interruptible", False):
+                # A boundary write waiting on the API server: give it up now, so
+                # the exit's final write starts at once (the store counts the
+                # write as one that may have landed).
+                store.interruptible = False
+                raise Terminated(signum)
             self._deferred_signal = signum
             return
         raise Terminated(signum)

@@ -24,6 +24,7 @@ from resumable._errors import (
     FencedError,
     FingerprintMismatchError,
     ResumableError,
+    StoreRefusedError,
     StoreUnavailableError,
 )
 from resumable._ranges import IndexSet
@@ -47,6 +48,7 @@ __all__ = [
     "ResumableError",
     "Run",
     "Settings",
+    "StoreRefusedError",
     "StoreUnavailableError",
     "Summary",
     "Terminated",

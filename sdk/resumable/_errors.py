@@ -25,3 +25,17 @@ class CorruptCheckpointError(ResumableError):
 
 class StoreUnavailableError(ResumableError):
     """The store could not be reached after retries; pending progress is kept in memory."""
+
+
+class StoreRefusedError(ResumableError):
+    """The API server refused a checkpoint read or write, not for fencing.
+
+    RBAC (403), an expired token (401), a value the CRD's schema rejects (422),
+    a malformed request (400): retrying would not help. ``status`` and
+    ``message`` are the server's.
+    """
+
+    def __init__(self, text: str, *, status: int, message: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.message = message

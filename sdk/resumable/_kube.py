@@ -28,7 +28,7 @@ from resumable._errors import (
     ConfigError,
     CorruptCheckpointError,
     FencedError,
-    ResumableError,
+    StoreRefusedError,
     StoreUnavailableError,
 )
 from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path, call_with_retries
@@ -46,20 +46,6 @@ FINAL_DEADLINE = 20.0
 LAST_TRY = 1.0
 
 T = TypeVar("T")
-
-
-class StoreRefusedError(ResumableError):
-    """The API server refused a checkpoint read or write, not for fencing.
-
-    RBAC (403), an expired token (401), a value the CRD's schema rejects (422),
-    a malformed request (400): retrying would not help. ``status`` and
-    ``message`` are the server's.
-    """
-
-    def __init__(self, text: str, *, status: int, message: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.message = message
 
 
 class KubeStore:

@@ -159,11 +159,12 @@ def test_a_run_shows_progress_completed_ranges_and_context_in_status(
             item.add_usage(tokens=100, cost_usd=0.001)
             run.context["last"] = item.index
 
-    # Mid-run: written at every 5th commit and at the error; item 8 (index 7)
-    # failed and is a gap in the completed ranges.
+    # Mid-run: written after every 5 items, the failed one counted among them (not
+    # a write of its own): after indices 4, 9 and 14. Item 8 (index 7) failed and
+    # is a gap in the completed ranges.
     mid = seen["mid"]
-    assert mid["progress"] == "17/30"
-    assert mid["checkpoint"]["completed"] == "0-6,8-17"
+    assert mid["progress"] == "14/30"
+    assert mid["checkpoint"]["completed"] == "0-6,8-14"
     assert mid["checkpoint"]["nextIndex"] == 7
     assert mid["checkpoint"]["lastErrorIndex"] == 7
     assert mid["checkpoint"]["lastError"] == "ValueError: item 8 is malformed"

@@ -33,19 +33,9 @@ from typing import Any
 import jsonpatch
 import yaml
 
+from tests.reliability.faults import k8s_status
+
 GROUP, VERSION, PLURAL = "resumable.dev", "v1alpha1", "resumablebatches"
-
-
-def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Status",
-        "metadata": {},
-        "status": "Failure",
-        "code": code,
-        "reason": reason,
-        "message": message,
-    }
 
 
 class StubApiServer:
@@ -122,7 +112,7 @@ class StubApiServer:
                 new = jsonpatch.apply_patch(self.obj, ops, in_place=False)
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
                 message = f"the server rejected our request due to an error in our request: {exc}"
-                return 422, _status(422, "Invalid", message)
+                return 422, k8s_status(422, "Invalid", message)
             version = int(new["metadata"]["resourceVersion"]) + 1
             new["metadata"]["resourceVersion"] = str(version)
             self.obj = new
@@ -154,11 +144,11 @@ class StubApiServer:
                 mode = stub.mode
                 stub.requests.append((time.monotonic(), "GET", mode))
                 if self.path.split("?")[0] != stub.object_path:
-                    return self._answer(404, _status(404, "NotFound", self.path))
+                    return self._answer(404, k8s_status(404, "NotFound", self.path))
                 if mode in ("hang", "apply-hang"):
                     return self._hang()
                 if mode == "503":
-                    return self._answer(503, _status(503, "ServiceUnavailable", "unavailable"))
+                    return self._answer(503, k8s_status(503, "ServiceUnavailable", "unavailable"))
                 with stub.lock:
                     body = copy.deepcopy(stub.obj)
                 self._answer(200, body)
@@ -168,25 +158,25 @@ class StubApiServer:
                 mode = stub.mode
                 stub.requests.append((time.monotonic(), "PATCH", mode))
                 if self.path.split("?")[0] != stub.object_path + "/status":
-                    return self._answer(404, _status(404, "NotFound", self.path))
+                    return self._answer(404, k8s_status(404, "NotFound", self.path))
                 if mode == "hang":
                     return self._hang()
                 if mode == "503":
-                    return self._answer(503, _status(503, "ServiceUnavailable", "unavailable"))
+                    return self._answer(503, k8s_status(503, "ServiceUnavailable", "unavailable"))
                 if mode == "403":
                     message = (
                         f'{PLURAL}.{GROUP} "{stub.name}" is forbidden: User '
                         '"system:serviceaccount:ns:worker" cannot patch resource '
                         f'"{PLURAL}/status" in API group "{GROUP}"'
                     )
-                    return self._answer(403, _status(403, "Forbidden", message))
+                    return self._answer(403, k8s_status(403, "Forbidden", message))
                 if mode == "422":
                     message = (
                         f'ResumableBatch.{GROUP} "{stub.name}" is invalid: '
                         'status.checkpoint.tokens: Invalid value: "number": '
                         "status.checkpoint.tokens in body must be of type integer"
                     )
-                    return self._answer(422, _status(422, "Invalid", message))
+                    return self._answer(422, k8s_status(422, "Invalid", message))
                 code, body = stub._apply(ops)
                 if mode == "apply-hang" and code == 200:
                     return self._hang()

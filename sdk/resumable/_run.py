@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -331,6 +332,7 @@ class Run:
             self._check_fingerprint(fingerprint(listed))
         self._total = total
         completed, skipped, mark = self._completed, self._skipped, self._mark
+        closed_early = False
         try:
             for index in range(self._start, total):
                 if index in completed or index in skipped:
@@ -345,10 +347,24 @@ class Run:
                 if not item._entered and not item._closed:
                     self._commit(item)  # the loop moved on without an exception
             self._finish()
+        except GeneratorExit:
+            closed_early = True  # `break`, or the loop's frame went away
+            raise
         finally:
             # Save what is pending, but keep the run usable (a `break` followed by
             # another loop) and the exit and signal flushes armed until close().
-            self._flush_at_exit()
+            if not closed_early:
+                self._flush_at_exit()
+            else:
+                try:
+                    self._flush_at_exit()
+                except ResumableError as exc:
+                    # Raised while the generator closes, Python would only print it
+                    # as "Exception ignored" with a traceback: say it in one line.
+                    why = f"{type(exc).__name__}: {exc}"
+                    print(
+                        f"resumable: progress not saved as the loop ended: {why}", file=sys.stderr
+                    )
 
     def step(self, name: str, fn: Callable[[], R]) -> R:
         """A run-level named step (research, then parse, then write): runs at most once.
@@ -679,6 +695,14 @@ class Run:
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
+            # Python lets only the main thread set handlers: say what is lost.
+            warnings.warn(
+                "resumable.start() outside the main thread: SIGTERM and SIGINT will not "
+                "save pending progress (start the run in the main thread, or call "
+                "run.checkpoint() yourself before the process is stopped)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
             return
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._old_handlers[signum] = signal.signal(signum, self._on_signal)
@@ -705,8 +729,11 @@ class Run:
         raise Terminated(signum)
 
     def _atexit(self) -> None:
-        with contextlib.suppress(ResumableError):
+        try:
             self.close()
+        except ResumableError as exc:
+            # At interpreter exit nobody can catch it: one line, not a traceback.
+            print(f"resumable: the exit checkpoint was not saved: {exc}", file=sys.stderr)
 
     def _disarm_in_child(self) -> None:
         """In a forked child: never flush the parent's progress (the parent does)."""

@@ -180,8 +180,10 @@ def undo(server: StubApiServer, fault: str) -> None:
 
 
 def error_lines(output: str, name: str = "") -> list[str]:
-    """The lines of tracebacks that name an SDK exception (``name`` in them)."""
-    return [line for line in output.splitlines() if line.startswith("resumable.") and name in line]
+    """The lines that report an SDK exception (``name`` in them): a traceback's last
+    line, or the SDK's own one-line report when the loop ended without saving."""
+    starts = ("resumable.", "resumable: ")
+    return [line for line in output.splitlines() if line.startswith(starts) and name in line]
 
 
 # ----------------------------------------------------------------------- SIGTERM

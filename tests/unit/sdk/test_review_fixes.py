@@ -193,3 +193,61 @@ def test_the_kube_store_without_the_kubernetes_client_says_what_to_install(
         "resumable._errors.ConfigError: RESUMABLE_STORE=kube needs the Kubernetes client: "
         "pip install 'resumable-batch[kube]'"
     )
+
+
+def test_a_run_started_outside_the_main_thread_warns_that_signals_will_not_save(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    caught: list[Warning] = []
+
+    def start_in_thread() -> None:
+        import warnings
+
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            run = resumable.start(settings=Settings(batch_name="t", directory=tmp_path / "s"))
+            run.close()
+        caught.extend(w.message for w in seen)  # type: ignore[misc]
+
+    thread = threading.Thread(target=start_in_thread)
+    thread.start()
+    thread.join()
+    assert any("outside the main thread" in str(w) for w in caught), caught
+
+
+def test_a_loop_left_by_break_that_cannot_save_says_so_in_one_line(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        from resumable import CheckpointPolicy, LocalStore, Run, Settings
+        from resumable._errors import StoreUnavailableError
+
+        class Down(LocalStore):
+            def save_checkpoint(self, checkpoint, **kwargs):
+                raise StoreUnavailableError("resumablebatch ns/b: 503: unavailable")
+
+        store = Down(sys.argv[1])
+        settings = Settings(
+            batch_name="b", directory=store.root, handle_signals=False,
+            policy=CheckpointPolicy(every_seconds=3600),
+        )
+        run = Run(settings, store, store.outputs, store.steps)
+        for item in run.items(range(5)):
+            with item:
+                pass
+            if item.index == 2:
+                break  # leaves pending progress for the exit hooks
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stderr == (
+        "resumable: progress not saved as the loop ended: StoreUnavailableError: "
+        "resumablebatch ns/b: 503: unavailable\n"
+    )

@@ -230,10 +230,17 @@ def ended_hint(batch: ResumableBatch, result: RunResult, directory: Path) -> str
             f"nothing to do: {batch.metadata.name} already succeeded (state in {directory}); "
             "to run it again from item 1, change spec.runId in the manifest"
         )
-    position = progress_text(result.status.checkpoint.next_index, None)
+    failed = next((c for c in result.status.conditions if c.type == "Failed"), None)
+    if failed is None or failed.reason != "MaxRestartsExceeded":
+        why = f" ({failed.reason}: {failed.message})" if failed is not None else ""
+        return (
+            f"nothing to do: {batch.metadata.name} already failed{why} (state in {directory}); "
+            "to start over from item 1, change spec.runId"
+        )
+    position = result.status.checkpoint.next_index
     return (
         f"nothing to do: {batch.metadata.name} already failed (state in {directory}); to go on "
-        f"from its checkpoint (item {int(position) + 1}), raise spec.retry.maxRestarts above "
+        f"from its checkpoint (item {position + 1}), raise spec.retry.maxRestarts above "
         f"{result.status.restarts}; to start over from item 1, change spec.runId"
     )
 

@@ -188,9 +188,11 @@ class LocalRunner:
         while True:
             if self._suspend_requested.is_set() and not self.batch.spec.suspend:
                 self.batch.spec.suspend = True
+            # Workers first, then the status (as the operator lists pods before it
+            # reads the batch): a worker seen ended has made all its writes.
+            views = [p.view() for p in self.pods.values()]
             status = self.store.load() or ResumableBatchStatus()
             self.batch.status = status
-            views = [p.view() for p in self.pods.values()]
             decision = decide(self.batch, views, datetime.now(UTC))
             try:
                 self._write_status(status, decision)

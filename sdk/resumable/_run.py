@@ -347,8 +347,11 @@ class Run:
                 if not item._entered and not item._closed:
                     self._commit(item)  # the loop moved on without an exception
             self._finish()
-        except GeneratorExit:
-            closed_early = True  # `break`, or the loop's frame went away
+        except BaseException:
+            # `break` (GeneratorExit), or an exception on its way out (Terminated
+            # from a SIGTERM during a write in here): a failed save below must not
+            # replace it.
+            closed_early = True
             raise
         finally:
             # Save what is pending, but keep the run usable (a `break` followed by
@@ -521,7 +524,8 @@ class Run:
             self._flush(final=True)  # the worker stops: say where it died
         except StoreUnavailableError as unsaved:
             # The item's own exception is what the worker reports; the store's outage
-            # must not replace it. The exit hooks try the write once more.
+            # must not replace it. The error and pending progress stay unsaved (the
+            # exit hooks do not send a failed write again): the next attempt redoes them.
             print(
                 f"resumable: could not save the error of item {item.number}: {unsaved}",
                 file=sys.stderr,

@@ -558,6 +558,20 @@ def test_a_state_dir_holding_another_batch_is_refused(tmp_path: Path) -> None:
     )
 
 
+def test_a_batch_failed_for_another_reason_is_not_told_to_raise_max_restarts(
+    tmp_path: Path,
+) -> None:
+    scenario = next(s for s in SCENARIOS if s.id == "never-retry-exit-code")
+    path = write_manifest(tmp_path / "batch.yaml", manifest(scenario, "doomed"))
+    args = ("run", str(path), "--state-dir", str(tmp_path / "st"), "--quiet")
+    assert resumable(*args, cwd=tmp_path).returncode == 1
+    again = resumable(*args, cwd=tmp_path)
+    last = again.stdout.splitlines()[-1]
+    assert last.startswith("nothing to do: doomed already failed (NeverRetryExitCode: "), last
+    assert last.endswith("to start over from item 1, change spec.runId")
+    assert "maxRestarts" not in last
+
+
 def test_a_finished_batch_run_again_says_how_to_rerun_it(tmp_path: Path) -> None:
     path = write_manifest(tmp_path / "batch.yaml", GOOD)
     state = tmp_path / "st"

@@ -251,3 +251,46 @@ def test_a_loop_left_by_break_that_cannot_save_says_so_in_one_line(tmp_path: Pat
         "resumable: progress not saved as the loop ended: StoreUnavailableError: "
         "resumablebatch ns/b: 503: unavailable\n"
     )
+
+
+def test_sigterm_in_a_write_inside_the_loop_exits_143_even_if_the_last_save_fails(
+    tmp_path: Path,
+) -> None:
+    # An item used without `with item:` is committed inside items(); a SIGTERM that
+    # cuts that write short must leave with 143, not with the failed exit save.
+    script = textwrap.dedent(
+        """
+        import signal, sys
+        from resumable import CheckpointPolicy, LocalStore, Run, Settings
+        from resumable._errors import StoreUnavailableError
+        from resumable._run import Terminated
+
+        class Cut(LocalStore):
+            calls = 0
+            def save_checkpoint(self, checkpoint, **kwargs):
+                Cut.calls += 1
+                if Cut.calls == 1:
+                    raise Terminated(signal.SIGTERM)  # the signal, mid-write
+                raise StoreUnavailableError("resumablebatch ns/b: 503: unavailable")
+
+        store = Cut(sys.argv[1])
+        settings = Settings(
+            batch_name="b", directory=store.root, handle_signals=False,
+            policy=CheckpointPolicy(every_items=1, min_interval_seconds=0),
+        )
+        run = Run(settings, store, store.outputs, store.steps)
+        for item in run.items(range(5)):
+            pass  # committed when the loop moves on
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 143, done.stderr
+    assert done.stderr == (
+        "resumable: progress not saved as the loop ended: StoreUnavailableError: "
+        "resumablebatch ns/b: 503: unavailable\n"
+    )

@@ -128,6 +128,26 @@ def start(
     return worker
 
 
+def start_writing(
+    server: StubApiServer,
+    tmp_path: Path,
+    workers: list[Worker],
+    *,
+    script: Path | None = MODULE_WORKER,
+    **extra: str,
+) -> Worker:
+    """A worker started as by :func:`start`, once two of its checkpoint writes landed."""
+    worker = start(server, tmp_path, workers, script=script, **extra)
+    wait_for(lambda: len(server.applied) >= 2, timeout=30, what="two checkpoint writes")
+    return worker
+
+
+def hang_next_write(server: StubApiServer, mode: str = "hang") -> None:
+    """Make the next boundary write hang (``apply-hang``: applied, never answered)."""
+    server.mode = mode
+    assert server.hanging.acquire(timeout=10), f"no boundary write reached the {mode}"
+
+
 def saved_positions(server: StubApiServer) -> list[int]:
     """nextIndex after each applied write, up to the first finished one."""
     return [cp["nextIndex"] for _, cp in server.applied if not cp.get("finished")]
@@ -193,8 +213,7 @@ def error_lines(output: str, name: str = "") -> list[str]:
 def test_sigterm_while_the_api_server_is_away_exits_143_within_the_grace_period(
     server: StubApiServer, tmp_path: Path, workers: list[Worker], fault: str
 ) -> None:
-    worker = start(server, tmp_path, workers)
-    wait_for(lambda: len(server.applied) >= 2, timeout=30, what="two checkpoint writes")
+    worker = start_writing(server, tmp_path, workers)
     saved = server.checkpoint
     cause(server, fault)
     time.sleep(1.5)  # items go on; their boundary writes fail (and may be under way at SIGTERM)
@@ -220,10 +239,8 @@ def test_sigterm_while_the_api_server_is_away_exits_143_within_the_grace_period(
 def test_sigterm_during_a_blackholed_boundary_write_gives_it_up_at_once(
     server: StubApiServer, tmp_path: Path, workers: list[Worker]
 ) -> None:
-    worker = start(server, tmp_path, workers)
-    wait_for(lambda: len(server.applied) >= 2, timeout=30, what="two checkpoint writes")
-    server.mode = "hang"
-    assert server.hanging.acquire(timeout=10), "no boundary write reached the blackhole"
+    worker = start_writing(server, tmp_path, workers)
+    hang_next_write(server)
     time.sleep(0.3)
     server.mode = "ok"  # back, but the boundary write still waits on its dead request
 
@@ -247,10 +264,9 @@ def test_the_exit_write_lands_when_the_api_server_is_back_within_the_deadline(
     server: StubApiServer, tmp_path: Path, workers: list[Worker], fault: str
 ) -> None:
     # tests/workers.py: atexit's close() makes the exit write here.
-    worker = start(
+    worker = start_writing(
         server, tmp_path, workers, script=None, WORKER_ITEMS="100000", WORKER_DELAY="0.05"
     )
-    wait_for(lambda: len(server.applied) >= 2, timeout=30, what="two checkpoint writes")
     cause(server, fault)
     time.sleep(1.5)
 
@@ -277,10 +293,8 @@ def test_a_boundary_write_that_landed_before_sigterm_cut_it_short_is_not_taken_f
     # cuts the write short. The exit write's `test` of the old position then
     # fails on our own write: it must be sent again on that position, not stop
     # the worker as if a newer attempt owned the batch.
-    worker = start(server, tmp_path, workers)
-    wait_for(lambda: len(server.applied) >= 2, timeout=30, what="two checkpoint writes")
-    server.mode = "apply-hang"
-    assert server.hanging.acquire(timeout=10), "no boundary write was applied"
+    worker = start_writing(server, tmp_path, workers)
+    hang_next_write(server, "apply-hang")
     cut_short = server.applied[-1][1]["nextIndex"]
     server.mode = "ok"
 
@@ -345,10 +359,8 @@ def test_the_end_of_a_batch_during_an_outage_waits_out_one_deadline_not_three(
 def test_boundary_writes_into_a_blackhole_block_no_longer_than_the_boundary_deadline(
     server: StubApiServer, tmp_path: Path, workers: list[Worker]
 ) -> None:
-    worker = start(server, tmp_path, workers)
-    wait_for(lambda: len(server.applied) >= 2, timeout=30, what="two checkpoint writes")
-    server.mode = "hang"
-    assert server.hanging.acquire(timeout=10), "no boundary write reached the blackhole"
+    worker = start_writing(server, tmp_path, workers)
+    hang_next_write(server)
     time.sleep(6.0)  # that write gave up; the next one, a second later, hangs too
     server.mode = "ok"
     before = len(server.applied)

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from resumable._errors import ResumableError
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
+from resumable_operator.conditions import REASON_MAX_RESTARTS
 from resumable_operator.reconcile import EventPlan, progress_text
 from resumable_operator.runner import (
     LocalRunError,
@@ -231,7 +232,7 @@ def ended_hint(batch: ResumableBatch, result: RunResult, directory: Path) -> str
             "to run it again from item 1, change spec.runId in the manifest"
         )
     failed = next((c for c in result.status.conditions if c.type == "Failed"), None)
-    if failed is None or failed.reason != "MaxRestartsExceeded":
+    if failed is None or failed.reason != REASON_MAX_RESTARTS:
         why = f" ({failed.reason}: {failed.message})" if failed is not None else ""
         return (
             f"nothing to do: {batch.metadata.name} already failed{why} (state in {directory}); "

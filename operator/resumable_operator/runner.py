@@ -44,7 +44,6 @@ VOLUMES_DIR = "volumes"
 #: A name the API server accepts for a batch whose name also labels its pods:
 #: a DNS-1123 subdomain no longer than a label value (63).
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
-MAX_NAME = MAX_NAME_LENGTH
 
 
 class LocalRunError(Exception):
@@ -444,9 +443,9 @@ def check_runnable(batch: ResumableBatch) -> tuple[list[str], list[str]]:
 
 def check_name(name: str) -> str | None:
     """Why ``name`` cannot name a batch (the API server's rule, and the pod label's), or None."""
-    if len(name) > MAX_NAME:
+    if len(name) > MAX_NAME_LENGTH:
         return (
-            f"metadata.name: {len(name)} characters, over {MAX_NAME} (the name labels the "
+            f"metadata.name: {len(name)} characters, over {MAX_NAME_LENGTH} (the name labels the "
             "batch's pods)"
         )
     if not _NAME.fullmatch(name):

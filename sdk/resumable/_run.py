@@ -332,7 +332,7 @@ class Run:
             self._check_fingerprint(fingerprint(listed))
         self._total = total
         completed, skipped, mark = self._completed, self._skipped, self._mark
-        closed_early = False
+        unwinding = False
         try:
             for index in range(self._start, total):
                 if index in completed or index in skipped:
@@ -351,12 +351,12 @@ class Run:
             # `break` (GeneratorExit), or an exception on its way out (Terminated
             # from a SIGTERM during a write in here): a failed save below must not
             # replace it.
-            closed_early = True
+            unwinding = True
             raise
         finally:
             # Save what is pending, but keep the run usable (a `break` followed by
             # another loop) and the exit and signal flushes armed until close().
-            if not closed_early:
+            if not unwinding:
                 self._flush_at_exit()
             else:
                 try:
@@ -461,7 +461,7 @@ class Run:
             return result
         result = fn()
         try:
-            json.dumps(result)
+            encoded = json.dumps(result)
         except (TypeError, ValueError) as exc:
             # Stored as JSON: anything else would come back as a string on resume.
             raise TypeError(
@@ -470,11 +470,11 @@ class Run:
             ) from exc
         self._steps.put(full, {"result": result})
         self._steps.sync()
-        # Hand back what was stored (JSON: int keys become strings, other values
-        # strings), as a resumed attempt will get it: code that relies on the
-        # original object fails on the first run, not only after a crash.
-        stored = self._steps.get(full)
-        return stored["result"] if stored is not None else result
+        # Hand back the stored form (int keys become strings, tuples lists), as a
+        # resumed attempt will get it: code that relies on the original object
+        # fails on the first run, not only after a crash.
+        stored: R = json.loads(encoded)
+        return stored
 
     def _commit(self, item: Item[Any]) -> None:
         # The per-item hot path: one critical section records the item and, when the

@@ -16,6 +16,7 @@ import errno
 import fcntl
 import itertools
 import json
+import mmap
 import os
 import sys
 import threading
@@ -36,6 +37,8 @@ LOCK_FILE = ".lock"
 OUTPUTS_DIR = "outputs"
 STEPS_DIR = "steps"
 INFLIGHT_FILE = ".inflight"
+#: The marker's size: the index left-aligned in 20 characters, then a newline.
+INFLIGHT_SIZE = 21
 #: A status temp file older than this when a worker claims the store is a dead writer's.
 ORPHAN_TEMP_SECONDS = 60
 
@@ -279,7 +282,8 @@ class DirectoryOutputs:
         self._pending_bytes = 0
         self._unsynced: list[str] = []  # file names written since the last sync
         self._dir_fd: int | None = None
-        self._inflight_fd: int | None = None
+        self._inflight_map: mmap.mmap | None = None  # the marker file, mapped shared
+        self._inflight_fd: int | None = None  # where it cannot be mapped: pwrite to this
         self._tmpfile = True  # until create_new says this filesystem has no O_TMPFILE
 
     def _open_dir(self) -> int:
@@ -345,14 +349,39 @@ class DirectoryOutputs:
         return sorted(name[: -len(".json")] for name in names)
 
     def mark_inflight(self, index: int) -> None:
-        """Note the item being worked on (no fsync: it must survive the process, not the node)."""
-        if self._inflight_fd is None:
-            fd = os.open(
-                INFLIGHT_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644, dir_fd=self._open_dir()
-            )
+        """Note the item being worked on (no fsync: it must survive the process, not the node).
+
+        Runs once per item, so the marker file is mapped into memory and the index
+        stored into the page cache without a system call; the page outlives a
+        killed process like a write(2) would. Where it cannot be mapped, pwrite.
+        """
+        marker = b"%-20d\n" % index
+        if self._inflight_map is not None:
+            self._inflight_map[:INFLIGHT_SIZE] = marker
+        elif self._inflight_fd is not None:
+            os.pwrite(self._inflight_fd, marker, 0)
+        else:
+            self._open_inflight(marker)
+
+    def _open_inflight(self, marker: bytes) -> None:
+        """Create or reuse the marker file holding marker; map it if the filesystem can."""
+        fd = os.open(
+            INFLIGHT_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644, dir_fd=self._open_dir()
+        )
+        try:
+            os.pwrite(fd, marker, 0)
+            os.ftruncate(fd, INFLIGHT_SIZE)
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                # The map holds a descriptor of its own, closed when it is collected.
+                self._inflight_map = mmap.mmap(fd, INFLIGHT_SIZE, flags=mmap.MAP_SHARED)
+        except BaseException:
+            os.close(fd)
+            raise
+        if self._inflight_map is None:
             close_when_collected(self, fd)
             self._inflight_fd = fd
-        os.pwrite(self._inflight_fd, f"{index:<20d}\n".encode(), 0)
+        else:
+            os.close(fd)
 
     def read_inflight(self) -> int | None:
         """The item the previous process was working on when it stopped, if recorded."""

@@ -182,3 +182,29 @@ def test_sigterm_is_not_lost_while_another_thread_is_writing_a_checkpoint(
                 worker.kill()
                 worker.wait()
         assert checkpoint(store)["nextIndex"] > 0
+
+
+def test_sigkill_mid_item_leaves_the_in_flight_marker_and_the_restart_counts_its_redos(
+    tmp_path: Path,
+) -> None:
+    # SIGKILL runs no flush: the checkpoint keeps item 0 as next, and only the
+    # in-flight marker (a page of the marker file, stored to without a system call)
+    # says the worker had reached item 8, so items 1-8 are counted as redone.
+    store, log_path = tmp_path / "store", tmp_path / "exec.log"
+    env = worker_env(
+        store, log_path, WORKER_ITEMS="20", WORKER_DELAY="0.05",
+        RESUMABLE_CHECKPOINT=NO_PERIODIC_WRITES,
+    )  # fmt: skip
+    proc = start_worker(env)
+    wait_for(lambda: 7 in indices(read_log(log_path), "commit"), timeout=30, what="item 8 commits")
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    started = indices(read_log(log_path), "start")
+    marker = (store / "outputs" / ".inflight").read_bytes()
+    assert marker == f"{started[-1]:<20d}\n".encode()
+    assert checkpoint(store)["nextIndex"] == 0
+
+    done = finish(env)
+    assert done.returncode == 0, done.stdout
+    assert checkpoint(store)["context"]["redone"] == started[-1]  # type: ignore[index]

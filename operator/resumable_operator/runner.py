@@ -275,7 +275,7 @@ class LocalRunner:
         grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
         try:
             process = subprocess.Popen(
-                argv,
+                with_lifeline(argv),
                 env=env,
                 cwd=container.get("workingDir"),
                 stdout=subprocess.PIPE,
@@ -388,6 +388,22 @@ class LocalRunner:
             if pod.process.poll() is None and not pod.deleting:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pod.process.pid, sig)
+
+
+#: Starts a worker so that it gets SIGTERM when this process dies (Linux only).
+LIFELINE = Path(__file__).with_name("_lifeline.py")
+
+
+def with_lifeline(argv: list[str]) -> list[str]:
+    """argv, started through _lifeline.py where the kernel can signal a parent's death.
+
+    A runner killed with SIGKILL cannot suspend its worker; without this the
+    worker would run on with nobody reading its output, and its next print
+    would fail as a broken pipe, blamed on whatever item it was on.
+    """
+    if not sys.platform.startswith("linux"):
+        return argv
+    return [sys.executable, "-I", "-S", str(LIFELINE), str(os.getpid()), *argv]
 
 
 def container_argv(container: dict[str, Any]) -> list[str]:

@@ -391,6 +391,39 @@ def test_kill_or_a_closed_terminal_suspends_like_ctrl_c_and_leaves_no_worker_run
     assert saved < 200
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_runner_killed_with_sigkill_takes_its_worker_down_and_a_new_run_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    # A worker that prints nothing: no broken pipe would ever stop it.
+    body = manifest(LONG, "long", delay=0.02)
+    body["spec"]["template"]["spec"]["containers"][0]["command"].append("--quiet")
+    path = write_manifest(tmp_path / "long.yaml", body)
+    state = tmp_path / "state"
+    runner = start_runner(path, state, tmp_path)
+    wait_for_items(runner, state, 10)
+    workers = processes_using(state)
+    assert len(workers) == 1, workers
+    os.kill(runner.pid, signal.SIGKILL)  # no suspend: only the kernel can tell the worker
+    finish(runner)
+    deadline = time.monotonic() + 20
+    while processes_using(state):
+        assert time.monotonic() < deadline, "the worker outlived its runner"
+        time.sleep(0.05)
+    saved = read_status(state)["checkpoint"]
+    assert saved["nextIndex"] == saved["itemsDone"] < 200  # it saved on the way out
+    assert not saved.get("lastError")  # stopped by a signal: no item blamed (a broken pipe)
+
+    again = subprocess.run(
+        [str(RESUMABLE), "run", str(path), "--state-dir", str(state)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"Resumed at item {saved['nextIndex'] + 1}/200" in again.stdout
+    assert output_indices(state) == list(range(200))
+    assert read_status(state)["checkpoint"]["context"]["redone"] <= 1
+
+
 def test_a_second_ctrl_c_stops_a_worker_that_does_not_stop_on_sigterm(tmp_path: Path) -> None:
     stubborn = (
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "

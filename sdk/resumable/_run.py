@@ -328,6 +328,14 @@ class Run:
         self._errors = errors
         listed = list(values)
         total = len(listed)
+        expected = self.settings.total_items
+        if expected is not None and expected != total:
+            # Progress would read "150/200" at the end of a batch that did all it was given.
+            print(
+                f"resumable: {expected} items expected (spec.totalItems, RESUMABLE_TOTAL_ITEMS) "
+                f"but items() was given {total}; the batch ends after these {total}",
+                file=sys.stderr,
+            )
         if fingerprint_items:
             self._check_fingerprint(fingerprint(listed))
         self._total = total

@@ -210,3 +210,26 @@ def test_an_oversize_context_is_refused_and_the_last_good_checkpoint_stays(
     run.context.clear()
     run.checkpoint()
     assert read_status(store_dir)["checkpoint"]["completed"] == "0"
+
+
+def test_a_list_of_another_length_than_total_items_is_named_once_on_stderr(
+    make_run: MakeRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = make_run(total_items=200)
+    for item in run.items(range(150)):
+        with item:
+            pass
+    err = capsys.readouterr().err
+    assert err.count("200 items expected (spec.totalItems, RESUMABLE_TOTAL_ITEMS)") == 1
+    assert "items() was given 150; the batch ends after these 150" in err
+    assert run.summary().finished
+
+
+def test_a_list_matching_total_items_prints_nothing(
+    make_run: MakeRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = make_run(total_items=3)
+    for item in run.items(range(3)):
+        with item:
+            pass
+    assert capsys.readouterr().err == ""

@@ -35,6 +35,8 @@ from resumable_operator.runner import (
     RunResult,
     check_runnable,
     load_manifest,
+    read_local_status,
+    runner_alive,
     write_line,
 )
 
@@ -366,10 +368,11 @@ def _api(args: argparse.Namespace) -> Any:
         return KubeApi.from_environment(kubeconfig=args.kubeconfig, context=args.context)
     except Exception as exc:
         local = Path(".resumable") / str(getattr(args, "name", None) or "")
+        name = getattr(args, "name", None)
         hint = (
             f" (a local batch of that name keeps its state in {local}/status.json and its "
-            f"workers' output in {local}/logs/)"
-            if getattr(args, "name", None) and (local / "status.json").is_file()
+            f"workers' output in {local}/logs/: `resumable status {name} --local` reads it)"
+            if name and (local / "status.json").is_file()
             else ""
         )
         raise CliError(f"cannot load kubeconfig: {exc}{hint}") from exc
@@ -757,26 +760,48 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Progress of one batch; --watch keeps a live bar until it ends."""
-    api = _api(args)
-    ns = _namespace(args)
-    obj = _get_batch(api, ns, args.name)
-    batch = ResumableBatch.model_validate(obj)
-    bar = ProgressBar(sys.stdout, total=batch.spec.total_items, interval=2.0)
+    alive: Callable[[], bool] | None = None
+    if args.local or args.state_dir:
+        directory = Path(args.state_dir or Path(".resumable") / args.name)
+
+        def read() -> ResumableBatchStatus:
+            try:
+                return read_local_status(directory, args.name)
+            except LocalRunError as exc:
+                raise CliError(str(exc)) from exc
+
+        total = None
+        alive = functools.partial(runner_alive, directory)
+    else:
+        api = _api(args)
+        ns = _namespace(args)
+
+        def read() -> ResumableBatchStatus:
+            return ResumableBatch.model_validate(_get_batch(api, ns, args.name)).status
+
+        total = ResumableBatch.model_validate(_get_batch(api, ns, args.name)).spec.total_items
+    status = read()
+    bar = ProgressBar(sys.stdout, total=total, interval=2.0)
+    stopped = False
     try:
         while True:
-            batch = ResumableBatch.model_validate(obj)
-            bar.update(batch.status)
-            if not args.watch or batch.status.phase in ("Succeeded", "Failed", "Suspended"):
+            bar.update(status)
+            if not args.watch or status.phase in ("Succeeded", "Failed", "Suspended"):
+                break
+            if alive is not None and not alive():
+                stopped = True  # killed: nothing will move it until it is run again
                 break
             time.sleep(args.interval)
-            obj = _get_batch(api, ns, args.name)
+            status = read()
     except KeyboardInterrupt:
         pass
     finally:
         bar.close()
     if not bar.tty and bar.printed != bar.text:
         write_line(sys.stdout, bar.text)
-    print(f"phase: {batch.status.phase}")
+    print(f"phase: {status.phase}")
+    if stopped or (alive is not None and status.phase in ("Running", "Pending") and not alive()):
+        print("no `resumable run` is working on it: run it again to resume")
     return 0
 
 
@@ -895,6 +920,12 @@ def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
     q = cluster("status", "progress of a batch; --watch for a live bar", cmd_status)
     q.add_argument("-w", "--watch", action="store_true", help="keep watching until it ends")
     q.add_argument("--interval", type=float, default=1.0, help="seconds between reads (1)")
+    q.add_argument(
+        "--local",
+        action="store_true",
+        help="a batch `resumable run` runs here: read .resumable/<name>/ (no cluster)",
+    )
+    q.add_argument("--state-dir", help="like --local, with the run's --state-dir")
     return parser
 
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TextIO
 
+from resumable._errors import ResumableError
 from resumable._store import LocalStore
 from resumable.v1alpha1 import MAX_NAME_LENGTH, ResumableBatch, ResumableBatchStatus
 from resumable_operator import objects
@@ -388,6 +389,48 @@ class LocalRunner:
             if pod.process.poll() is None and not pod.deleting:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pod.process.pid, sig)
+
+
+def read_local_status(directory: Path, name: str) -> ResumableBatchStatus:
+    """The status a local run of batch ``name`` keeps in directory, for `resumable status`.
+
+    Raises LocalRunError naming the file when there is none, it is another
+    batch's, or it cannot be read.
+    """
+    status_file = directory / "status.json"
+    try:
+        recorded = (directory / BATCH_FILE).read_text().strip()
+    except FileNotFoundError:
+        recorded = ""
+    except OSError as exc:
+        raise LocalRunError(f"{directory / BATCH_FILE}: {exc.strerror or exc}") from exc
+    if recorded and recorded != name:
+        raise LocalRunError(f"state directory {directory} holds batch {recorded!r}, not {name!r}")
+    try:
+        status = LocalStore(directory).load()
+    except ResumableError as exc:
+        raise LocalRunError(str(exc)) from exc
+    if status is None:
+        raise LocalRunError(
+            f"{status_file}: no such file: batch {name!r} has not run here "
+            "(`resumable run` keeps its state in .resumable/<name>/, or its --state-dir)"
+        )
+    return status
+
+
+def runner_alive(directory: Path) -> bool:
+    """True while the `resumable run` that last locked directory is still a live process."""
+    try:
+        pid = int((directory / RUNNER_LOCK).read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 #: Starts a worker so that it gets SIGTERM when this process dies (Linux only).

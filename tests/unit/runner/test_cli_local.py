@@ -29,6 +29,10 @@ RESUMABLE = BIN / "resumable"
 ROOT = Path(__file__).resolve().parents[3]
 
 
+#: No kubeconfig reachable: a local command must not need one.
+NO_CLUSTER = {"KUBECONFIG": "/nonexistent/kubeconfig"}
+
+
 def resumable(
     *args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -171,6 +175,31 @@ def test_run_good_manifest_succeeds_and_leaves_every_output_once(tmp_path: Path)
     assert status["phase"] == "Succeeded"
     assert status["checkpoint"]["finished"] is True
     assert status["checkpoint"]["nextIndex"] == 0  # cleared on completion
+
+
+def test_status_local_reads_a_local_batch_and_names_what_is_missing_or_not_its_own(
+    tmp_path: Path,
+) -> None:
+    path = write_manifest(tmp_path / "batch.yaml", manifest(SCENARIOS[0], "summaries"))
+    assert resumable("run", str(path), "--quiet", cwd=tmp_path).returncode == 0
+    shown = resumable("status", "summaries", "--local", "--watch", cwd=tmp_path, env=NO_CLUSTER)
+    assert shown.returncode == 0, shown.stderr
+    assert "50/50" in shown.stdout
+    assert shown.stdout.splitlines()[-1] == "phase: Succeeded"
+
+    missing = resumable("status", "other", "--local", cwd=tmp_path, env=NO_CLUSTER)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: .resumable/other/status.json: no such file")
+    state = str(tmp_path / ".resumable" / "summaries")
+    foreign = resumable("status", "other", "--state-dir", state, cwd=tmp_path, env=NO_CLUSTER)
+    assert foreign.returncode == 1
+    assert "holds batch 'summaries', not 'other'" in foreign.stderr
+
+    # Without --local, no cluster to ask: the error points to the local state instead.
+    clustered = resumable("status", "summaries", cwd=tmp_path, env=NO_CLUSTER)
+    assert clustered.returncode == 1
+    assert clustered.stderr.startswith("error: cannot load kubeconfig")
+    assert "`resumable status summaries --local` reads it" in clustered.stderr
 
 
 def test_run_failed_batch_exits_non_zero(tmp_path: Path) -> None:
@@ -392,7 +421,7 @@ def test_kill_or_a_closed_terminal_suspends_like_ctrl_c_and_leaves_no_worker_run
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_a_runner_killed_with_sigkill_takes_its_worker_down_and_a_new_run_loses_nothing(
+def test_a_killed_runner_takes_its_worker_down_status_says_so_and_a_new_run_loses_nothing(
     tmp_path: Path,
 ) -> None:
     # A worker that prints nothing: no broken pipe would ever stop it.
@@ -413,6 +442,13 @@ def test_a_runner_killed_with_sigkill_takes_its_worker_down_and_a_new_run_loses_
     saved = read_status(state)["checkpoint"]
     assert saved["nextIndex"] == saved["itemsDone"] < 200  # it saved on the way out
     assert not saved.get("lastError")  # stopped by a signal: no item blamed (a broken pipe)
+    watched = resumable(
+        "status", "long", "--state-dir", str(state), "--watch", cwd=tmp_path, timeout=20
+    )  # returns at once: nothing will move this batch until it is run again
+    assert watched.stdout.splitlines()[-2:] == [
+        "phase: Running",
+        "no `resumable run` is working on it: run it again to resume",
+    ]
 
     again = subprocess.run(
         [str(RESUMABLE), "run", str(path), "--state-dir", str(state)],

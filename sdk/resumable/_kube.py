@@ -66,6 +66,7 @@ class KubeStore:
         #: it back to False). Whatever it interrupts, the write counts as one that
         #: may have landed.
         self.interruptible = False
+        self._uid = ""
 
     def describe(self) -> str:
         """The batch, as kubectl names it."""
@@ -118,13 +119,20 @@ class KubeStore:
 
     def load(self, until: float | None = None) -> ResumableBatchStatus | None:
         """The batch's status (None when it has none yet); ``until`` as in KubeApi.request."""
-        raw = self._get(until).get("status")
+        obj = self._get(until)
+        self._uid = str((obj.get("metadata") or {}).get("uid") or "")
+        raw = obj.get("status")
         if not raw:
             return None
         try:
             return ResumableBatchStatus.model_validate(raw)
         except ValidationError as exc:
             raise CorruptCheckpointError(f"{self.describe()}: status is not valid: {exc}") from exc
+
+    def incarnation(self) -> str:
+        """The batch object's uid (known after the first read): a batch deleted and
+        created again under the same name has another one."""
+        return self._uid
 
     def claim(self, attempt: int | None) -> tuple[ResumableBatchStatus, int]:
         """Check this attempt owns the batch (or take the next one when None)."""

@@ -251,6 +251,14 @@ class Run:
 
         status, attempt = checkpoints.claim(settings.attempt)
         self.attempt = attempt
+        # Step results are kept under the batch's incarnation (a store's id for this
+        # batch: a Kubernetes uid, a local store's random id) and its runId, so a batch
+        # created again under the same name, or rerun, never gets another one's results
+        # from an output volume that outlived it. "-" where there is none: no runId
+        # or incarnation contains one alone.
+        incarnation = getattr(checkpoints, "incarnation", None)
+        scope = incarnation() if callable(incarnation) else ""
+        self._step_scope = f"{scope or '-'}~{settings.run_id or '-'}"
         cp = status.checkpoint
         self._fresh = cp.finished
         if cp.finished:
@@ -462,7 +470,7 @@ class Run:
         return f"change spec.runId (`resumable run`), or delete {root} (a worker run by hand)"
 
     def _step(self, key: str, fn: Callable[[], R]) -> R:
-        full = f"{self.settings.run_id or 'run'}-{key}"
+        full = f"{self._step_scope}~{key}"
         saved = self._steps.get(full)
         if saved is not None:
             result: R = saved["result"]

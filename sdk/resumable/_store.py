@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring_ascii
@@ -37,6 +38,8 @@ LOCK_FILE = ".lock"
 OUTPUTS_DIR = "outputs"
 STEPS_DIR = "steps"
 INFLIGHT_FILE = ".inflight"
+#: A random id made with a store's first status: step results are kept under it.
+INCARNATION_FILE = ".incarnation"
 #: The marker's size: the index left-aligned in 20 characters, then a newline.
 INFLIGHT_SIZE = 21
 #: A status temp file older than this when a worker claims the store is a dead writer's.
@@ -486,6 +489,7 @@ class LocalStore:
         self._holder: int | None = None  # the thread holding the lock
         self._tmp = _status_tmp_name()
         self._thread_lock = threading.Lock()
+        self._incarnation = ""
         self._to_json = Checkpoint.__pydantic_serializer__.to_json
         _open_stores.add(self)  # so a forked child gets a lock of its own
 
@@ -692,6 +696,27 @@ class LocalStore:
                         if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                             os.unlink(entry.name, dir_fd=root_fd)
 
+    def incarnation(self) -> str:
+        """This batch's id in this store (made by the first claim), '' before any claim.
+
+        A batch started over in the same directory (its status.json removed) gets a
+        new one, so results an earlier batch kept beside it are never taken for its own.
+        """
+        return self._incarnation
+
+    def _claim_incarnation(self, *, fresh: bool) -> None:
+        """Read the store's incarnation id, or make one for a fresh store (lock held)."""
+        path = self.root / INCARNATION_FILE
+        if not fresh:
+            try:
+                self._incarnation = path.read_text().strip()
+            except FileNotFoundError:
+                self._incarnation = ""
+            if self._incarnation:
+                return
+        self._incarnation = uuid.uuid4().hex
+        atomic_write(path, f"{self._incarnation}\n".encode())
+
     def claim(self, attempt: int | None) -> tuple[ResumableBatchStatus, int]:
         """Take ownership for an attempt (the next one when None); return the status and it.
 
@@ -699,7 +724,9 @@ class LocalStore:
         """
         with self.locked():
             self._remove_orphan_temps()
-            status = self.load() or ResumableBatchStatus()
+            fresh = not self.status_path.exists()
+            status = self.load() or ResumableBatchStatus()  # a corrupt one raises here
+            self._claim_incarnation(fresh=fresh)
             stored = status.checkpoint.attempt
             if attempt is None:
                 attempt = stored + 1

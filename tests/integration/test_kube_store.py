@@ -13,6 +13,7 @@ the batch.
 
 from __future__ import annotations
 
+import atexit
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -350,3 +351,25 @@ def test_status_of_a_finished_10000_item_run_stays_under_4_kb(
     assert size < 4096, f"status is {size} bytes: {json.dumps(status, indent=1)}"
     # Pretty-printed (as kubectl shows it) it is still small.
     assert len(json.dumps(status, indent=2)) < 4096
+
+
+def test_a_batch_deleted_and_created_again_never_gets_the_old_ones_step_results(
+    api: KubeApi, namespace: str, tmp_path: Path
+) -> None:
+    # The output volume outlives the batch object; the new object has a new uid.
+    create_batch(api, namespace, "again", 4)
+    old = make_run(api, namespace, "again", tmp_path, attempt=None)
+    assert old.step("research", lambda: "about document a") == "about document a"
+    old._closed = True  # failed, then deleted: no flush now or at exit
+    atexit.unregister(old._atexit)
+    api.request("DELETE", batch_path(namespace, "again"))
+    create_batch(api, namespace, "again", 4)
+    calls: list[str] = []
+
+    def research() -> str:
+        calls.append("research")
+        return "about document w"
+
+    new = make_run(api, namespace, "again", tmp_path, attempt=None)
+    assert new.step("research", research) == "about document w"
+    assert calls == ["research"]

@@ -106,3 +106,42 @@ def test_a_step_returns_its_stored_json_form_on_the_first_attempt_as_after_a_res
 def test_a_step_name_with_a_slash_is_refused_naming_the_step(make_run: MakeRun) -> None:
     with pytest.raises(ValueError, match=r"step name 'a/b': must be non-empty, without '/'"):
         make_run().step("a/b", Counter(1))
+
+
+def test_a_batch_started_over_beside_an_old_volume_never_gets_its_step_results(
+    tmp_path: Path,
+) -> None:
+    # Steps live with the outputs (RESUMABLE_OUTPUT_DIR), which may outlive the
+    # checkpoint: here the first batch's state is gone and a new one starts with
+    # the same name and volume, as after `kubectl delete` and `apply` again.
+    from resumable import CheckpointPolicy, DirectoryOutputs, LocalStore, Run, Settings
+
+    volume = tmp_path / "volume"
+
+    def start(state: Path, run_id: str = "") -> Run:
+        settings = Settings(
+            batch_name="b", directory=state, run_id=run_id, policy=CheckpointPolicy(),
+            handle_signals=False,
+        )  # fmt: skip
+        return Run(
+            settings,
+            LocalStore(state),
+            DirectoryOutputs(volume / "outputs"),
+            DirectoryOutputs(volume / "steps"),
+        )
+
+    old = start(tmp_path / "state-1")
+    assert old.step("research", Counter("about document a")) == "about document a"
+    abandon(old)  # failed, then deleted: its steps stay on the volume
+
+    resumed = start(tmp_path / "state-1")  # the same batch, resumed: reused
+    assert resumed.step("research", Counter("not called")) == "about document a"
+    abandon(resumed)
+
+    new = Counter("about document w")
+    assert start(tmp_path / "state-2").step("research", new) == "about document w"
+    assert new.calls == 1
+    # Nor do runId "" and a runId that happens to be "run" share results.
+    named = Counter("run 'run'")
+    assert start(tmp_path / "state-1", run_id="run").step("research", named) == "run 'run'"
+    assert named.calls == 1

@@ -26,7 +26,8 @@ ITEMS_REDONE = Counter(
 )
 RESTARTS = Counter(
     "resumable_restarts_total",
-    "Attempts that ended and were restarted, by reason.",
+    "Attempts that ended without finishing the batch (failed, disrupted, or stopped "
+    "before the end), by reason, whether or not another attempt followed.",
     ["reason"],
     registry=REGISTRY,
 )

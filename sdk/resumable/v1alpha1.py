@@ -201,7 +201,8 @@ class RetryPolicy(_Model):
         ge=1,
         le=100,
         description="Attempts that may die at the same item with no progress before it "
-        "counts as a poison item.",
+        "counts as a poison item. A death counts once the attempt said it was at that item, "
+        "so one more may die when the first did not.",
     )
     on_poison_item: Literal["Skip", "Fail"] = Field(
         default="Skip",

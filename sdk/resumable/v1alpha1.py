@@ -151,7 +151,7 @@ class Backoff(_Model):
                     "rule": "!has(self.maxSeconds) || !has(self.initialSeconds) || "
                     "self.maxSeconds >= self.initialSeconds",
                     "message": "backoff.maxSeconds must be greater than or equal to "
-                    "backoff.initialSeconds",
+                    "backoff.initialSeconds (2 when not set)",
                 }
             ]
         }

@@ -185,8 +185,13 @@ def test_negative_max_restarts_is_rejected_with_the_schema_message(
 @pytest.mark.parametrize(
     ("name", "spec", "says"),
     [
-        ("n" * 64, {}, "metadata.name must be at most 63 characters: it labels the batch's pods"),
-        ("bad-run-id", {"runId": "v2 (retry)"}, "spec.runId"),
+        ("n" * 64, {}, "metadata.name: Too long: may not be more than 63 bytes"),
+        (
+            "bad-run-id",
+            {"runId": "v2 (retry)"},
+            'spec.runId: Invalid value: "v2 (retry)": spec.runId must be a label value: letters, '
+            "digits, '-', '_' and '.', starting and ending with a letter or digit",
+        ),
     ],
     ids=["name-over-63", "run-id-not-a-label-value"],
 )

@@ -155,9 +155,9 @@ def run_local(
         nonlocal interrupts
         interrupts += 1
         if interrupts == 1:
-            grace = batch.spec.template.spec.model_dump(by_alias=True).get(
-                "terminationGracePeriodSeconds", 30
-            )
+            grace = batch.spec.template.spec.termination_grace_period_seconds
+            if grace is None:
+                grace = 30  # the pod default, which the runner applies too
             message = (
                 f"interrupted: suspending (the worker saves its checkpoint; up to {grace}s, "
                 "Ctrl-C again to stop it now); run again to resume"
@@ -256,7 +256,20 @@ DEMO_MARKER = ".resumable-demo"  # marks a --state-dir the demo may empty
 def demo_batch(
     *, items: int = DEMO_ITEMS, crash_after: int = DEMO_CRASH_AFTER, delay: float = 0.04
 ) -> ResumableBatch:
-    """The demo: the summariser over 50 documents, SIGKILLed right after item 20."""
+    """The demo: the summariser over 50 documents, SIGKILLed right after item 20.
+
+    A crash_after of at least items means no crash (the worker would otherwise
+    be killed after its last item, with nothing left to resume).
+    """
+    env = [
+        {"name": "SUMMARIZER_ITEMS", "value": str(items)},
+        {"name": "SUMMARIZER_DELAY", "value": str(delay)},
+    ]
+    if crash_after < items:
+        env += [
+            {"name": "SUMMARIZER_CRASH_AFTER", "value": str(crash_after)},
+            {"name": "SUMMARIZER_CRASH_MODE", "value": "kill"},
+        ]
     return ResumableBatch.model_validate(
         {
             "metadata": {"name": "demo-summarizer"},
@@ -269,12 +282,7 @@ def demo_batch(
                             {
                                 "name": "worker",
                                 "command": [sys.executable, "-m", "resumable.examples.summarizer"],
-                                "env": [
-                                    {"name": "SUMMARIZER_ITEMS", "value": str(items)},
-                                    {"name": "SUMMARIZER_DELAY", "value": str(delay)},
-                                    {"name": "SUMMARIZER_CRASH_AFTER", "value": str(crash_after)},
-                                    {"name": "SUMMARIZER_CRASH_MODE", "value": "kill"},
-                                ],
+                                "env": env,
                             }
                         ]
                     }
@@ -483,7 +491,9 @@ def cmd_describe(args: argparse.Namespace) -> int:
         "GET",
         f"/api/v1/namespaces/{ns}/events",
         query={
-            "fieldSelector": f"involvedObject.name={args.name},involvedObject.kind=ResumableBatch"
+            # By uid too: a deleted batch's events outlive it, under the same name.
+            "fieldSelector": f"involvedObject.name={args.name},involvedObject.kind=ResumableBatch,"
+            f"involvedObject.uid={obj['metadata']['uid']}"
         },
     ).get("items", [])
     events.sort(
@@ -752,14 +762,23 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     """Change spec.runId: a clean rerun from item 1."""
     api = _api(args)
+    ns = _namespace(args)
     run_id = args.run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    _patch_spec(api, _namespace(args), args.name, {"runId": run_id, "suspend": False})
+    current = (_get_batch(api, ns, args.name).get("spec") or {}).get("runId", "")
+    if run_id == current:
+        raise CliError(
+            f"resumablebatch/{args.name} already has runId {run_id!r}, so nothing would rerun: "
+            "give a new --run-id, or none for a generated one"
+        )
+    _patch_spec(api, ns, args.name, {"runId": run_id, "suspend": False})
     print(f"resumablebatch/{args.name} rerun with runId {run_id}")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Progress of one batch; --watch keeps a live bar until it ends."""
+    """Progress of one batch; --watch keeps a live bar until it ends or is suspended."""
+    if not args.interval > 0:
+        raise CliError(f"--interval must be more than 0 seconds, got {args.interval:g}")
     alive: Callable[[], bool] | None = None
     if args.local or args.state_dir:
         directory = Path(args.state_dir or Path(".resumable") / args.name)
@@ -918,7 +937,9 @@ def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
     q = cluster("rerun", "start a clean rerun from item 1 (new spec.runId)", cmd_rerun)
     q.add_argument("--run-id", help="the new runId (default: a timestamp)")
     q = cluster("status", "progress of a batch; --watch for a live bar", cmd_status)
-    q.add_argument("-w", "--watch", action="store_true", help="keep watching until it ends")
+    q.add_argument(
+        "-w", "--watch", action="store_true", help="keep watching until it ends or is suspended"
+    )
     q.add_argument("--interval", type=float, default=1.0, help="seconds between reads (1)")
     q.add_argument(
         "--local",

@@ -7,13 +7,36 @@ and the kopf startup handler; a bad value is an error naming the variable.
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 PREFIX = "RESUMABLE_OPERATOR_"
 #: kopf's progress-storage and diff-base annotations live under this prefix.
 ANNOTATION_PREFIX = "resumable.dev"
 FINALIZER = "resumable.dev/finalizer"
+#: Where a pod finds its own namespace (the service account's mount).
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+#: Settings that existed before leader election replaced kopf peering.
+_REMOVED = ("STANDALONE", "PEERING")
+
+
+def _own_namespace(env: Mapping[str, str]) -> str:
+    """This pod's namespace: POD_NAMESPACE, else the service account's, else default."""
+    if env.get("POD_NAMESPACE", "").strip():
+        return env["POD_NAMESPACE"].strip()
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def _identity(env: Mapping[str, str]) -> str:
+    """This replica's name in the Lease: the pod's name (or host's), and a random part."""
+    base = env.get("POD_NAME", "").strip() or socket.gethostname()
+    return f"{base}_{uuid.uuid4().hex[:8]}"
 
 
 class SettingsError(ValueError):
@@ -29,9 +52,12 @@ class OperatorConfig:
     log_level: str = "INFO"
     log_format: str = "text"
     workers: int = 4
-    peering: str = "resumable-batch"
-    standalone: bool = True
     liveness: str = "http://0.0.0.0:8081/healthz"
+    leader_election: bool = False
+    lease_name: str = "resumable-batch"
+    lease_namespace: str = "default"
+    lease_seconds: int = 15
+    identity: str = field(default_factory=lambda: _identity({}))
 
     @property
     def clusterwide(self) -> bool:
@@ -63,17 +89,25 @@ class OperatorConfig:
         if fmt not in ("text", "json"):
             raise SettingsError(f"{PREFIX}LOG_FORMAT={fmt!r}: use text or json")
         namespaces = tuple(n.strip() for n in get("NAMESPACES", "").split(",") if n.strip())
-        standalone_raw = get("STANDALONE", "true").lower()
-        if standalone_raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            raise SettingsError(f"{PREFIX}STANDALONE={standalone_raw!r}: use true or false")
-        standalone = standalone_raw in ("1", "true", "yes", "on")
+        for gone in _REMOVED:
+            if env.get(PREFIX + gone, "").strip():
+                raise SettingsError(
+                    f"{PREFIX}{gone} is no longer read: kopf peering gave way to leader "
+                    f"election; set {PREFIX}LEADER_ELECTION=true to run more than one replica"
+                )
+        election_raw = get("LEADER_ELECTION", "false").lower()
+        if election_raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise SettingsError(f"{PREFIX}LEADER_ELECTION={election_raw!r}: use true or false")
         return cls(
             namespaces=namespaces,
             metrics_port=integer("METRICS_PORT", 8080, 0, 65535),
             log_level=level,
             log_format=fmt,
             workers=integer("WORKERS", 4, 1, 64),
-            peering=get("PEERING", "resumable-batch"),
-            standalone=standalone,
             liveness=get("LIVENESS", "http://0.0.0.0:8081/healthz"),
+            leader_election=election_raw in ("1", "true", "yes", "on"),
+            lease_name=get("LEASE_NAME", "resumable-batch"),
+            lease_namespace=get("LEASE_NAMESPACE", "") or _own_namespace(env),
+            lease_seconds=integer("LEASE_SECONDS", 15, 3, 300),
+            identity=_identity(env),
         )

@@ -97,18 +97,29 @@ class Controller:
         self._seen_items: dict[Key, tuple[str, int, dict[str, Any], int]] = {}
         self._pending: dict[Key, _PendingCreate] = {}
         self._name_taken: dict[Key, tuple[str, str]] = {}  # (batch uid, pod name)
+        #: True once the workers run: a standby replica (leader.py) only queues keys,
+        #: and counts nothing in the metrics, which the leader does.
+        self.acting = False
 
     # ------------------------------------------------------------------ queue
 
     def start(self) -> None:
-        """Start the workers on the running event loop."""
+        """Start the workers on the running event loop.
+
+        Keys queued before (a standby's, one per batch it has seen) are worked
+        off first: a new leader looks at every batch once.
+        """
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self.acting = True
+        metrics.LEADER.set(1)
         for index in range(self.workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-{index}"))
 
     async def stop(self) -> None:
         """Stop the workers and pending timers."""
+        self.acting = False
+        metrics.LEADER.set(0)
         for timer in self._timers.values():
             timer.cancel()
         for task in self._tasks:
@@ -210,7 +221,7 @@ class Controller:
         with self._lock:
             seen = self._seen_items.get(key)
             self._seen_items[key] = (uid, done, cp, redone)
-        if seen is not None and seen[0] == uid:
+        if seen is not None and seen[0] == uid and self.acting:
             if done > seen[1]:
                 metrics.ITEMS_COMPLETED.inc(done - seen[1])
             if cp and cp != seen[2]:

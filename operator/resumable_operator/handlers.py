@@ -5,14 +5,17 @@ spec changes, first sight and completion; checkpoint writes by workers only feed
 metrics, so they cost no extra API writes) and events of pods carrying the
 ``resumable.dev/batch`` label. Progress storage, diff-base and finalizer names are
 set explicitly under our own prefix, though these handlers use none of them.
-``kopf run -m resumable_operator.handlers`` works too; it takes namespaces, peering,
+``kopf run -m resumable_operator.handlers`` works too; it takes namespaces,
 liveness and logging from kopf's own flags, where ``resumable-operator`` reads them
 from RESUMABLE_OPERATOR_* variables (see main.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
 from typing import Any
 
 import kopf
@@ -22,6 +25,7 @@ from resumable._kubeapi import KubeApi
 from resumable_operator import metrics
 from resumable_operator.config import ANNOTATION_PREFIX, FINALIZER, OperatorConfig
 from resumable_operator.controller import Controller
+from resumable_operator.leader import LeaderElector
 from resumable_operator.reconcile import LABEL_BATCH
 
 
@@ -43,17 +47,43 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         # Listed namespaces need no namespace scanning (and no permission to list them).
         settings.scanning.disabled = True
     metrics.serve(config.metrics_port)
-    controller = Controller(KubeApi.from_environment(), workers=config.workers)
-    controller.start()
+    api = KubeApi.from_environment()
+    controller = Controller(api, workers=config.workers)
     memo["controller"] = controller
+    if not config.leader_election:
+        controller.start()
+        return
+    elector = LeaderElector(
+        api,
+        namespace=config.lease_namespace,
+        name=config.lease_name,
+        identity=config.identity,
+        lease_seconds=config.lease_seconds,
+    )
+
+    async def lost() -> None:
+        # Stop acting at once, then let the process end: the pod restarts as a
+        # standby, with no timers or half-done state from its time as leader.
+        await controller.stop()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    memo["elector"] = elector
+    memo["election"] = asyncio.create_task(elector.run(controller.start, lost), name="election")
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    """Stop the workers."""
+    """Stop the workers; a leader gives its Lease up so a standby takes over at once."""
+    election: asyncio.Task[None] | None = memo.get("election")
+    if election is not None:
+        election.cancel()
+        await asyncio.gather(election, return_exceptions=True)
     controller: Controller | None = memo.get("controller")
     if controller is not None:
         await controller.stop()
+    elector: LeaderElector | None = memo.get("elector")
+    if elector is not None:
+        await asyncio.to_thread(elector.release)
 
 
 # The event handlers are coroutines on purpose: kopf runs plain functions in a

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import sys
 
 from resumable_operator.config import PREFIX, OperatorConfig, SettingsError
@@ -43,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Run ResumableBatch objects to completion across pod failures. "
         f"Settings come from {PREFIX}* environment variables: NAMESPACES (comma-separated; "
         "empty watches all), METRICS_PORT (8080; 0 disables), LOG_LEVEL (INFO), "
-        "LOG_FORMAT (text|json), WORKERS (4), STANDALONE (true; false enables kopf peering), "
-        "PEERING (resumable-batch), LIVENESS (http://0.0.0.0:8081/healthz).",
+        "LOG_FORMAT (text|json), WORKERS (4), LIVENESS (http://0.0.0.0:8081/healthz), "
+        "LEADER_ELECTION (false; true for more than one replica: only the holder of a "
+        "coordination.k8s.io Lease reconciles), LEASE_NAME (resumable-batch), "
+        "LEASE_NAMESPACE (the pod's), LEASE_SECONDS (15).",
     )
     parser.parse_args(argv)
     try:
@@ -69,10 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     kopf.run(
         clusterwide=config.clusterwide,
         namespaces=list(config.namespaces),
-        standalone=config.standalone,
-        peering_name=None if config.standalone else config.peering,
-        # Peers of equal priority all pause; a random one per replica lets one lead.
-        priority=None if config.standalone else random.randint(1, 2**31),
+        # No kopf peering: every replica watches, and a Lease decides which one acts
+        # (leader.py); kopf's handlers here keep no state of their own in the objects.
+        standalone=True,
         liveness_endpoint=config.liveness or None,
     )
     return 0

@@ -30,6 +30,11 @@ RESTARTS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "resumable_operator_leader",
+    "1 on the replica that reconciles (the Lease holder, or a single operator), 0 on a standby.",
+    registry=REGISTRY,
+)
 CHECKPOINT_WRITES = Counter(
     "resumable_checkpoint_writes_total", "Checkpoint writes seen on batches.", registry=REGISTRY
 )

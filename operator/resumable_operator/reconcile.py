@@ -653,7 +653,13 @@ def _start_attempt(
         event("Normal", "Started", f"Started at item 1/{of}{again} (attempt {attempt}, pod {name})")
     else:
         after = status.last_failure or "a restart"
-        msg = f"Resumed at item {start + 1}/{of} after {after} (attempt {attempt})"
+        # Every item saved, but the worker died before it could say the batch ended.
+        where = (
+            f"to finish, all {of} items saved,"
+            if total is not None and start >= total
+            else f"at item {start + 1}/{of}"
+        )
+        msg = f"Resumed {where} after {after} (attempt {attempt})"
         progressing("True", cond.REASON_RESUMED, msg + ".")
         event("Normal", cond.REASON_RESUMED, msg)
         failed_at = parse_time(status.failed_at)

@@ -373,7 +373,7 @@ def test_logs_of_a_batch_without_pods_says_so(
 # -------------------------------------------------- describe of a batch mid-run
 
 
-def test_describe_shows_position_last_error_and_skipped_items(
+def test_describe_shows_position_last_error_skipped_items_and_only_this_batchs_events(
     batches: Batches, api: KubeApi, kubeconfig: Path, namespace: str
 ) -> None:
     created = batches.create(simple_batch("midway", totalItems=200))
@@ -396,26 +396,34 @@ def test_describe_shows_position_last_error_and_skipped_items(
         "activePod": "midway-3",
     }
     batches.patch_status("midway", [{"op": "add", "path": "/status", "value": status}])
-    api.request(
-        "POST",
-        f"/api/v1/namespaces/{namespace}/events",
-        body={
-            "metadata": {"generateName": "midway.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "resumable.dev/v1alpha1",
-                "kind": "ResumableBatch",
-                "name": "midway",
-                "namespace": namespace,
-                "uid": created["metadata"]["uid"],
+
+    def post_event(uid: str, reason: str, message: str) -> None:
+        api.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/events",
+            body={
+                "metadata": {"generateName": "midway.", "namespace": namespace},
+                "involvedObject": {
+                    "apiVersion": "resumable.dev/v1alpha1",
+                    "kind": "ResumableBatch",
+                    "name": "midway",
+                    "namespace": namespace,
+                    "uid": uid,
+                },
+                "type": "Normal",
+                "reason": reason,
+                "message": message,
+                "firstTimestamp": "2025-03-01T12:00:00Z",
+                "lastTimestamp": "2025-03-01T12:00:00Z",
+                "count": 1,
             },
-            "type": "Normal",
-            "reason": "Resumed",
-            "message": "Resumed at item 48/200 after exit 137 (attempt 3)",
-            "firstTimestamp": "2025-03-01T12:00:00Z",
-            "lastTimestamp": "2025-03-01T12:00:00Z",
-            "count": 1,
-        },
+        )
+
+    post_event(
+        created["metadata"]["uid"], "Resumed", "Resumed at item 48/200 after exit 137 (attempt 3)"
     )
+    # An event of an earlier batch of the same name, deleted since: not this one's.
+    post_event("5e1d0d5e-0000-4000-8000-000000000000", "PodCreateFailed", "an older batch's event")
     result = run_cli("describe", "midway", kubeconfig=kubeconfig, namespace=namespace)
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -428,6 +436,7 @@ def test_describe_shows_position_last_error_and_skipped_items(
     assert re.search(r"^\s+Last error:\s+item 48: ValueError: bad document$", out, re.MULTILINE)
     assert re.search(r"^\s+item 13 after 3 attempt\(s\): worker died: exit 137$", out, re.MULTILINE)
     assert "Resumed at item 48/200 after exit 137 (attempt 3)" in out
+    assert "an older batch's event" not in out
 
 
 # ------------------------------------------------------- spec-changing commands
@@ -450,7 +459,7 @@ def test_suspend_sets_spec_suspend_and_resume_clears_it(
     assert obj["spec"]["totalItems"] == 10  # the rest of the spec is untouched
 
 
-def test_rerun_changes_the_run_id_and_unsuspends(
+def test_rerun_changes_the_run_id_and_unsuspends_and_refuses_the_same_run_id(
     batches: Batches, kubeconfig: Path, namespace: str
 ) -> None:
     batches.create(simple_batch("again", suspend=True))
@@ -470,6 +479,17 @@ def test_rerun_changes_the_run_id_and_unsuspends(
     )
     assert result.returncode == 0, result.stderr
     assert batches.get("again")["spec"]["runId"] == "second"
+
+    # The same runId again would change nothing: the operator reruns on a change only.
+    generation = batches.get("again")["metadata"]["generation"]
+    result = run_cli(
+        "rerun", "again", "--run-id", "second", kubeconfig=kubeconfig, namespace=namespace
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "error: resumablebatch/again already has runId 'second', so nothing would rerun"
+    )
+    assert batches.get("again")["metadata"]["generation"] == generation
 
 
 def test_invalid_run_id_is_refused_by_the_api_server_in_one_line(

@@ -7,6 +7,7 @@ injects a fault, and checks what a user would: conditions, restarts, events,
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,6 +201,51 @@ def test_operator_restarted_mid_run_resumes_without_a_second_pod(
     assert [p["metadata"]["name"] for p in batches.pods("restarted")] == [
         "restarted-1",
         "restarted-2",
+    ]
+    assert outputs_in(out) == list(range(150))
+
+
+def test_with_leader_election_only_the_leader_acts_and_a_standby_takes_over_when_it_dies(
+    kubeconfig: Path, namespace: str, batches: Batches, kubelet: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    election = {
+        "RESUMABLE_OPERATOR_LEADER_ELECTION": "true",
+        "RESUMABLE_OPERATOR_LEASE_NAMESPACE": namespace,
+        "RESUMABLE_OPERATOR_LEASE_SECONDS": "3",
+    }
+
+    def replica(name: str) -> OperatorProcess:
+        env = {**election, "POD_NAME": name}
+        return OperatorProcess(kubeconfig, namespace, tmp_path / f"{name}.log", env=env)
+
+    first = replica("op-1").start()
+    second: OperatorProcess | None = None
+    try:
+        wait_for("op-1 to lead", lambda: "leading: op-1_" in first.log())
+        second = replica("op-2").start()
+        standby = second
+        wait_for("op-2 to stand by", lambda: "is held by op-1_" in standby.log())
+        batches.create(batch_manifest(LONG, "failover", out, delay=0.05))
+        wait_for("progress", lambda: progress(batches, "failover") >= 5)
+        assert "resumable_operator_leader 1.0" in first.metrics()
+        # The standby watched the same checkpoints but acted on none and counted none.
+        assert "resumable_operator_leader 0.0" in second.metrics()
+        assert "resumable_items_completed_total 0.0" in second.metrics()
+        first.stop(sig=signal.SIGKILL)  # the leader's pod is lost: no release
+        kubelet.kill(namespace, "failover-1")  # and its worker with it
+        obj = batches.wait_ended("failover")
+        assert "leading: op-2_" in second.log()
+        assert "resumable_operator_leader 1.0" in second.metrics()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert obj["status"]["phase"] == "Succeeded"
+    assert obj["status"]["restarts"] == 1  # the new leader counted the lost worker once
+    assert [p["metadata"]["name"] for p in batches.pods("failover")] == [
+        "failover-1",
+        "failover-2",
     ]
     assert outputs_in(out) == list(range(150))
 

@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     docs = make_documents(args.items)
     run = resumable.start()
     say = (lambda *_, **__: None) if args.quiet else print
-    if run.resumed_from:
+    if run.resumed_from >= len(docs) > 0:
+        say(f"attempt {run.attempt}: all {len(docs)} items already saved; finishing", flush=True)
+    elif run.resumed_from:
         say(
             f"attempt {run.attempt}: resuming at item {run.resumed_from + 1}/{len(docs)}",
             flush=True,

@@ -229,6 +229,15 @@ def test_oom_killed_is_named_in_the_resume_event() -> None:
     assert d.status.restarts == 1
 
 
+def test_a_worker_killed_after_saving_its_last_item_is_resumed_to_finish_not_at_item_51() -> None:
+    batch = started(make_batch(retry={"backoff": NO_BACKOFF}))
+    saved(batch, 50)  # every item saved; killed before it could mark the batch finished
+    d = decide(batch, [failed()], T0)
+    assert d.create_pod is not None
+    assert d.create_pod.start_index == 50
+    assert "Resumed to finish, all 50 items saved, after exit 137 (attempt 2)" in messages(d)
+
+
 @pytest.mark.parametrize(
     "pod",
     [

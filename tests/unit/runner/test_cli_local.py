@@ -113,6 +113,20 @@ def test_demo_refuses_a_state_dir_it_did_not_make_and_deletes_nothing(tmp_path: 
     assert (precious / "thesis.txt").read_text() == "three years of it"
 
 
+def test_demo_with_crash_after_the_last_item_runs_without_a_crash_as_it_says(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "demo"
+    result = resumable(
+        "demo", "--state-dir", str(state), "--items", "5", "--crash-after", "5", "--delay", "0",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no crash (--crash-after is not below --items)" in result.stdout
+    assert "injecting a crash" not in result.stdout
+    assert "Succeeded: 5/5 items, 0 skipped, 0 restart(s)" in result.stdout
+
+
 def test_demo_run_again_in_its_own_state_dir_starts_over_and_keeps_it(tmp_path: Path) -> None:
     state = tmp_path / "demo-state"
     for _ in range(2):
@@ -186,6 +200,12 @@ def test_status_local_reads_a_local_batch_and_names_what_is_missing_or_not_its_o
     assert shown.returncode == 0, shown.stderr
     assert "50/50" in shown.stdout
     assert shown.stdout.splitlines()[-1] == "phase: Succeeded"
+
+    for bad in ("0", "-1"):  # checked before anything is read
+        refused = resumable("status", "summaries", "--local", "--watch", "--interval", bad,
+                            cwd=tmp_path, env=NO_CLUSTER)  # fmt: skip
+        assert refused.returncode == 1
+        assert refused.stderr == f"error: --interval must be more than 0 seconds, got {bad}\n"
 
     missing = resumable("status", "other", "--local", cwd=tmp_path, env=NO_CLUSTER)
     assert missing.returncode == 1

@@ -402,7 +402,8 @@ def test_two_replicas_keep_exactly_one_operator_active(
     tmp_path: Path,
 ) -> None:
     """replicaCount=2: both operators run with the chart's environment as its ServiceAccount;
-    the Lease elects one, only it works, and the other takes over when it is killed."""
+    the Lease elects one, only it works, and the other takes over when it is killed. Then a
+    rollout's handover: a third replica takes over at once from a leader that stops."""
     from kubernetes import client
 
     values = {"replicaCount": 2, "watchNamespaces": [namespace]}
@@ -418,9 +419,21 @@ def test_two_replicas_keep_exactly_one_operator_active(
         sa_kubeconfig = service_account_kubeconfig(
             controlplane, installed, tmp_path / "operator.kubeconfig"
         )
-        pods = [f"{installed.service_account}-{i}" for i in (1, 2)]
+        pods = [f"{installed.service_account}-{i}" for i in (1, 2, 3)]
         liveness = [free_port() for _ in pods]
         operators: list[Replica] = []
+
+        def start_replica() -> Replica:
+            pod, port = pods[len(operators)], liveness[len(operators)]
+            replica_env = env | {
+                "POD_NAME": pod,
+                "RESUMABLE_OPERATOR_LIVENESS": f"http://127.0.0.1:{port}/healthz",
+            }
+            replica = Replica(sa_kubeconfig, namespace, tmp_path / f"{pod}.log", env=replica_env)
+            operators.append(replica)
+            replica.start()
+            return replica
+
         batches = Batches(api, namespace)
 
         def holder() -> str | None:
@@ -445,14 +458,8 @@ def test_two_replicas_keep_exactly_one_operator_active(
             return found if all(found) else None
 
         try:
-            for pod, port in zip(pods, liveness, strict=True):
-                replica_env = env | {
-                    "POD_NAME": pod,
-                    "RESUMABLE_OPERATOR_LIVENESS": f"http://127.0.0.1:{port}/healthz",
-                }
-                log_path = tmp_path / f"{pod}.log"
-                operators.append(Replica(sa_kubeconfig, namespace, log_path, env=replica_env))
-                operators[-1].start()
+            start_replica()
+            start_replica()
 
             # Exactly one leads; the other stands by, and sees the leader as the holder.
             found = wait_for("one replica to lead, the other to stand by", roles, timeout=30)
@@ -509,6 +516,25 @@ def test_two_replicas_keep_exactly_one_operator_active(
             batches.create(manifest(small, "after", env={"RESUMABLE_OUTPUT_DIR": str(out)}))
             _check_scenario(batches, small, "after", out)
             assert f"{namespace}/after " in operators[standby].log()
+
+            # A rollout: a new replica stands by, the leader stops gracefully (SIGTERM) and
+            # releases the Lease, so the new one leads sooner than a lease duration.
+            newcomer = start_replica()
+            wait_for("the new replica to stand by", lambda: "standby: " in newcomer.log())
+            stopped_at = time.monotonic()
+            operators[standby].stop()
+            wait_for(
+                "the new replica to take the released Lease",
+                lambda: _LEADING.search(newcomer.log()),
+                timeout=2 * LEASE_SECONDS,
+            )
+            handover = time.monotonic() - stopped_at
+            third = _LEADING.search(newcomer.log())
+            assert third is not None
+            assert third.group(1).startswith(pods[2])
+            assert holder() == third.group(1)
+            print(f"handover after SIGTERM: {handover:.1f}s (lease {LEASE_SECONDS}s)")
+            assert handover < LEASE_SECONDS, "the stopping leader did not release the Lease"
         finally:
             for op in operators:
                 op.stop(sig=signal.SIGKILL)

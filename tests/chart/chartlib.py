@@ -39,8 +39,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "one-namespace": {"watchNamespaces": ["{namespace}"]},
     "metrics-off": {"metrics": {"enabled": False}},
     "extra-labels": {"commonLabels": {"team": "batch", "cost-center": "c42"}},
-    "peering": {"replicaCount": 2},
-    "peering-one-namespace": {"replicaCount": 2, "watchNamespaces": ["{namespace}"]},
+    "two-replicas": {"replicaCount": 2},
+    "two-replicas-one-namespace": {"replicaCount": 2, "watchNamespaces": ["{namespace}"]},
 }
 
 
@@ -166,11 +166,21 @@ def env_of(objects: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container(objects)["env"] if "value" in e}
 
 
+def downward_env_of(objects: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The operator container's variables from the downward API: name -> fieldPath."""
+    return {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in container(objects)["env"]
+        if "fieldRef" in e.get("valueFrom", {})
+    }
+
+
 Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
 
 
 def permissions(rules: Iterable[Mapping[str, Any]]) -> set[Permission]:
-    """Expand RBAC rules into (group, resource, verb) triples; resourceNames are not used."""
+    """Expand RBAC rules into (group, resource, verb) triples; resourceNames are not used
+    (the one rule with them, the leader election's, is checked whole: lease_rules)."""
     out: set[Permission] = set()
     for rule in rules:
         assert "resourceNames" not in rule, rule
@@ -204,11 +214,35 @@ NAMESPACED_PERMISSIONS: set[Permission] = (
 CLUSTER_PERMISSIONS: set[Permission] = grant(
     "apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"]
 )
-CLUSTER_PEERING: set[Permission] = grant(
-    "kopf.dev", ["clusterkopfpeerings"], ["get", "list", "watch", "patch"]
+
+
+def lease_rules(lease: str) -> list[dict[str, Any]]:
+    """The leader election's rules (the operator's contract), in the release namespace only:
+    create a Lease (create cannot be limited to a name), get and update only its own."""
+    return [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [lease],
+            "verbs": ["get", "update"],
+        },
+    ]
+
+
+#: What the leader election may do with Leases (its own Lease's name aside).
+LEASE_PERMISSIONS: set[Permission] = grant("coordination.k8s.io", ["leases"], ["create"]) | grant(
+    "coordination.k8s.io", ["leases"], ["get", "update"]
 )
-NAMESPACED_PEERING: set[Permission] = grant(
-    "kopf.dev", ["kopfpeerings"], ["get", "list", "watch", "patch"]
+#: What it never needs with Leases, not even its own.
+LEASE_FORBIDDEN: set[Permission] = grant(
+    "coordination.k8s.io", ["leases"], ["list", "watch", "patch", "delete", "deletecollection"]
+)
+#: kopf's peering objects: no longer used, so granted by no value set.
+KOPF_PEERING: set[Permission] = grant(
+    "kopf.dev",
+    ["clusterkopfpeerings", "kopfpeerings"],
+    ["get", "list", "watch", "patch", "create", "update"],
 )
 
 #: Things the operator never needs; each must be denied wherever it runs.

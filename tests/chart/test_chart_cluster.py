@@ -3,7 +3,7 @@
 - every object of every tested value set passes a server-side dry run: the API
   server validates it against its own schemas, unknown fields rejected;
 - `helm install`, `helm upgrade` and `helm uninstall` work for real, including the
-  kopf peering object next to its CRDs and the kept ResumableBatch CRD.
+  leader election's Role going with the replicas and the kept ResumableBatch CRD.
 """
 
 from __future__ import annotations
@@ -15,18 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.chart.chartlib import CHART, VALUE_SETS, Helm, substitute
+from tests.chart.chartlib import CHART, VALUE_SETS, Helm, lease_rules, substitute
 
 pytestmark = pytest.mark.integration
 
 CRD = "resumablebatches.resumable.dev"
-
-
-@pytest.fixture(scope="module")
-def kopf_peering_crds(controlplane: Any) -> list[str]:
-    """kopf's peering CRDs, as `helm install` puts them from the chart's crds/."""
-    names: list[str] = controlplane.install_crds([CHART / "crds" / "kopf-peerings.yaml"])
-    return names
 
 
 def release_name(namespace: str) -> str:
@@ -40,7 +33,6 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
     helm: Helm,
     kubectl: Any,
     namespace: str,
-    kopf_peering_crds: list[str],
     tmp_path: Path,
 ) -> None:
     values = substitute(VALUE_SETS[name], namespace=namespace)
@@ -108,30 +100,44 @@ def test_helm_install_upgrade_and_uninstall(
     fullname = f"{release}-resumable-batch"
     base = ["--namespace", namespace, "--kubeconfig", str(kubeconfig)]
 
-    # Two replicas: the kopf CRDs come from crds/, the peering object from the templates.
+    # Two replicas elect a leader through a Lease: the chart adds the Role for it.
     # --take-ownership adopts the CRD that was applied with kubectl before (see the chart README).
-    helm.run("install", release, str(CHART), *base, "--set", "replicaCount=2", "--take-ownership")
+    proc = helm.run(
+        "install", release, str(CHART), *base, "--set", "replicaCount=2", "--take-ownership"
+    )
+    assert f"get lease {fullname}" in proc.stdout  # NOTES.txt says where the leader is
     crd = _get(kubectl, "crd", CRD)
     assert crd is not None
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
-    assert _get(kubectl, "clusterkopfpeering", fullname) is not None
     deployment = _get(kubectl, "deployment", fullname, "-n", namespace)
     assert deployment is not None
     assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    lease_role = f"{fullname}-leader-election"
+    role = _get(kubectl, "role", lease_role, "-n", namespace)
+    assert role is not None
+    assert role["rules"] == lease_rules(fullname)
+    assert _get(kubectl, "rolebinding", lease_role, "-n", namespace) is not None
     assert _get(kubectl, "service", f"{fullname}-metrics", "-n", namespace) is not None
+    # Nothing of kopf's peering any more: neither its CRDs (crds/ is gone) nor an object.
+    assert _get(kubectl, "crd", "clusterkopfpeerings.kopf.dev") is None
+    assert _get(kubectl, "crd", "kopfpeerings.kopf.dev") is None
 
-    # Back to one replica, metrics off: the peering object and the Service go away.
+    # Back to one replica, metrics off: the Lease's Role and the Service go away.
     helm.run("upgrade", release, str(CHART), *base, "--set", "metrics.enabled=false")
-    assert _get(kubectl, "clusterkopfpeering", fullname) is None
+    assert _get(kubectl, "role", lease_role, "-n", namespace) is None
+    assert _get(kubectl, "rolebinding", lease_role, "-n", namespace) is None
     assert _get(kubectl, "service", f"{fullname}-metrics", "-n", namespace) is None
     deployment = _get(kubectl, "deployment", fullname, "-n", namespace)
     assert deployment is not None
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"]["value"] == "false"
+    assert "RESUMABLE_OPERATOR_LEASE_NAME" not in env
 
     proc = helm.run("uninstall", release, *base)
     assert CRD in proc.stdout + proc.stderr  # helm reports the kept resource
     assert _get(kubectl, "deployment", fullname, "-n", namespace) is None
     assert _get(kubectl, "clusterrole", fullname) is None
     assert _get(kubectl, "crd", CRD) is not None, "crds.keep must leave the CRD in place"
-    assert _get(kubectl, "crd", "clusterkopfpeerings.kopf.dev") is not None

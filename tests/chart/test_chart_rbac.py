@@ -5,7 +5,9 @@ The chart's ServiceAccount and (Cluster)Role are applied for real. Then:
 - the API server's authorizer (SubjectAccessReview) allows every permission of the
   operator's contract where the operator works, and denies everything else tried;
 - the operator itself runs the shared failure scenarios (tests/scenarios.py) with
-  the ServiceAccount's token instead of the admin's, and they pass.
+  the ServiceAccount's token instead of the admin's, and they pass;
+- with two replicas, both run with the chart's environment and ServiceAccount: the
+  Lease elects one, only it works, and the other takes over when it dies.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import re
 import signal
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,20 +26,20 @@ import pytest
 import yaml
 
 from resumable._kubeapi import KubeApi
-from scenarios import SCENARIOS, Scenario, manifest
+from scenarios import NO_BACKOFF, SCENARIOS, Scenario, manifest
 from tests.chart.chartlib import (
-    CHART,
-    CLUSTER_PEERING,
     CLUSTER_PERMISSIONS,
     FORBIDDEN,
-    NAMESPACED_PEERING,
+    KOPF_PEERING,
+    LEASE_FORBIDDEN,
+    LEASE_PERMISSIONS,
     NAMESPACED_PERMISSIONS,
     Helm,
     Permission,
     env_of,
     substitute,
 )
-from tests.integration.harness import Batches, OperatorProcess, outputs_in, wait_for
+from tests.integration.harness import Batches, OperatorProcess, free_port, outputs_in, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -103,8 +107,11 @@ def one_namespace(
         yield installed
 
 
-def allowed(k8s_client: Any, user: str, permission: Permission, namespace: str = "") -> bool:
-    """The API server's own authorization decision (SubjectAccessReview)."""
+def allowed(
+    k8s_client: Any, user: str, permission: Permission, namespace: str = "", name: str = ""
+) -> bool:
+    """The API server's own authorization decision (SubjectAccessReview); name is the
+    object's (for rules with resourceNames), empty for any."""
     from kubernetes import client
 
     group, resource, verb = permission
@@ -123,6 +130,7 @@ def allowed(k8s_client: Any, user: str, permission: Permission, namespace: str =
                 subresource=subresource or None,
                 verb=verb,
                 namespace=namespace or None,
+                name=name or None,
             ),
         )
     )
@@ -157,7 +165,9 @@ def test_cluster_wide_rbac_denies_everything_else(
     user = cluster_wide.user
     extra = {
         ("", "namespaces", "list"),  # kopf does not list namespaces when it watches them all
-        *CLUSTER_PEERING,  # only with more than one replica
+        *LEASE_PERMISSIONS,  # only with more than one replica, and in the release namespace
+        *LEASE_FORBIDDEN,
+        *KOPF_PEERING,  # not used any more
     }
     granted = [
         p for p, ok in decisions(k8s_client, user, {*FORBIDDEN, *extra}, namespace).items() if ok
@@ -178,39 +188,63 @@ def test_one_namespace_rbac_allows_the_contract_there_only(
             if yes
         ]
         assert granted == [], f"granted in {elsewhere or 'the cluster scope'}: {granted}"
-    cluster = {*CLUSTER_PERMISSIONS, *CLUSTER_PEERING, ("", "namespaces", "list")}
+    cluster = {*CLUSTER_PERMISSIONS, *KOPF_PEERING, *LEASE_PERMISSIONS, ("", "namespaces", "list")}
     assert [p for p, yes in decisions(k8s_client, user, cluster).items() if yes] == []
     assert [
         p for p, yes in decisions(k8s_client, user, set(FORBIDDEN), namespace).items() if yes
     ] == []
+    # One replica elects no leader: no Lease rights, not even in the release namespace.
+    leases = {*LEASE_PERMISSIONS, *LEASE_FORBIDDEN, *KOPF_PEERING}
+    for where in (namespace, operator_namespace):
+        assert [p for p, yes in decisions(k8s_client, user, leases, where).items() if yes] == []
+
+
+LEASES = ("coordination.k8s.io", "leases")
 
 
 @pytest.mark.parametrize(
-    ("values", "expected", "where"),
-    [
-        ({"replicaCount": 2}, CLUSTER_PEERING, ""),
-        (
-            {"replicaCount": 2, "watchNamespaces": ["{namespace}"]},
-            NAMESPACED_PEERING,
-            "{namespace}",
-        ),
-    ],
+    "values",
+    [{"replicaCount": 2}, {"replicaCount": 2, "watchNamespaces": ["{namespace}"]}],
     ids=["cluster-wide", "one-namespace"],
 )
-def test_peering_rbac_comes_with_more_replicas(
+def test_lease_rbac_comes_with_more_replicas_for_their_lease_only(
     helm: Helm,
     controlplane: Any,
     k8s_client: Any,
     namespace: str,
     operator_namespace: str,
     values: dict[str, Any],
-    expected: set[Permission],
-    where: str,
 ) -> None:
     values = substitute(values, namespace=namespace)
     with chart_rbac(helm, controlplane, operator_namespace, values) as installed:
-        result = decisions(k8s_client, installed.user, expected, where.format(namespace=namespace))
-        assert all(result.values()), result
+        user, lease = installed.user, installed.env()["RESUMABLE_OPERATOR_LEASE_NAME"]
+
+        def may(verb: str, where: str, name: str = "") -> bool:
+            return allowed(k8s_client, user, (*LEASES, verb), where, name)
+
+        # In the release namespace: create a Lease, get and update (renew, take over) its own.
+        assert may("create", operator_namespace)
+        assert may("get", operator_namespace, lease)
+        assert may("update", operator_namespace, lease)
+        # Nothing else there: another Lease, or its own in any other way.
+        for verb in ("get", "update"):
+            assert not may(verb, operator_namespace, "someone-elses-lease"), verb
+            assert not may(verb, operator_namespace), f"{verb} any Lease"
+        for verb in ("patch", "delete"):
+            assert not may(verb, operator_namespace, lease), verb
+        for verb in ("list", "watch", "deletecollection"):
+            assert not may(verb, operator_namespace), verb
+        # No Lease rights anywhere else, its own name included.
+        for elsewhere in (namespace, "default", ""):
+            assert not may("create", elsewhere), f"create in {elsewhere or 'the cluster scope'}"
+            assert not may("get", elsewhere, lease), f"get in {elsewhere or 'the cluster scope'}"
+            assert not may("update", elsewhere, lease), elsewhere or "the cluster scope"
+        # And nothing of kopf's peering, wherever.
+        for where in (operator_namespace, namespace, ""):
+            granted = [
+                p for p, ok in decisions(k8s_client, user, KOPF_PEERING, where).items() if ok
+            ]
+            assert granted == [], f"granted in {where or 'the cluster scope'}: {granted}"
 
 
 # ---- the operator itself, as the chart's ServiceAccount ---------------------------------------
@@ -259,7 +293,7 @@ def _run_as_chart(
     env.pop("RESUMABLE_OPERATOR_METRICS_PORT")  # the harness picks free ports
     env.pop("RESUMABLE_OPERATOR_LIVENESS")
     env["RESUMABLE_OPERATOR_NAMESPACES"] = namespaces
-    assert env["RESUMABLE_OPERATOR_STANDALONE"] == "true"
+    assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "false"
     sa_kubeconfig = service_account_kubeconfig(
         controlplane, installed, tmp_path / "operator.kubeconfig"
     )
@@ -328,72 +362,184 @@ def test_operator_resumes_a_batch_as_the_cluster_wide_service_account(
     assert denials(log) == set()
 
 
+#: The chart's replicas, run here with a short Lease so that a takeover is quick.
+LEASE_SECONDS = 4
+_LEADING = re.compile(r"leading: (\S+) holds lease (\S+)/(\S+)")
+_STANDBY = re.compile(r"standby: lease (\S+)/(\S+) is held by (\S+)")
+
+
+class Replica(OperatorProcess):
+    """One of the chart's replicas. start() returns once the process runs: a standby
+    need not serve /metrics (the harness's sign of readiness) before it leads."""
+
+    def _metrics_up(self) -> bool:
+        self.check_running()
+        return True
+
+    def check_running(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"operator exited {self.process.returncode}:\n{self.log()}")
+
+
+def healthz(port: int) -> int:
+    """The HTTP status of a replica's liveness endpoint (0: no answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return int(r.status)
+    except OSError:
+        return 0
+
+
 def test_two_replicas_keep_exactly_one_operator_active(
     helm: Helm,
     controlplane: Any,
     kubelet: Any,
+    k8s_client: Any,
     namespace: str,
     operator_namespace: str,
     api: KubeApi,
     tmp_path: Path,
 ) -> None:
-    """replicaCount=2: both operators run as the chart's ServiceAccount, kopf peering pauses one."""
-    controlplane.install_crds([CHART / "crds" / "kopf-peerings.yaml"])
+    """replicaCount=2: both operators run with the chart's environment as its ServiceAccount;
+    the Lease elects one, only it works, and the other takes over when it is killed. Then a
+    rollout's handover: a third replica takes over at once from a leader that stops."""
+    from kubernetes import client
+
     values = {"replicaCount": 2, "watchNamespaces": [namespace]}
     with chart_rbac(helm, controlplane, operator_namespace, values) as installed:
-        peering = [o for o in installed.objects if o["kind"] == "KopfPeering"]
-        controlplane.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(peering), check=True)
         env = installed.env()
-        assert env["RESUMABLE_OPERATOR_STANDALONE"] == "false"
-        env.pop("RESUMABLE_OPERATOR_METRICS_PORT")
+        assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "true"
+        lease = env["RESUMABLE_OPERATOR_LEASE_NAME"]
+        env.pop("RESUMABLE_OPERATOR_METRICS_PORT")  # the harness picks free ports
         env.pop("RESUMABLE_OPERATOR_LIVENESS")
+        # What the downward API gives a pod (the release namespace), and a short Lease.
+        env["RESUMABLE_OPERATOR_LEASE_NAMESPACE"] = operator_namespace
+        env["RESUMABLE_OPERATOR_LEASE_SECONDS"] = str(LEASE_SECONDS)
         sa_kubeconfig = service_account_kubeconfig(
             controlplane, installed, tmp_path / "operator.kubeconfig"
         )
-        operators = [
-            OperatorProcess(
-                sa_kubeconfig, namespace, tmp_path / f"operator-{i}.log", env=env
-            ).start()
-            for i in (1, 2)
-        ]
-        batches = Batches(api, namespace)
-        scenario, out = SCENARIOS[0], tmp_path / "out"
+        pods = [f"{installed.service_account}-{i}" for i in (1, 2, 3)]
+        liveness = [free_port() for _ in pods]
+        operators: list[Replica] = []
 
-        def ended_or_deadlocked() -> str | None:
-            if any(ALL_PAUSED in op.log() for op in operators):
-                return ALL_PAUSED
-            phase = (batches.get("recovery").get("status") or {}).get("phase")
-            return phase if phase in ("Succeeded", "Failed") else None
+        def start_replica() -> Replica:
+            pod, port = pods[len(operators)], liveness[len(operators)]
+            replica_env = env | {
+                "POD_NAME": pod,
+                "RESUMABLE_OPERATOR_LIVENESS": f"http://127.0.0.1:{port}/healthz",
+            }
+            replica = Replica(sa_kubeconfig, namespace, tmp_path / f"{pod}.log", env=replica_env)
+            operators.append(replica)
+            replica.start()
+            return replica
+
+        batches = Batches(api, namespace)
+
+        def holder() -> str | None:
+            obj = client.CoordinationV1Api(k8s_client).read_namespaced_lease(
+                lease, operator_namespace
+            )
+            return (obj.spec and obj.spec.holder_identity) or None
+
+        def roles() -> list[str] | None:
+            """Each replica's role once both decided ("leading" or "standby")."""
+            for op in operators:
+                op.check_running()
+            found = [
+                "leading"
+                if "leading: " in op.log()
+                else "standby"
+                if "standby: " in op.log()
+                else ""
+                for op in operators
+            ]
+            assert found.count("leading") <= 1, f"both replicas lead: {found}"
+            return found if all(found) else None
 
         try:
+            start_replica()
+            start_replica()
+
+            # Exactly one leads; the other stands by, and sees the leader as the holder.
+            found = wait_for("one replica to lead, the other to stand by", roles, timeout=30)
+            assert sorted(found) == ["leading", "standby"], found
+            lead, standby = found.index("leading"), found.index("standby")
+            match = _LEADING.search(operators[lead].log())
+            assert match is not None
+            identity = match.group(1)
+            assert identity.startswith(pods[lead]), f"{identity} is not {pods[lead]}'s"
+            assert match.group(2, 3) == (operator_namespace, lease)
+            seen = _STANDBY.search(operators[standby].log())
+            assert seen is not None
+            assert seen.groups() == (operator_namespace, lease, identity)
+            assert holder() == identity
+            # The chart probes every replica's /healthz: a standby must answer too.
+            assert healthz(liveness[standby]) == 200, "the livenessProbe would restart a standby"
+
+            # The leader runs the batch to its right end; the standby does nothing.
+            scenario, out = SCENARIOS[0], tmp_path / "out"
             batches.create(manifest(scenario, "recovery", env={"RESUMABLE_OUTPUT_DIR": str(out)}))
-            outcome = wait_for(
-                "the batch to end (or every replica to pause)", ended_or_deadlocked, timeout=180
-            )
-            assert outcome != ALL_PAUSED, "kopf paused every replica: they share one priority"
             _check_scenario(batches, scenario, "recovery", out)
+            assert f"{namespace}/recovery " in operators[lead].log()  # its Accepted, Started...
+            assert f"{namespace}/recovery " not in operators[standby].log()
+            assert "leading: " not in operators[standby].log()
+            assert holder() == identity
+
+            # The leader dies without releasing the Lease: the standby takes it once it expires.
+            killed_at = time.monotonic()
+            operators[lead].stop(sig=signal.SIGKILL)
+            wait_for(
+                "the standby to take the Lease",
+                lambda: _LEADING.search(operators[standby].log()),
+                timeout=5 * LEASE_SECONDS,
+            )
+            took = time.monotonic() - killed_at
+            successor = _LEADING.search(operators[standby].log())
+            assert successor is not None
+            assert successor.group(1).startswith(pods[standby])
+            assert successor.group(1) != identity
+            assert holder() == successor.group(1)
+            print(f"takeover after SIGKILL: {took:.1f}s (lease {LEASE_SECONDS}s)")
+
+            # And it does the work now: a second, small batch ends as it should.
+            small = Scenario(
+                id="after-takeover",
+                items=5,
+                fault={},
+                retry={"maxRestarts": 1, "backoff": NO_BACKOFF},
+                phase="Succeeded",
+                restarts=0,
+                outputs=5,
+            )
+            out = tmp_path / "out-after"
+            batches.create(manifest(small, "after", env={"RESUMABLE_OUTPUT_DIR": str(out)}))
+            _check_scenario(batches, small, "after", out)
+            assert f"{namespace}/after " in operators[standby].log()
+
+            # A rollout: a new replica stands by, the leader stops gracefully (SIGTERM) and
+            # releases the Lease, so the new one leads sooner than a lease duration.
+            newcomer = start_replica()
+            wait_for("the new replica to stand by", lambda: "standby: " in newcomer.log())
+            stopped_at = time.monotonic()
+            operators[standby].stop()
+            wait_for(
+                "the new replica to take the released Lease",
+                lambda: _LEADING.search(newcomer.log()),
+                timeout=2 * LEASE_SECONDS,
+            )
+            handover = time.monotonic() - stopped_at
+            third = _LEADING.search(newcomer.log())
+            assert third is not None
+            assert third.group(1).startswith(pods[2])
+            assert holder() == third.group(1)
+            print(f"handover after SIGTERM: {handover:.1f}s (lease {LEASE_SECONDS}s)")
+            assert handover < LEASE_SECONDS, "the stopping leader did not release the Lease"
         finally:
-            # Killed, not stopped: a replica that exits cleanly leaves the peering at once
-            # and the standby takes over, which would blur who did the work.
             for op in operators:
                 op.stop(sig=signal.SIGKILL)
             logs = [op.log() for op in operators]
-            for i, log in enumerate(logs, 1):
-                print(f"---- operator {i} log (tail) ----\n" + "\n".join(log.splitlines()[-40:]))
-    # A replica may work alone for a moment before the other joins the peering and takes
-    # over (kopf's handover is eventually consistent); the batch's outcome above shows
-    # nothing was done twice. In the end, one replica is active and the other stands by.
-    assert sorted(peering_state(log) for log in logs) == ["active", "standby"]
+            for pod, log in zip(pods, logs, strict=False):
+                print(f"---- {pod} log (tail) ----\n" + "\n".join(log.splitlines()[-40:]))
+    assert all("lost lease" not in log for log in logs)
     assert all(denials(log) <= OPTIONAL_IN_ONE_NAMESPACE for log in logs)
-
-
-def peering_state(log: str) -> str:
-    """A replica's last peering decision: with mandatory peering it starts paused."""
-    decisions = re.findall(
-        r"(Resuming operations after the pause|Pausing operations|Pausing all operators)", log
-    )
-    return "active" if decisions and decisions[-1].startswith("Resuming") else "standby"
-
-
-#: What kopf logs when peers of the same priority meet: every one of them stops working.
-ALL_PAUSED = "Pausing all operators, including self"

@@ -1,4 +1,4 @@
-"""The Helm chart, rendered: lint, values schema, labels, security, RBAC, CRD, peering.
+"""The Helm chart, rendered: lint, values schema, labels, security, RBAC, CRD, replicas.
 
 Only helm is needed (no cluster). The rendered objects are checked against the
 API server in test_chart_cluster.py.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,17 +15,17 @@ import yaml
 
 from tests.chart.chartlib import (
     CHART,
-    CLUSTER_PEERING,
     CLUSTER_PERMISSIONS,
-    NAMESPACED_PEERING,
     NAMESPACED_PERMISSIONS,
     RECOMMENDED_LABELS,
     REPO_ROOT,
     VALUE_SETS,
     Helm,
     container,
+    downward_env_of,
     env_of,
     kinds,
+    lease_rules,
     of_kind,
     only,
     permissions,
@@ -73,6 +72,7 @@ def test_helm_lint_passes_in_strict_mode(helm: Helm, name: str) -> None:
         ("replicaCont=2", "replicaCont"),
         ("metrics.enabeld=false", "enabeld"),
         ("crds.keeep=true", "keeep"),
+        ("peeringName=ops", "peeringName"),  # gone with kopf peering
     ],
 )
 def test_values_schema_rejects_a_typo(helm: Helm, setting: str, unknown: str) -> None:
@@ -206,7 +206,7 @@ def test_defaults_render_the_operator_its_rbac_crd_and_metrics_service(helm: Hel
 
 
 @pytest.mark.parametrize(
-    "name", ["defaults", "extra-labels", "one-namespace", "peering-one-namespace"]
+    "name", ["defaults", "extra-labels", "one-namespace", "two-replicas-one-namespace"]
 )
 def test_every_object_carries_the_recommended_labels(helm: Helm, name: str) -> None:
     values = value_set(name)
@@ -269,7 +269,7 @@ def test_operator_settings_come_from_values_as_environment(helm: Helm) -> None:
         "RESUMABLE_OPERATOR_LOG_FORMAT": "text",
         "RESUMABLE_OPERATOR_WORKERS": "4",
         "RESUMABLE_OPERATOR_LIVENESS": "http://0.0.0.0:8081/healthz",
-        "RESUMABLE_OPERATOR_STANDALONE": "true",
+        "RESUMABLE_OPERATOR_LEADER_ELECTION": "false",
     }
     env = env_of(
         helm.template(
@@ -281,9 +281,10 @@ def test_operator_settings_come_from_values_as_environment(helm: Helm) -> None:
     assert env["HTTPS_PROXY"] == "http://p:3128"
 
 
-def test_kopf_identifies_each_replica_by_its_pod_name(helm: Helm) -> None:
-    env = {e["name"]: e for e in container(helm.template())["env"]}
-    assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+def test_kopf_identifies_the_operator_by_its_pod_name(helm: Helm) -> None:
+    """kopf asks for an identity even when standalone; else it asks the OS for a user name."""
+    for values in ({}, {"replicaCount": 2}):
+        assert downward_env_of(helm.template(values))["POD_ID"] == "metadata.name"
 
 
 def test_image_defaults_to_the_app_version_and_a_digest_wins(helm: Helm) -> None:
@@ -406,64 +407,112 @@ def test_crd_is_kept_on_uninstall_unless_told_otherwise(helm: Helm) -> None:
     assert "CustomResourceDefinition" not in kinds(helm.template({"crds": {"enabled": False}}))
 
 
-# ---- replicas and kopf peering ---------------------------------------------------------------
+# ---- replicas and leader election ------------------------------------------------------------
+
+LEASE_ENV = {"RESUMABLE_OPERATOR_LEASE_NAME", "RESUMABLE_OPERATOR_LEASE_NAMESPACE", "POD_NAME"}
+#: Gone with kopf peering: the operator exits with status 2 when either is set.
+PEERING_ENV = {"RESUMABLE_OPERATOR_STANDALONE", "RESUMABLE_OPERATOR_PEERING"}
 
 
-def test_one_replica_runs_standalone_and_never_overlaps(helm: Helm) -> None:
-    objects = helm.template()
+def env_names(objects: list[dict[str, Any]]) -> set[str]:
+    return {e["name"] for e in container(objects)["env"]}
+
+
+def leader_election_roles(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        r for r in of_kind(objects, "Role") if r["metadata"]["name"].endswith("-leader-election")
+    ]
+
+
+@pytest.mark.parametrize("replicas", [1, 0])
+def test_one_replica_elects_no_leader_and_never_overlaps(helm: Helm, replicas: int) -> None:
+    objects = helm.template({"replicaCount": replicas})
     assert only(objects, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
-    env = env_of(objects)
-    assert env["RESUMABLE_OPERATOR_STANDALONE"] == "true"
-    assert "RESUMABLE_OPERATOR_PEERING" not in env
-    assert not any(o["apiVersion"].startswith("kopf.dev/") for o in objects)
+    assert env_of(objects)["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "false"
+    assert env_names(objects) & (LEASE_ENV | PEERING_ENV) == set()
+    assert of_kind(objects, "Role") == []
+    assert of_kind(objects, "RoleBinding") == []
+    rules = permissions(only(objects, "ClusterRole")["rules"])
+    assert not any(group == "coordination.k8s.io" for group, _, _ in rules)
 
 
-def test_more_replicas_share_a_cluster_peering(helm: Helm) -> None:
-    objects = helm.template(value_set("peering"), release="resumable-batch")
+def test_more_replicas_elect_a_leader_through_a_lease(helm: Helm) -> None:
+    objects = helm.template(value_set("two-replicas"), release="resumable-batch")
     deployment = only(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 2
+    # A new pod stands by until the old leader releases the Lease as it stops.
     assert deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
     env = env_of(objects)
-    assert env["RESUMABLE_OPERATOR_STANDALONE"] == "false"
-    assert env["RESUMABLE_OPERATOR_PEERING"] == "resumable-batch"  # the operator's default name
-    peering = only(objects, "ClusterKopfPeering")
-    assert peering["apiVersion"] == "kopf.dev/v1"
-    assert peering["metadata"]["name"] == "resumable-batch"
+    assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "true"
+    assert env["RESUMABLE_OPERATOR_LEASE_NAME"] == "resumable-batch"  # the release's full name
+    downward = downward_env_of(objects)
+    assert downward["RESUMABLE_OPERATOR_LEASE_NAMESPACE"] == "metadata.namespace"
+    assert downward["POD_NAME"] == "metadata.name"
+    assert env_names(objects) & PEERING_ENV == set()
+    # The Lease's rights: in the release namespace, by name, and nowhere else.
+    (role,) = leader_election_roles(objects)
+    assert role["metadata"] == role["metadata"] | {
+        "name": "resumable-batch-leader-election",
+        "namespace": "resumable-system",
+    }
+    assert role["rules"] == lease_rules("resumable-batch")
+    binding = only(objects, "RoleBinding")
+    assert binding["metadata"]["namespace"] == "resumable-system"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "resumable-batch-leader-election",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "resumable-batch", "namespace": "resumable-system"}
+    ]
     rules = permissions(only(objects, "ClusterRole")["rules"])
-    assert rules == NAMESPACED_PERMISSIONS | CLUSTER_PERMISSIONS | CLUSTER_PEERING
+    assert rules == NAMESPACED_PERMISSIONS | CLUSTER_PERMISSIONS
 
 
-def test_more_replicas_in_one_namespace_share_a_namespaced_peering(helm: Helm) -> None:
-    objects = helm.template(value_set("peering-one-namespace") | {"peeringName": "ops"})
-    peering = only(objects, "KopfPeering")
-    assert peering["metadata"] == peering["metadata"] | {"name": "ops", "namespace": NS}
-    assert env_of(objects)["RESUMABLE_OPERATOR_PEERING"] == "ops"
-    assert (
-        permissions(only(objects, "Role")["rules"]) == NAMESPACED_PERMISSIONS | NAMESPACED_PEERING
-    )
-
-
-def test_chart_ships_kopfs_peering_crds_in_crds_dir(helm: Helm) -> None:
-    crds = {
-        d["metadata"]["name"]: d
-        for d in yaml.safe_load_all((CHART / "crds" / "kopf-peerings.yaml").read_text())
-        if d
+def test_more_replicas_in_one_namespace_keep_the_lease_in_the_release_namespace(
+    helm: Helm,
+) -> None:
+    objects = helm.template(value_set("two-replicas-one-namespace") | {"fullnameOverride": "ops"})
+    assert env_of(objects)["RESUMABLE_OPERATOR_LEASE_NAME"] == "ops"
+    (lease_role,) = leader_election_roles(objects)
+    assert lease_role["metadata"]["namespace"] == "resumable-system"
+    assert lease_role["rules"] == lease_rules("ops")
+    (watched,) = [r for r in of_kind(objects, "Role") if r["metadata"]["name"] == "ops"]
+    assert watched["metadata"]["namespace"] == NS
+    assert permissions(watched["rules"]) == NAMESPACED_PERMISSIONS
+    assert of_kind(objects, "ClusterRole") == []
+    bindings = {
+        b["metadata"]["namespace"]: b["roleRef"]["name"] for b in of_kind(objects, "RoleBinding")
     }
-    assert set(crds) == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
-    assert crds["clusterkopfpeerings.kopf.dev"]["spec"]["scope"] == "Cluster"
-    assert crds["kopfpeerings.kopf.dev"]["spec"]["scope"] == "Namespaced"
-    for crd in crds.values():
-        (version,) = crd["spec"]["versions"]
-        assert version["name"] == "v1"
-        assert version["served"]
-        assert version["storage"]
-    with_crds = helm.template(include_crds=True)
-    assert set(crds) <= {
-        o["metadata"]["name"] for o in of_kind(with_crds, "CustomResourceDefinition")
-    }
+    assert bindings == {NS: "ops", "resumable-system": "ops-leader-election"}
+    # Watching its own namespace, the release has both Roles there, apart by name.
+    own = helm.template({"replicaCount": 2, "watchNamespaces": ["resumable-system"]})
+    assert sorted(r["metadata"]["name"] for r in of_kind(own, "Role")) == [
+        "rb-resumable-batch",
+        "rb-resumable-batch-leader-election",
+    ]
+
+
+def test_rbac_create_false_leaves_the_lease_role_to_the_user(helm: Helm) -> None:
+    objects = helm.template({"replicaCount": 2, "rbac": {"create": False}})
+    assert of_kind(objects, "Role") == []
+    assert env_of(objects)["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "true"
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_nothing_of_kopf_peering_is_rendered(helm: Helm, name: str) -> None:
+    objects = helm.template(value_set(name), include_crds=True)
+    assert [o["kind"] for o in objects if o["apiVersion"].startswith("kopf.dev/")] == []
+    crds = [o["metadata"]["name"] for o in of_kind(objects, "CustomResourceDefinition")]
+    assert crds == ["resumablebatches.resumable.dev"]
+    for role in [*of_kind(objects, "ClusterRole"), *of_kind(objects, "Role")]:
+        assert not any("kopf.dev" in rule["apiGroups"] for rule in role["rules"]), role
+    assert env_names(objects) & PEERING_ENV == set()
+    assert not (CHART / "crds").exists(), "the chart ships no CRDs in crds/ any more"
 
 
 def test_chart_files_are_valid_yaml_and_json() -> None:
-    for path in [CHART / "Chart.yaml", CHART / "values.yaml", *Path(CHART / "crds").glob("*.yaml")]:
+    for path in [CHART / "Chart.yaml", CHART / "values.yaml"]:
         assert list(yaml.safe_load_all(path.read_text())), path
     json.loads((CHART / "values.schema.json").read_text())

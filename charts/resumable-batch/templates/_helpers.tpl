@@ -72,14 +72,17 @@ app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* "true" when kopf peering is on: more than one replica, of which one is active. */}}
-{{- define "resumable-batch.peering" -}}
+{{/*
+"true" when the replicas elect a leader through a Lease: more than one replica, of which
+only the leader reconciles.
+*/}}
+{{- define "resumable-batch.leaderElection" -}}
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}
 
-{{/* The name of the kopf peering object the replicas share. */}}
-{{- define "resumable-batch.peeringName" -}}
-{{- default (include "resumable-batch.fullname" .) .Values.peeringName }}
+{{/* The name of the Lease the replicas elect their leader with (in the release namespace). */}}
+{{- define "resumable-batch.leaseName" -}}
+{{- include "resumable-batch.fullname" . }}
 {{- end }}
 
 {{/*

@@ -212,24 +212,25 @@ def test_an_oversize_context_is_refused_and_the_last_good_checkpoint_stays(
     assert read_status(store_dir)["checkpoint"]["completed"] == "0"
 
 
-def test_a_list_of_another_length_than_total_items_is_named_once_on_stderr(
-    make_run: MakeRun, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("total_items", "given", "said"),
+    [
+        (
+            200,
+            150,
+            "resumable: 200 items expected (spec.totalItems, RESUMABLE_TOTAL_ITEMS) but "
+            "items() was given 150; the batch ends after these 150\n",
+        ),
+        (3, 3, ""),
+    ],
+    ids=["another-length-named-once", "matching-says-nothing"],
+)
+def test_a_list_of_another_length_than_total_items_is_named_on_stderr(
+    make_run: MakeRun, capsys: pytest.CaptureFixture[str], total_items: int, given: int, said: str
 ) -> None:
-    run = make_run(total_items=200)
-    for item in run.items(range(150)):
+    run = make_run(total_items=total_items)
+    for item in run.items(range(given)):
         with item:
             pass
-    err = capsys.readouterr().err
-    assert err.count("200 items expected (spec.totalItems, RESUMABLE_TOTAL_ITEMS)") == 1
-    assert "items() was given 150; the batch ends after these 150" in err
+    assert capsys.readouterr().err == said
     assert run.summary().finished
-
-
-def test_a_list_matching_total_items_prints_nothing(
-    make_run: MakeRun, capsys: pytest.CaptureFixture[str]
-) -> None:
-    run = make_run(total_items=3)
-    for item in run.items(range(3)):
-        with item:
-            pass
-    assert capsys.readouterr().err == ""

@@ -36,6 +36,18 @@ def checkpoint(store: Path) -> dict[str, object]:
     return data
 
 
+def start_unsaving_worker(
+    tmp_path: Path, items: int
+) -> tuple[Path, Path, dict[str, str], subprocess.Popen[str]]:
+    """A worker of 0.05 s items that never writes on its own: (store, log, env, process)."""
+    store, log_path = tmp_path / "store", tmp_path / "exec.log"
+    env = worker_env(
+        store, log_path, WORKER_ITEMS=str(items), WORKER_DELAY="0.05",
+        RESUMABLE_CHECKPOINT=NO_PERIODIC_WRITES,
+    )  # fmt: skip
+    return store, log_path, env, start_worker(env)
+
+
 def finish(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run a fresh worker to the end with the same store and log."""
     proc = start_worker(env)
@@ -49,12 +61,7 @@ def finish(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_signal_mid_item_saves_all_committed_and_restart_redoes_only_the_in_flight_item(
     tmp_path: Path, signum: int, code: int
 ) -> None:
-    store, log_path = tmp_path / "store", tmp_path / "exec.log"
-    env = worker_env(
-        store, log_path, WORKER_ITEMS="40", WORKER_DELAY="0.05",
-        RESUMABLE_CHECKPOINT=NO_PERIODIC_WRITES,
-    )  # fmt: skip
-    proc = start_worker(env)
+    store, log_path, env, proc = start_unsaving_worker(tmp_path, 40)
     wait_for(lambda: len(indices(read_log(log_path), "commit")) >= 6, timeout=30, what="6 commits")
     proc.send_signal(signum)
     proc.communicate(timeout=30)
@@ -190,12 +197,7 @@ def test_sigkill_mid_item_leaves_the_in_flight_marker_and_the_restart_counts_its
     # SIGKILL runs no flush: the checkpoint keeps item 0 as next, and only the
     # in-flight marker (a page of the marker file, stored to without a system call)
     # says the worker had reached item 8, so items 1-8 are counted as redone.
-    store, log_path = tmp_path / "store", tmp_path / "exec.log"
-    env = worker_env(
-        store, log_path, WORKER_ITEMS="20", WORKER_DELAY="0.05",
-        RESUMABLE_CHECKPOINT=NO_PERIODIC_WRITES,
-    )  # fmt: skip
-    proc = start_worker(env)
+    store, log_path, env, proc = start_unsaving_worker(tmp_path, 20)
     wait_for(lambda: 7 in indices(read_log(log_path), "commit"), timeout=30, what="item 8 commits")
     proc.kill()
     proc.communicate(timeout=30)

@@ -26,8 +26,14 @@ from typing import Any, TextIO
 from resumable._errors import ResumableError
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
-from resumable_operator.conditions import REASON_MAX_RESTARTS
-from resumable_operator.reconcile import EventPlan, progress_text
+from resumable_operator.conditions import (
+    FAILED,
+    REASON_MAX_RESTARTS,
+    SUCCEEDED,
+    find,
+    is_true,
+)
+from resumable_operator.reconcile import EventPlan, progress_text, resume_index
 from resumable_operator.runner import (
     LocalRunError,
     LocalRunner,
@@ -743,10 +749,61 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ended_phase(batch: ResumableBatch) -> str:
+    """The phase of a batch that has ended (Succeeded or Failed), else an empty string."""
+    conditions = batch.status.conditions
+    if is_true(conditions, SUCCEEDED):
+        return "Succeeded"
+    if is_true(conditions, FAILED):
+        return "Failed"
+    return batch.status.phase if batch.status.phase in ("Succeeded", "Failed") else ""
+
+
+def _ended_error(args: argparse.Namespace, batch: ResumableBatch, verb: str) -> str:
+    """Why `suspend`/`resume` (verb) does nothing to an ended batch, and what to do instead."""
+    name = args.name
+    rerun = f"`resumable rerun {name}{f' -n {args.namespace}' if args.namespace else ''}`"
+    st = batch.status
+    if _ended_phase(batch) == "Succeeded":
+        return (
+            f"resumablebatch/{name} has succeeded, so there is nothing to {verb}: "
+            f"{rerun} starts it again from item 1"
+        )
+    failed = find(st.conditions, FAILED)
+    why = ""
+    if failed is not None and failed.reason:
+        message = " ".join(failed.message.split())
+        why = f" ({failed.reason}{': ' + message if message else ''})"
+    at = f"its checkpoint (item {resume_index(st) + 1})"
+    if failed is not None and failed.reason == REASON_MAX_RESTARTS:
+        limit = batch.spec.retry.max_restarts
+        if limit > st.restarts:  # raised already; the operator has not acted on it yet
+            way = (
+                f"spec.retry.maxRestarts is already {limit}, above its {st.restarts} restarts: "
+                f"the operator goes on from {at} once it sees that; or {rerun} starts over "
+                "from item 1"
+            )
+        else:
+            way = (
+                f"raise spec.retry.maxRestarts above {st.restarts} (its restarts) to go on from "
+                f"{at}, or {rerun} to start over from item 1"
+            )
+    else:
+        way = (
+            f"fix the cause and edit its spec (e.g. the template) to go on from {at}, "
+            f"or {rerun} to start over from item 1"
+        )
+    return f"resumablebatch/{name} has failed{why}, so there is nothing to {verb}: {way}"
+
+
 def cmd_suspend(args: argparse.Namespace) -> int:
     """Set spec.suspend=true: the worker stops gracefully and saves its checkpoint."""
     api = _api(args)
-    _patch_spec(api, _namespace(args), args.name, {"suspend": True})
+    ns = _namespace(args)
+    batch = ResumableBatch.model_validate(_get_batch(api, ns, args.name))
+    if _ended_phase(batch):
+        raise CliError(_ended_error(args, batch, "suspend"))
+    _patch_spec(api, ns, args.name, {"suspend": True})
     print(f"resumablebatch/{args.name} suspended")
     return 0
 
@@ -754,7 +811,21 @@ def cmd_suspend(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     """Set spec.suspend=false: a new worker resumes from the checkpoint."""
     api = _api(args)
-    _patch_spec(api, _namespace(args), args.name, {"suspend": False})
+    ns = _namespace(args)
+    batch = ResumableBatch.model_validate(_get_batch(api, ns, args.name))
+    if _ended_phase(batch):
+        raise CliError(_ended_error(args, batch, "resume"))
+    if not batch.spec.suspend:  # nothing to change: say so rather than "resumed"
+        if batch.status.phase == "Suspended":
+            print(
+                f"resumablebatch/{args.name} is resuming already (spec.suspend is false; "
+                "the operator starts its next worker)"
+            )
+        else:
+            phase = batch.status.phase or "not reconciled yet"
+            print(f"resumablebatch/{args.name} is not suspended ({phase}): nothing to resume")
+        return 0
+    _patch_spec(api, ns, args.name, {"suspend": False})
     print(f"resumablebatch/{args.name} resumed")
     return 0
 

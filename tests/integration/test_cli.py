@@ -459,6 +459,84 @@ def test_suspend_sets_spec_suspend_and_resume_clears_it(
     assert obj["spec"]["totalItems"] == 10  # the rest of the spec is untouched
 
 
+def set_status(batches: Batches, name: str, status: dict[str, Any]) -> None:
+    """Write a batch's status as an operator would (no operator runs)."""
+    batches.patch_status(name, [{"op": "add", "path": "/status", "value": status}])
+
+
+def condition(type_: str, reason: str, message: str) -> dict[str, str]:
+    return {"type": type_, "status": "True", "reason": reason, "message": message}
+
+
+#: A batch stopped at item 5 of 10 after 2 restarts (items 1-4 done).
+STOPPED_AT_5 = {
+    "checkpoint": {"nextIndex": 4, "completed": "0-3", "itemsDone": 4, "attempt": 3},
+    "progress": "4/10",
+    "restarts": 2,
+    "observedGeneration": 1,
+}
+
+ENDED = {
+    "succeeded": (
+        {"phase": "Succeeded", "conditions": [condition("Succeeded", "Completed", "All done.")]},
+        "resumablebatch/ended has succeeded, so there is nothing to {verb}: "
+        "`resumable rerun ended -n {ns}` starts it again from item 1",
+    ),
+    "max-restarts": (
+        {
+            **STOPPED_AT_5,
+            "phase": "Failed",
+            "conditions": [condition("Failed", "MaxRestartsExceeded", "2 of 2 restarts used.")],
+        },
+        "resumablebatch/ended has failed (MaxRestartsExceeded: 2 of 2 restarts used.), so there "
+        "is nothing to {verb}: raise spec.retry.maxRestarts above 2 (its restarts) to go on "
+        "from its checkpoint (item 5), or `resumable rerun ended -n {ns}` to start over from "
+        "item 1",
+    ),
+    "never-retry": (
+        {
+            **STOPPED_AT_5,
+            "phase": "Failed",
+            "conditions": [condition("Failed", "NeverRetryExitCode", "Exit 3 is never retried.")],
+        },
+        "resumablebatch/ended has failed (NeverRetryExitCode: Exit 3 is never retried.), so "
+        "there is nothing to {verb}: fix the cause and edit its spec (e.g. the template) to go "
+        "on from its checkpoint (item 5), or `resumable rerun ended -n {ns}` to start over "
+        "from item 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("verb", ["suspend", "resume"])
+@pytest.mark.parametrize("ended", sorted(ENDED))
+def test_suspend_and_resume_of_an_ended_batch_say_what_to_do_instead_and_change_nothing(
+    batches: Batches, kubeconfig: Path, namespace: str, ended: str, verb: str
+) -> None:
+    status, message = ENDED[ended]
+    batches.create(simple_batch("ended", retry={"maxRestarts": 2}, suspend=verb == "resume"))
+    set_status(batches, "ended", status)
+    before = batches.get("ended")
+    result = run_cli(verb, "ended", kubeconfig=kubeconfig, namespace=namespace)
+    assert_one_line_error(result, message.format(verb=verb, ns=namespace))
+    assert result.stdout == ""
+    after = batches.get("ended")
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"] == before["spec"]
+
+
+def test_resume_of_a_batch_that_is_not_suspended_says_so_and_changes_nothing(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("busy"))
+    set_status(batches, "busy", {**STOPPED_AT_5, "phase": "Running", "activePod": "busy-3"})
+    generation = batches.get("busy")["metadata"]["generation"]
+    result = run_cli("resume", "busy", kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "resumablebatch/busy is not suspended (Running): nothing to resume\n"
+    assert result.stderr == ""
+    assert batches.get("busy")["metadata"]["generation"] == generation
+
+
 def test_rerun_changes_the_run_id_and_unsuspends_and_refuses_the_same_run_id(
     batches: Batches, kubeconfig: Path, namespace: str
 ) -> None:

@@ -466,6 +466,31 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_based(completed: str) -> str:
+    """Stored 0-based index ranges ("0-46,48") as the item numbers users see ("1-47,49")."""
+    try:
+        ranges = str(IndexSet.parse(completed))
+    except ValueError:
+        return completed  # not ours to fix here: show it as stored
+    if not ranges:
+        return "(none)"
+    shifted = []
+    for part in ranges.split(","):
+        lo, sep, hi = part.partition("-")
+        shifted.append(f"{int(lo) + 1}-{int(hi) + 1}" if sep else str(int(lo) + 1))
+    return ",".join(shifted)
+
+
+def _print_table(rows: list[list[str]], indent: str = "  ") -> None:
+    """Rows in aligned columns two spaces apart; the last column (a message) is not padded."""
+    if not rows:
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        cells = [c.ljust(w) for c, w in zip(r, widths, strict=False)] + [r[-1]]
+        print((indent + "  ".join(cells)).rstrip())
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
     """Checkpoint, restarts, skipped items, conditions and recent events."""
     api = _api(args)
@@ -480,7 +505,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if cp.finished:
         print(f"  Next item:   (finished)\n  Completed:   all ({cp.items_done} items)")
     else:
-        print(f"  Next item:   {cp.next_index + 1}\n  Completed:   {cp.completed or '(none)'}")
+        print(f"  Next item:   {cp.next_index + 1}\n  Completed:   {_one_based(cp.completed)}")
     print(f"  Attempt:     {cp.attempt}\n  Usage:       {cp.tokens} tokens, ${cp.cost_usd:.4f}")
     print(f"  Updated:     {cp.updated_at or '-'}\n  Fingerprint: {cp.fingerprint or '-'}")
     if cp.last_error:
@@ -491,8 +516,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     for s in st.skipped:
         print(f"  item {s.index + 1} after {s.attempts} attempt(s): {s.error}")
     print("Conditions:")
-    for c in st.conditions:
-        print(f"  {c.type:<12} {c.status:<8} {c.reason:<22} {c.message}")
+    _print_table([[c.type, c.status, c.reason, c.message] for c in st.conditions])
     events = api.request(
         "GET",
         f"/api/v1/namespaces/{ns}/events",
@@ -509,11 +533,17 @@ def cmd_describe(args: argparse.Namespace) -> int:
         )
     )
     print("Events:" + ("" if events else " (none)"))
-    for e in events[-15:]:
-        print(
-            f"  {e.get('lastTimestamp', '')}  {e.get('type', ''):<8} "
-            f"{e.get('reason', ''):<16} {e.get('message', '')}"
-        )
+    _print_table(
+        [
+            [
+                str(e.get("lastTimestamp") or e.get("eventTime") or ""),
+                str(e.get("type", "")),
+                str(e.get("reason", "")),
+                str(e.get("message", "")),
+            ]
+            for e in events[-15:]
+        ]
+    )
     return 0
 
 

@@ -397,7 +397,7 @@ def test_describe_shows_position_last_error_skipped_items_and_only_this_batchs_e
     }
     batches.patch_status("midway", [{"op": "add", "path": "/status", "value": status}])
 
-    def post_event(uid: str, reason: str, message: str) -> None:
+    def post_event(uid: str, reason: str, message: str, type_: str = "Normal") -> None:
         api.request(
             "POST",
             f"/api/v1/namespaces/{namespace}/events",
@@ -410,7 +410,7 @@ def test_describe_shows_position_last_error_skipped_items_and_only_this_batchs_e
                     "namespace": namespace,
                     "uid": uid,
                 },
-                "type": "Normal",
+                "type": type_,
                 "reason": reason,
                 "message": message,
                 "firstTimestamp": "2025-03-01T12:00:00Z",
@@ -422,6 +422,13 @@ def test_describe_shows_position_last_error_skipped_items_and_only_this_batchs_e
     post_event(
         created["metadata"]["uid"], "Resumed", "Resumed at item 48/200 after exit 137 (attempt 3)"
     )
+    # A reason longer than the others: the messages still start in one column.
+    post_event(
+        created["metadata"]["uid"],
+        "MaxRestartsExceeded",
+        "Restarts exhausted: 2 of 2 used",
+        type_="Warning",
+    )
     # An event of an earlier batch of the same name, deleted since: not this one's.
     post_event("5e1d0d5e-0000-4000-8000-000000000000", "PodCreateFailed", "an older batch's event")
     result = run_cli("describe", "midway", kubeconfig=kubeconfig, namespace=namespace)
@@ -430,13 +437,33 @@ def test_describe_shows_position_last_error_skipped_items_and_only_this_batchs_e
     assert re.search(r"^Restarts:\s+2 \(\+1 disruptions\)$", out, re.MULTILINE)
     assert re.search(r"^Active pod:\s+midway-3$", out, re.MULTILINE)
     assert re.search(r"^\s+Next item:\s+48$", out, re.MULTILINE)
-    assert re.search(r"^\s+Completed:\s+0-46,48$", out, re.MULTILINE)
+    # Item numbers as everywhere else in the CLI (1-based), not the stored indices "0-46,48".
+    assert re.search(r"^\s+Completed:\s+1-47,49$", out, re.MULTILINE)
     assert re.search(r"^\s+Attempt:\s+3$", out, re.MULTILINE)
     assert "1234 tokens, $0.0123" in out
     assert re.search(r"^\s+Last error:\s+item 48: ValueError: bad document$", out, re.MULTILINE)
     assert re.search(r"^\s+item 13 after 3 attempt\(s\): worker died: exit 137$", out, re.MULTILINE)
-    assert "Resumed at item 48/200 after exit 137 (attempt 3)" in out
     assert "an older batch's event" not in out
+    events = out[out.index("Events:") :].splitlines()[1:]
+    assert len(events) == 2, events
+    assert re.fullmatch(
+        r"  2025-03-01T12:00:00Z  Normal   Resumed {14}"
+        r"Resumed at item 48/200 after exit 137 \(attempt 3\)",
+        events[0],
+    ), events
+    assert events[1] == (
+        "  2025-03-01T12:00:00Z  Warning  MaxRestartsExceeded  Restarts exhausted: 2 of 2 used"
+    ), events
+
+
+def test_describe_of_a_batch_with_nothing_done_shows_no_completed_items(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("fresh"))
+    result = run_cli("describe", "fresh", kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^\s+Next item:\s+1$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^\s+Completed:\s+\(none\)$", result.stdout, re.MULTILINE), result.stdout
 
 
 # ------------------------------------------------------- spec-changing commands

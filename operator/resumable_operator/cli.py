@@ -378,7 +378,10 @@ def _api(args: argparse.Namespace) -> Any:
         raise CliError(
             "cluster commands need the kubernetes client: pip install 'resumable-batch[operator]'"
         ) from exc
+    missing = _missing_kubeconfig(args.kubeconfig)
     try:
+        if missing:
+            raise CliError(missing)
         return KubeApi.from_environment(kubeconfig=args.kubeconfig, context=args.context)
     except Exception as exc:
         local = Path(".resumable") / str(getattr(args, "name", None) or "")
@@ -389,7 +392,32 @@ def _api(args: argparse.Namespace) -> Any:
             if name and (local / "status.json").is_file()
             else ""
         )
-        raise CliError(f"cannot load kubeconfig: {exc}{hint}") from exc
+        why = " ".join(str(exc).split())  # one line: a YAML error spans several
+        raise CliError(f"cannot load kubeconfig: {why}{hint}") from exc
+
+
+def _missing_kubeconfig(option: str | None) -> str:
+    """Which kubeconfig file does not exist, when that is why none can be loaded; else "".
+
+    The kubernetes client says only "Invalid kube-config file. No configuration
+    found." for a file that is not there.
+    """
+    if option:
+        return "" if Path(option).expanduser().exists() else f"{option} does not exist"
+    env = os.environ.get("KUBECONFIG", "")
+    paths = [p for p in env.split(os.pathsep) if p]
+    if paths:
+        if any(Path(p).expanduser().exists() for p in paths):
+            return ""
+        if len(paths) == 1:
+            return f"{paths[0]} (from KUBECONFIG) does not exist"
+        return f"none of the files in KUBECONFIG exists: {env}"
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return ""  # in a pod: the service account's credentials
+    default = Path("~/.kube/config").expanduser()
+    if default.exists():
+        return ""
+    return f"{default} does not exist (give --kubeconfig, or set KUBECONFIG)"
 
 
 def _namespace(args: argparse.Namespace) -> str:

@@ -625,6 +625,26 @@ def test_unknown_batch_is_a_one_line_error(
     assert result.stdout == ""
 
 
+def test_a_kubeconfig_that_does_not_exist_is_named(tmp_path: Path, namespace: str) -> None:
+    missing = tmp_path / "missing.kubeconfig"
+    result = run_cli("get", kubeconfig=missing, namespace=namespace)
+    assert_one_line_error(result, f"error: cannot load kubeconfig: {missing} does not exist")
+    from_env = subprocess.run(
+        [str(RESUMABLE), "get"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KUBECONFIG": str(missing)},
+    )
+    assert_one_line_error(
+        from_env, f"error: cannot load kubeconfig: {missing} (from KUBECONFIG) does not exist"
+    )
+    broken = tmp_path / "broken.kubeconfig"
+    broken.write_text("clusters: [\n")  # the YAML error spans lines: still one line
+    result = run_cli("get", kubeconfig=broken, namespace=namespace)
+    assert_one_line_error(result, "error: cannot load kubeconfig: ")
+
+
 def test_unreachable_api_server_is_a_one_line_error(
     kubeconfig: Path, namespace: str, tmp_path: Path
 ) -> None:

@@ -487,6 +487,9 @@ def cmd_get(args: argparse.Namespace) -> int:
         items = [_get_batch(api, ns, args.name)]
     else:
         items = api.request("GET", batch_path(ns)).get("items", [])
+        if not items:  # as kubectl says it (on stderr: stdout stays empty), also for no namespace
+            print(f"No resources found in {ns} namespace.", file=sys.stderr)
+            return 0
     rows = [["NAME", "PROGRESS", "RESTARTS", "PHASE"]] + [_row(o) for o in items]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:

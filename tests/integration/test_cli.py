@@ -625,6 +625,17 @@ def test_unknown_batch_is_a_one_line_error(
     assert result.stdout == ""
 
 
+def test_get_of_a_namespace_without_batches_says_so_like_kubectl(
+    kubeconfig: Path, namespace: str
+) -> None:
+    # An empty namespace, and one that does not exist: the same answer, as kubectl gives.
+    for ns in (namespace, f"{namespace}-absent"):
+        result = run_cli("get", kubeconfig=kubeconfig, namespace=ns)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == ""  # no header over nothing
+        assert result.stderr == f"No resources found in {ns} namespace.\n"
+
+
 def test_a_kubeconfig_that_does_not_exist_is_named(tmp_path: Path, namespace: str) -> None:
     missing = tmp_path / "missing.kubeconfig"
     result = run_cli("get", kubeconfig=missing, namespace=namespace)

@@ -907,11 +907,47 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+#: `status --watch` says no operator seems to run the batch after this long without a status.
+NOT_RECONCILED_HINT_AFTER = 10.0
+
+#: `status` exit codes, as `resumable run`'s (see STATUS_EXIT_HELP).
+EXIT_SUSPENDED = 130
+STATUS_EXIT_HELP = (
+    "Exit status: 0 succeeded, or (without --watch) not ended yet; 1 failed, or an error; "
+    "130 suspended, or (--local) no `resumable run` is working on it any more, or --watch "
+    "interrupted with Ctrl-C."
+)
+
+
+def _not_reconciled(status: ResumableBatchStatus) -> bool:
+    """No operator has written this batch's status yet."""
+    return not status.phase and status.observed_generation is None
+
+
+def _no_operator_hint(name: str, ns: str) -> str:
+    return (
+        f"no operator has picked up resumablebatch/{name} yet; if that lasts, check that one "
+        "is running (`kubectl get pods -n <operator namespace>`, resumable-system in the "
+        f"README's install) and that it watches namespace {ns}"
+    )
+
+
+def _status_exit(phase: str, *, stopped: bool, interrupted: bool) -> int:
+    if phase == "Succeeded":
+        return 0
+    if phase == "Failed":
+        return 1
+    if phase == "Suspended" or stopped or interrupted:
+        return EXIT_SUSPENDED
+    return 0  # pending, backing off or running: fine so far
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """Progress of one batch; --watch keeps a live bar until it ends or is suspended."""
+    """Progress of one batch; --watch keeps a live bar until it succeeds, fails or is suspended."""
     if not args.interval > 0:
         raise CliError(f"--interval must be more than 0 seconds, got {args.interval:g}")
     alive: Callable[[], bool] | None = None
+    hint = ""  # in a cluster: what to say while no operator has reconciled the batch
     if args.local or args.state_dir:
         directory = Path(args.state_dir or Path(".resumable") / args.name)
 
@@ -926,6 +962,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         api = _api(args)
         ns = _namespace(args)
+        hint = _no_operator_hint(args.name, ns)
 
         def read() -> ResumableBatchStatus:
             return ResumableBatch.model_validate(_get_batch(api, ns, args.name)).status
@@ -933,27 +970,40 @@ def cmd_status(args: argparse.Namespace) -> int:
         total = ResumableBatch.model_validate(_get_batch(api, ns, args.name)).spec.total_items
     status = read()
     bar = ProgressBar(sys.stdout, total=total, interval=2.0)
-    stopped = False
+    started = time.monotonic()
+    hinted = False
+    stopped = interrupted = False
     try:
         while True:
             bar.update(status)
-            if not args.watch or status.phase in ("Succeeded", "Failed", "Suspended"):
+            if not args.watch or status.phase in _SETTLED_PHASES:
                 break
             if alive is not None and not alive():
                 stopped = True  # killed: nothing will move it until it is run again
                 break
+            if (
+                hint
+                and not hinted
+                and _not_reconciled(status)
+                and time.monotonic() - started >= NOT_RECONCILED_HINT_AFTER
+            ):
+                bar.line(hint)  # once; go on waiting: an operator may yet start
+                hinted = True
             time.sleep(args.interval)
             status = read()
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     finally:
         bar.close()
     if not bar.tty and bar.printed != bar.text:
         write_line(sys.stdout, bar.text)
-    print(f"phase: {status.phase}")
-    if stopped or (alive is not None and status.phase in ("Running", "Pending") and not alive()):
+    print(f"phase: {status.phase or '(not reconciled yet)'}")
+    if hint and not hinted and _not_reconciled(status):
+        print(hint)
+    if alive is not None and status.phase not in _SETTLED_PHASES and not alive():
+        stopped = True
         print("no `resumable run` is working on it: run it again to resume")
-    return 0
+    return _status_exit(status.phase, stopped=stopped, interrupted=interrupted)
 
 
 # ------------------------------------------------------------------- main
@@ -1069,8 +1119,14 @@ def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
     q = cluster("rerun", "start a clean rerun from item 1 (new spec.runId)", cmd_rerun)
     q.add_argument("--run-id", help="the new runId (default: a timestamp)")
     q = cluster("status", "progress of a batch; --watch for a live bar", cmd_status)
+    q.description = (
+        "Progress of a batch: items done, rate, restarts, cost, and its phase. " + STATUS_EXIT_HELP
+    )
     q.add_argument(
-        "-w", "--watch", action="store_true", help="keep watching until it ends or is suspended"
+        "-w",
+        "--watch",
+        action="store_true",
+        help="keep watching until the batch succeeds, fails or is suspended",
     )
     q.add_argument("--interval", type=float, default=1.0, help="seconds between reads (1)")
     q.add_argument(

@@ -61,6 +61,15 @@ def simple_batch(name: str, **spec: Any) -> dict[str, Any]:
     return body
 
 
+def set_status(batches: Batches, name: str, status: dict[str, Any]) -> None:
+    """Write a batch's status as an operator would (no operator runs)."""
+    batches.patch_status(name, [{"op": "add", "path": "/status", "value": status}])
+
+
+def condition(type_: str, reason: str, message: str) -> dict[str, str]:
+    return {"type": type_, "status": "True", "reason": reason, "message": message}
+
+
 # ------------------------------------------------ a batch the operator ran to the end
 
 
@@ -156,6 +165,99 @@ def test_status_prints_the_progress_once(finished: Finished, kubeconfig: Path) -
     assert "50/50" in lines[0]
     assert "restarts 1" in lines[0]
     assert lines[1] == "phase: Succeeded"
+
+
+STATUS_EXITS = {
+    # name: (status, --watch?, exit code); Succeeded is the `finished` batch's (0)
+    "failed": (
+        {"phase": "Failed", "conditions": [condition("Failed", "PoisonItem", "Item 3.")]},
+        False,
+        1,
+    ),
+    "failed-watch": (
+        {"phase": "Failed", "conditions": [condition("Failed", "PoisonItem", "Item 3.")]},
+        True,
+        1,
+    ),
+    "suspended": ({"phase": "Suspended"}, False, 130),
+    "suspended-watch": ({"phase": "Suspended"}, True, 130),
+    "running": ({"phase": "Running", "activePod": "told-1", "observedGeneration": 1}, False, 0),
+}
+
+
+@pytest.mark.parametrize("case", list(STATUS_EXITS))
+def test_status_exit_code_tells_succeeded_failed_and_suspended_apart(
+    batches: Batches, kubeconfig: Path, namespace: str, case: str
+) -> None:
+    status, watch, code = STATUS_EXITS[case]
+    batches.create(simple_batch("told"))
+    set_status(batches, "told", status)
+    args = ["status", "told", *(["--watch", "--interval", "0.2"] if watch else [])]
+    result = run_cli(*args, kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == f"phase: {status['phase']}"
+
+
+def test_status_of_a_batch_no_operator_has_picked_up_says_so(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("orphan"))
+    result = run_cli("status", "orphan", kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == 0, result.stderr  # not ended: maybe an operator comes
+    assert result.stdout.splitlines()[1:] == [
+        "phase: (not reconciled yet)",
+        "no operator has picked up resumablebatch/orphan yet; if that lasts, check that one is "
+        "running (`kubectl get pods -n <operator namespace>`, resumable-system in the README's "
+        f"install) and that it watches namespace {namespace}",
+    ]
+
+
+def test_status_watch_of_a_batch_no_operator_picked_up_hints_once_and_goes_on_waiting(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("late"))
+    cmd = [str(RESUMABLE), "status", "late", "--watch", "--interval", "0.2"]
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [*cmd, "--kubeconfig", str(kubeconfig), "-n", namespace],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[tuple[float, str]] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append((time.monotonic() - started, line.rstrip("\n")))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any("no operator has picked up" in text for _, text in lines):
+            assert process.poll() is None, (lines, process.stderr)
+            assert time.monotonic() < deadline, f"no hint within 30s: {lines}"
+            time.sleep(0.1)
+        hinted_at = next(t for t, text in lines if "no operator has picked up" in text)
+        assert hinted_at >= 10, lines  # not at once: an operator may just be slow
+        time.sleep(1.0)
+        assert process.poll() is None, lines  # still waiting for an operator
+        # An operator comes and the batch ends: the watch ends with it, the hint said once.
+        set_status(
+            batches,
+            "late",
+            {"phase": "Succeeded", "conditions": [condition("Succeeded", "Completed", "Done.")]},
+        )
+        assert process.wait(timeout=30) == 0, lines
+        reader.join(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    texts = [text for _, text in lines]
+    assert sum("no operator has picked up" in text for text in texts) == 1, texts
+    assert texts[-1] == "phase: Succeeded", texts
 
 
 ATTEMPT_1 = [
@@ -484,15 +586,6 @@ def test_suspend_sets_spec_suspend_and_resume_clears_it(
     obj = batches.get("pausable")
     assert obj["spec"]["suspend"] is False
     assert obj["spec"]["totalItems"] == 10  # the rest of the spec is untouched
-
-
-def set_status(batches: Batches, name: str, status: dict[str, Any]) -> None:
-    """Write a batch's status as an operator would (no operator runs)."""
-    batches.patch_status(name, [{"op": "add", "path": "/status", "value": status}])
-
-
-def condition(type_: str, reason: str, message: str) -> dict[str, str]:
-    return {"type": type_, "status": "True", "reason": reason, "message": message}
 
 
 #: A batch stopped at item 5 of 10 after 2 restarts (items 1-4 done).

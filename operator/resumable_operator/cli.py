@@ -26,8 +26,14 @@ from typing import Any, TextIO
 from resumable._errors import ResumableError
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
-from resumable_operator.conditions import REASON_MAX_RESTARTS
-from resumable_operator.reconcile import EventPlan, progress_text
+from resumable_operator.conditions import (
+    FAILED,
+    REASON_MAX_RESTARTS,
+    SUCCEEDED,
+    find,
+    is_true,
+)
+from resumable_operator.reconcile import EventPlan, progress_text, resume_index
 from resumable_operator.runner import (
     LocalRunError,
     LocalRunner,
@@ -372,7 +378,10 @@ def _api(args: argparse.Namespace) -> Any:
         raise CliError(
             "cluster commands need the kubernetes client: pip install 'resumable-batch[operator]'"
         ) from exc
+    missing = _missing_kubeconfig(args.kubeconfig)
     try:
+        if missing:
+            raise CliError(missing)
         return KubeApi.from_environment(kubeconfig=args.kubeconfig, context=args.context)
     except Exception as exc:
         local = Path(".resumable") / str(getattr(args, "name", None) or "")
@@ -383,7 +392,32 @@ def _api(args: argparse.Namespace) -> Any:
             if name and (local / "status.json").is_file()
             else ""
         )
-        raise CliError(f"cannot load kubeconfig: {exc}{hint}") from exc
+        why = " ".join(str(exc).split())  # one line: a YAML error spans several
+        raise CliError(f"cannot load kubeconfig: {why}{hint}") from exc
+
+
+def _missing_kubeconfig(option: str | None) -> str:
+    """Which kubeconfig file does not exist, when that is why none can be loaded; else "".
+
+    The kubernetes client says only "Invalid kube-config file. No configuration
+    found." for a file that is not there.
+    """
+    if option:
+        return "" if Path(option).expanduser().exists() else f"{option} does not exist"
+    env = os.environ.get("KUBECONFIG", "")
+    paths = [p for p in env.split(os.pathsep) if p]
+    if paths:
+        if any(Path(p).expanduser().exists() for p in paths):
+            return ""
+        if len(paths) == 1:
+            return f"{paths[0]} (from KUBECONFIG) does not exist"
+        return f"none of the files in KUBECONFIG exists: {env}"
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return ""  # in a pod: the service account's credentials
+    default = Path("~/.kube/config").expanduser()
+    if default.exists():
+        return ""
+    return f"{default} does not exist (give --kubeconfig, or set KUBECONFIG)"
 
 
 def _namespace(args: argparse.Namespace) -> str:
@@ -453,11 +487,39 @@ def cmd_get(args: argparse.Namespace) -> int:
         items = [_get_batch(api, ns, args.name)]
     else:
         items = api.request("GET", batch_path(ns)).get("items", [])
+        if not items:  # as kubectl says it (on stderr: stdout stays empty), also for no namespace
+            print(f"No resources found in {ns} namespace.", file=sys.stderr)
+            return 0
     rows = [["NAME", "PROGRESS", "RESTARTS", "PHASE"]] + [_row(o) for o in items]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return 0
+
+
+def _one_based(completed: str) -> str:
+    """Stored 0-based index ranges ("0-46,48") as the item numbers users see ("1-47,49")."""
+    try:
+        ranges = str(IndexSet.parse(completed))
+    except ValueError:
+        return completed  # not ours to fix here: show it as stored
+    if not ranges:
+        return "(none)"
+    shifted = []
+    for part in ranges.split(","):
+        lo, sep, hi = part.partition("-")
+        shifted.append(f"{int(lo) + 1}-{int(hi) + 1}" if sep else str(int(lo) + 1))
+    return ",".join(shifted)
+
+
+def _print_table(rows: list[list[str]], indent: str = "  ") -> None:
+    """Rows in aligned columns two spaces apart; the last column (a message) is not padded."""
+    if not rows:
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        cells = [c.ljust(w) for c, w in zip(r, widths, strict=False)] + [r[-1]]
+        print((indent + "  ".join(cells)).rstrip())
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -474,7 +536,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if cp.finished:
         print(f"  Next item:   (finished)\n  Completed:   all ({cp.items_done} items)")
     else:
-        print(f"  Next item:   {cp.next_index + 1}\n  Completed:   {cp.completed or '(none)'}")
+        print(f"  Next item:   {cp.next_index + 1}\n  Completed:   {_one_based(cp.completed)}")
     print(f"  Attempt:     {cp.attempt}\n  Usage:       {cp.tokens} tokens, ${cp.cost_usd:.4f}")
     print(f"  Updated:     {cp.updated_at or '-'}\n  Fingerprint: {cp.fingerprint or '-'}")
     if cp.last_error:
@@ -485,8 +547,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
     for s in st.skipped:
         print(f"  item {s.index + 1} after {s.attempts} attempt(s): {s.error}")
     print("Conditions:")
-    for c in st.conditions:
-        print(f"  {c.type:<12} {c.status:<8} {c.reason:<22} {c.message}")
+    _print_table([[c.type, c.status, c.reason, c.message] for c in st.conditions])
     events = api.request(
         "GET",
         f"/api/v1/namespaces/{ns}/events",
@@ -503,11 +564,17 @@ def cmd_describe(args: argparse.Namespace) -> int:
         )
     )
     print("Events:" + ("" if events else " (none)"))
-    for e in events[-15:]:
-        print(
-            f"  {e.get('lastTimestamp', '')}  {e.get('type', ''):<8} "
-            f"{e.get('reason', ''):<16} {e.get('message', '')}"
-        )
+    _print_table(
+        [
+            [
+                str(e.get("lastTimestamp") or e.get("eventTime") or ""),
+                str(e.get("type", "")),
+                str(e.get("reason", "")),
+                str(e.get("message", "")),
+            ]
+            for e in events[-15:]
+        ]
+    )
     return 0
 
 
@@ -743,10 +810,61 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ended_phase(batch: ResumableBatch) -> str:
+    """The phase of a batch that has ended (Succeeded or Failed), else an empty string."""
+    conditions = batch.status.conditions
+    if is_true(conditions, SUCCEEDED):
+        return "Succeeded"
+    if is_true(conditions, FAILED):
+        return "Failed"
+    return batch.status.phase if batch.status.phase in ("Succeeded", "Failed") else ""
+
+
+def _ended_error(args: argparse.Namespace, batch: ResumableBatch, verb: str) -> str:
+    """Why `suspend`/`resume` (verb) does nothing to an ended batch, and what to do instead."""
+    name = args.name
+    rerun = f"`resumable rerun {name}{f' -n {args.namespace}' if args.namespace else ''}`"
+    st = batch.status
+    if _ended_phase(batch) == "Succeeded":
+        return (
+            f"resumablebatch/{name} has succeeded, so there is nothing to {verb}: "
+            f"{rerun} starts it again from item 1"
+        )
+    failed = find(st.conditions, FAILED)
+    why = ""
+    if failed is not None and failed.reason:
+        message = " ".join(failed.message.split())
+        why = f" ({failed.reason}{': ' + message if message else ''})"
+    at = f"its checkpoint (item {resume_index(st) + 1})"
+    if failed is not None and failed.reason == REASON_MAX_RESTARTS:
+        limit = batch.spec.retry.max_restarts
+        if limit > st.restarts:  # raised already; the operator has not acted on it yet
+            way = (
+                f"spec.retry.maxRestarts is already {limit}, above its {st.restarts} restarts: "
+                f"the operator goes on from {at} once it sees that; or {rerun} starts over "
+                "from item 1"
+            )
+        else:
+            way = (
+                f"raise spec.retry.maxRestarts above {st.restarts} (its restarts) to go on from "
+                f"{at}, or {rerun} to start over from item 1"
+            )
+    else:
+        way = (
+            f"fix the cause and edit its spec (e.g. the template) to go on from {at}, "
+            f"or {rerun} to start over from item 1"
+        )
+    return f"resumablebatch/{name} has failed{why}, so there is nothing to {verb}: {way}"
+
+
 def cmd_suspend(args: argparse.Namespace) -> int:
     """Set spec.suspend=true: the worker stops gracefully and saves its checkpoint."""
     api = _api(args)
-    _patch_spec(api, _namespace(args), args.name, {"suspend": True})
+    ns = _namespace(args)
+    batch = ResumableBatch.model_validate(_get_batch(api, ns, args.name))
+    if _ended_phase(batch):
+        raise CliError(_ended_error(args, batch, "suspend"))
+    _patch_spec(api, ns, args.name, {"suspend": True})
     print(f"resumablebatch/{args.name} suspended")
     return 0
 
@@ -754,7 +872,21 @@ def cmd_suspend(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     """Set spec.suspend=false: a new worker resumes from the checkpoint."""
     api = _api(args)
-    _patch_spec(api, _namespace(args), args.name, {"suspend": False})
+    ns = _namespace(args)
+    batch = ResumableBatch.model_validate(_get_batch(api, ns, args.name))
+    if _ended_phase(batch):
+        raise CliError(_ended_error(args, batch, "resume"))
+    if not batch.spec.suspend:  # nothing to change: say so rather than "resumed"
+        if batch.status.phase == "Suspended":
+            print(
+                f"resumablebatch/{args.name} is resuming already (spec.suspend is false; "
+                "the operator starts its next worker)"
+            )
+        else:
+            phase = batch.status.phase or "not reconciled yet"
+            print(f"resumablebatch/{args.name} is not suspended ({phase}): nothing to resume")
+        return 0
+    _patch_spec(api, ns, args.name, {"suspend": False})
     print(f"resumablebatch/{args.name} resumed")
     return 0
 
@@ -775,11 +907,47 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+#: `status --watch` says no operator seems to run the batch after this long without a status.
+NOT_RECONCILED_HINT_AFTER = 10.0
+
+#: `status` exit codes, as `resumable run`'s (see STATUS_EXIT_HELP).
+EXIT_SUSPENDED = 130
+STATUS_EXIT_HELP = (
+    "Exit status: 0 succeeded, or (without --watch) not ended yet; 1 failed, or an error; "
+    "130 suspended, or (--local) no `resumable run` is working on it any more, or --watch "
+    "interrupted with Ctrl-C."
+)
+
+
+def _not_reconciled(status: ResumableBatchStatus) -> bool:
+    """No operator has written this batch's status yet."""
+    return not status.phase and status.observed_generation is None
+
+
+def _no_operator_hint(name: str, ns: str) -> str:
+    return (
+        f"no operator has picked up resumablebatch/{name} yet; if that lasts, check that one "
+        "is running (`kubectl get pods -n <operator namespace>`, resumable-system in the "
+        f"README's install) and that it watches namespace {ns}"
+    )
+
+
+def _status_exit(phase: str, *, stopped: bool, interrupted: bool) -> int:
+    if phase == "Succeeded":
+        return 0
+    if phase == "Failed":
+        return 1
+    if phase == "Suspended" or stopped or interrupted:
+        return EXIT_SUSPENDED
+    return 0  # pending, backing off or running: fine so far
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """Progress of one batch; --watch keeps a live bar until it ends or is suspended."""
+    """Progress of one batch; --watch keeps a live bar until it succeeds, fails or is suspended."""
     if not args.interval > 0:
         raise CliError(f"--interval must be more than 0 seconds, got {args.interval:g}")
     alive: Callable[[], bool] | None = None
+    hint = ""  # in a cluster: what to say while no operator has reconciled the batch
     if args.local or args.state_dir:
         directory = Path(args.state_dir or Path(".resumable") / args.name)
 
@@ -794,6 +962,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         api = _api(args)
         ns = _namespace(args)
+        hint = _no_operator_hint(args.name, ns)
 
         def read() -> ResumableBatchStatus:
             return ResumableBatch.model_validate(_get_batch(api, ns, args.name)).status
@@ -801,27 +970,40 @@ def cmd_status(args: argparse.Namespace) -> int:
         total = ResumableBatch.model_validate(_get_batch(api, ns, args.name)).spec.total_items
     status = read()
     bar = ProgressBar(sys.stdout, total=total, interval=2.0)
-    stopped = False
+    started = time.monotonic()
+    hinted = False
+    stopped = interrupted = False
     try:
         while True:
             bar.update(status)
-            if not args.watch or status.phase in ("Succeeded", "Failed", "Suspended"):
+            if not args.watch or status.phase in _SETTLED_PHASES:
                 break
             if alive is not None and not alive():
                 stopped = True  # killed: nothing will move it until it is run again
                 break
+            if (
+                hint
+                and not hinted
+                and _not_reconciled(status)
+                and time.monotonic() - started >= NOT_RECONCILED_HINT_AFTER
+            ):
+                bar.line(hint)  # once; go on waiting: an operator may yet start
+                hinted = True
             time.sleep(args.interval)
             status = read()
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     finally:
         bar.close()
     if not bar.tty and bar.printed != bar.text:
         write_line(sys.stdout, bar.text)
-    print(f"phase: {status.phase}")
-    if stopped or (alive is not None and status.phase in ("Running", "Pending") and not alive()):
+    print(f"phase: {status.phase or '(not reconciled yet)'}")
+    if hint and not hinted and _not_reconciled(status):
+        print(hint)
+    if alive is not None and status.phase not in _SETTLED_PHASES and not alive():
+        stopped = True
         print("no `resumable run` is working on it: run it again to resume")
-    return 0
+    return _status_exit(status.phase, stopped=stopped, interrupted=interrupted)
 
 
 # ------------------------------------------------------------------- main
@@ -937,8 +1119,14 @@ def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
     q = cluster("rerun", "start a clean rerun from item 1 (new spec.runId)", cmd_rerun)
     q.add_argument("--run-id", help="the new runId (default: a timestamp)")
     q = cluster("status", "progress of a batch; --watch for a live bar", cmd_status)
+    q.description = (
+        "Progress of a batch: items done, rate, restarts, cost, and its phase. " + STATUS_EXIT_HELP
+    )
     q.add_argument(
-        "-w", "--watch", action="store_true", help="keep watching until it ends or is suspended"
+        "-w",
+        "--watch",
+        action="store_true",
+        help="keep watching until the batch succeeds, fails or is suspended",
     )
     q.add_argument("--interval", type=float, default=1.0, help="seconds between reads (1)")
     q.add_argument(

@@ -61,6 +61,15 @@ def simple_batch(name: str, **spec: Any) -> dict[str, Any]:
     return body
 
 
+def set_status(batches: Batches, name: str, status: dict[str, Any]) -> None:
+    """Write a batch's status as an operator would (no operator runs)."""
+    batches.patch_status(name, [{"op": "add", "path": "/status", "value": status}])
+
+
+def condition(type_: str, reason: str, message: str) -> dict[str, str]:
+    return {"type": type_, "status": "True", "reason": reason, "message": message}
+
+
 # ------------------------------------------------ a batch the operator ran to the end
 
 
@@ -156,6 +165,99 @@ def test_status_prints_the_progress_once(finished: Finished, kubeconfig: Path) -
     assert "50/50" in lines[0]
     assert "restarts 1" in lines[0]
     assert lines[1] == "phase: Succeeded"
+
+
+STATUS_EXITS = {
+    # name: (status, --watch?, exit code); Succeeded is the `finished` batch's (0)
+    "failed": (
+        {"phase": "Failed", "conditions": [condition("Failed", "PoisonItem", "Item 3.")]},
+        False,
+        1,
+    ),
+    "failed-watch": (
+        {"phase": "Failed", "conditions": [condition("Failed", "PoisonItem", "Item 3.")]},
+        True,
+        1,
+    ),
+    "suspended": ({"phase": "Suspended"}, False, 130),
+    "suspended-watch": ({"phase": "Suspended"}, True, 130),
+    "running": ({"phase": "Running", "activePod": "told-1", "observedGeneration": 1}, False, 0),
+}
+
+
+@pytest.mark.parametrize("case", list(STATUS_EXITS))
+def test_status_exit_code_tells_succeeded_failed_and_suspended_apart(
+    batches: Batches, kubeconfig: Path, namespace: str, case: str
+) -> None:
+    status, watch, code = STATUS_EXITS[case]
+    batches.create(simple_batch("told"))
+    set_status(batches, "told", status)
+    args = ["status", "told", *(["--watch", "--interval", "0.2"] if watch else [])]
+    result = run_cli(*args, kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1] == f"phase: {status['phase']}"
+
+
+def test_status_of_a_batch_no_operator_has_picked_up_says_so(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("orphan"))
+    result = run_cli("status", "orphan", kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == 0, result.stderr  # not ended: maybe an operator comes
+    assert result.stdout.splitlines()[1:] == [
+        "phase: (not reconciled yet)",
+        "no operator has picked up resumablebatch/orphan yet; if that lasts, check that one is "
+        "running (`kubectl get pods -n <operator namespace>`, resumable-system in the README's "
+        f"install) and that it watches namespace {namespace}",
+    ]
+
+
+def test_status_watch_of_a_batch_no_operator_picked_up_hints_once_and_goes_on_waiting(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("late"))
+    cmd = [str(RESUMABLE), "status", "late", "--watch", "--interval", "0.2"]
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [*cmd, "--kubeconfig", str(kubeconfig), "-n", namespace],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[tuple[float, str]] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append((time.monotonic() - started, line.rstrip("\n")))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any("no operator has picked up" in text for _, text in lines):
+            assert process.poll() is None, (lines, process.stderr)
+            assert time.monotonic() < deadline, f"no hint within 30s: {lines}"
+            time.sleep(0.1)
+        hinted_at = next(t for t, text in lines if "no operator has picked up" in text)
+        assert hinted_at >= 10, lines  # not at once: an operator may just be slow
+        time.sleep(1.0)
+        assert process.poll() is None, lines  # still waiting for an operator
+        # An operator comes and the batch ends: the watch ends with it, the hint said once.
+        set_status(
+            batches,
+            "late",
+            {"phase": "Succeeded", "conditions": [condition("Succeeded", "Completed", "Done.")]},
+        )
+        assert process.wait(timeout=30) == 0, lines
+        reader.join(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    texts = [text for _, text in lines]
+    assert sum("no operator has picked up" in text for text in texts) == 1, texts
+    assert texts[-1] == "phase: Succeeded", texts
 
 
 ATTEMPT_1 = [
@@ -397,7 +499,7 @@ def test_describe_shows_position_last_error_skipped_items_and_only_this_batchs_e
     }
     batches.patch_status("midway", [{"op": "add", "path": "/status", "value": status}])
 
-    def post_event(uid: str, reason: str, message: str) -> None:
+    def post_event(uid: str, reason: str, message: str, type_: str = "Normal") -> None:
         api.request(
             "POST",
             f"/api/v1/namespaces/{namespace}/events",
@@ -410,7 +512,7 @@ def test_describe_shows_position_last_error_skipped_items_and_only_this_batchs_e
                     "namespace": namespace,
                     "uid": uid,
                 },
-                "type": "Normal",
+                "type": type_,
                 "reason": reason,
                 "message": message,
                 "firstTimestamp": "2025-03-01T12:00:00Z",
@@ -422,6 +524,13 @@ def test_describe_shows_position_last_error_skipped_items_and_only_this_batchs_e
     post_event(
         created["metadata"]["uid"], "Resumed", "Resumed at item 48/200 after exit 137 (attempt 3)"
     )
+    # A reason longer than the others: the messages still start in one column.
+    post_event(
+        created["metadata"]["uid"],
+        "MaxRestartsExceeded",
+        "Restarts exhausted: 2 of 2 used",
+        type_="Warning",
+    )
     # An event of an earlier batch of the same name, deleted since: not this one's.
     post_event("5e1d0d5e-0000-4000-8000-000000000000", "PodCreateFailed", "an older batch's event")
     result = run_cli("describe", "midway", kubeconfig=kubeconfig, namespace=namespace)
@@ -430,13 +539,33 @@ def test_describe_shows_position_last_error_skipped_items_and_only_this_batchs_e
     assert re.search(r"^Restarts:\s+2 \(\+1 disruptions\)$", out, re.MULTILINE)
     assert re.search(r"^Active pod:\s+midway-3$", out, re.MULTILINE)
     assert re.search(r"^\s+Next item:\s+48$", out, re.MULTILINE)
-    assert re.search(r"^\s+Completed:\s+0-46,48$", out, re.MULTILINE)
+    # Item numbers as everywhere else in the CLI (1-based), not the stored indices "0-46,48".
+    assert re.search(r"^\s+Completed:\s+1-47,49$", out, re.MULTILINE)
     assert re.search(r"^\s+Attempt:\s+3$", out, re.MULTILINE)
     assert "1234 tokens, $0.0123" in out
     assert re.search(r"^\s+Last error:\s+item 48: ValueError: bad document$", out, re.MULTILINE)
     assert re.search(r"^\s+item 13 after 3 attempt\(s\): worker died: exit 137$", out, re.MULTILINE)
-    assert "Resumed at item 48/200 after exit 137 (attempt 3)" in out
     assert "an older batch's event" not in out
+    events = out[out.index("Events:") :].splitlines()[1:]
+    assert len(events) == 2, events
+    assert re.fullmatch(
+        r"  2025-03-01T12:00:00Z  Normal   Resumed {14}"
+        r"Resumed at item 48/200 after exit 137 \(attempt 3\)",
+        events[0],
+    ), events
+    assert events[1] == (
+        "  2025-03-01T12:00:00Z  Warning  MaxRestartsExceeded  Restarts exhausted: 2 of 2 used"
+    ), events
+
+
+def test_describe_of_a_batch_with_nothing_done_shows_no_completed_items(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("fresh"))
+    result = run_cli("describe", "fresh", kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^\s+Next item:\s+1$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^\s+Completed:\s+\(none\)$", result.stdout, re.MULTILINE), result.stdout
 
 
 # ------------------------------------------------------- spec-changing commands
@@ -457,6 +586,75 @@ def test_suspend_sets_spec_suspend_and_resume_clears_it(
     obj = batches.get("pausable")
     assert obj["spec"]["suspend"] is False
     assert obj["spec"]["totalItems"] == 10  # the rest of the spec is untouched
+
+
+#: A batch stopped at item 5 of 10 after 2 restarts (items 1-4 done).
+STOPPED_AT_5 = {
+    "checkpoint": {"nextIndex": 4, "completed": "0-3", "itemsDone": 4, "attempt": 3},
+    "progress": "4/10",
+    "restarts": 2,
+    "observedGeneration": 1,
+}
+
+ENDED = {
+    "succeeded": (
+        {"phase": "Succeeded", "conditions": [condition("Succeeded", "Completed", "All done.")]},
+        "resumablebatch/ended has succeeded, so there is nothing to {verb}: "
+        "`resumable rerun ended -n {ns}` starts it again from item 1",
+    ),
+    "max-restarts": (
+        {
+            **STOPPED_AT_5,
+            "phase": "Failed",
+            "conditions": [condition("Failed", "MaxRestartsExceeded", "2 of 2 restarts used.")],
+        },
+        "resumablebatch/ended has failed (MaxRestartsExceeded: 2 of 2 restarts used.), so there "
+        "is nothing to {verb}: raise spec.retry.maxRestarts above 2 (its restarts) to go on "
+        "from its checkpoint (item 5), or `resumable rerun ended -n {ns}` to start over from "
+        "item 1",
+    ),
+    "never-retry": (
+        {
+            **STOPPED_AT_5,
+            "phase": "Failed",
+            "conditions": [condition("Failed", "NeverRetryExitCode", "Exit 3 is never retried.")],
+        },
+        "resumablebatch/ended has failed (NeverRetryExitCode: Exit 3 is never retried.), so "
+        "there is nothing to {verb}: fix the cause and edit its spec (e.g. the template) to go "
+        "on from its checkpoint (item 5), or `resumable rerun ended -n {ns}` to start over "
+        "from item 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("verb", ["suspend", "resume"])
+@pytest.mark.parametrize("ended", sorted(ENDED))
+def test_suspend_and_resume_of_an_ended_batch_say_what_to_do_instead_and_change_nothing(
+    batches: Batches, kubeconfig: Path, namespace: str, ended: str, verb: str
+) -> None:
+    status, message = ENDED[ended]
+    batches.create(simple_batch("ended", retry={"maxRestarts": 2}, suspend=verb == "resume"))
+    set_status(batches, "ended", status)
+    before = batches.get("ended")
+    result = run_cli(verb, "ended", kubeconfig=kubeconfig, namespace=namespace)
+    assert_one_line_error(result, message.format(verb=verb, ns=namespace))
+    assert result.stdout == ""
+    after = batches.get("ended")
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"] == before["spec"]
+
+
+def test_resume_of_a_batch_that_is_not_suspended_says_so_and_changes_nothing(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("busy"))
+    set_status(batches, "busy", {**STOPPED_AT_5, "phase": "Running", "activePod": "busy-3"})
+    generation = batches.get("busy")["metadata"]["generation"]
+    result = run_cli("resume", "busy", kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "resumablebatch/busy is not suspended (Running): nothing to resume\n"
+    assert result.stderr == ""
+    assert batches.get("busy")["metadata"]["generation"] == generation
 
 
 def test_rerun_changes_the_run_id_and_unsuspends_and_refuses_the_same_run_id(
@@ -518,6 +716,37 @@ def test_unknown_batch_is_a_one_line_error(
     result = run_cli(*command, "nope", kubeconfig=kubeconfig, namespace=namespace)
     assert_one_line_error(result, f'resumablebatch "nope" not found in namespace "{namespace}"')
     assert result.stdout == ""
+
+
+def test_get_of_a_namespace_without_batches_says_so_like_kubectl(
+    kubeconfig: Path, namespace: str
+) -> None:
+    # An empty namespace, and one that does not exist: the same answer, as kubectl gives.
+    for ns in (namespace, f"{namespace}-absent"):
+        result = run_cli("get", kubeconfig=kubeconfig, namespace=ns)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == ""  # no header over nothing
+        assert result.stderr == f"No resources found in {ns} namespace.\n"
+
+
+def test_a_kubeconfig_that_does_not_exist_is_named(tmp_path: Path, namespace: str) -> None:
+    missing = tmp_path / "missing.kubeconfig"
+    result = run_cli("get", kubeconfig=missing, namespace=namespace)
+    assert_one_line_error(result, f"error: cannot load kubeconfig: {missing} does not exist")
+    from_env = subprocess.run(
+        [str(RESUMABLE), "get"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KUBECONFIG": str(missing)},
+    )
+    assert_one_line_error(
+        from_env, f"error: cannot load kubeconfig: {missing} (from KUBECONFIG) does not exist"
+    )
+    broken = tmp_path / "broken.kubeconfig"
+    broken.write_text("clusters: [\n")  # the YAML error spans lines: still one line
+    result = run_cli("get", kubeconfig=broken, namespace=namespace)
+    assert_one_line_error(result, "error: cannot load kubeconfig: ")
 
 
 def test_unreachable_api_server_is_a_one_line_error(

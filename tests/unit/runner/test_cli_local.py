@@ -231,6 +231,12 @@ def test_run_failed_batch_exits_non_zero(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Failed:" in result.stdout
     assert "NeverRetryExitCode" in result.stdout
+    # `status` exits as `run` did: 1 for a failed batch, watching or not.
+    for watch in ([], ["--watch"]):
+        status = resumable("status", "doomed", "--state-dir", str(tmp_path / "st"), *watch,
+                           cwd=tmp_path, env=NO_CLUSTER)  # fmt: skip
+        assert status.returncode == 1, status.stdout + status.stderr
+        assert status.stdout.splitlines()[-1] == "phase: Failed"
 
 
 GOOD = manifest(
@@ -364,6 +370,11 @@ def test_ctrl_c_suspends_cleanly_and_running_again_resumes_without_losing_or_red
     saved = items_done(suspended)
     assert seen_before <= saved < items, (seen_before, saved)  # the worker flushed on SIGTERM
     assert suspended["checkpoint"]["nextIndex"] == saved
+    # `status` exits as `run` did: 130 for a suspended batch, watching or not.
+    for watch in ([], ["--watch"]):
+        status = resumable("status", "long", "--state-dir", str(state), *watch, cwd=tmp_path)
+        assert status.returncode == 130, status.stdout + status.stderr
+        assert status.stdout.splitlines()[-1] == "phase: Suspended"
 
     second = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stdout + second.stderr
@@ -465,6 +476,7 @@ def test_a_killed_runner_takes_its_worker_down_status_says_so_and_a_new_run_lose
     watched = resumable(
         "status", "long", "--state-dir", str(state), "--watch", cwd=tmp_path, timeout=20
     )  # returns at once: nothing will move this batch until it is run again
+    assert watched.returncode == 130  # stopped before its end, like a suspended one
     assert watched.stdout.splitlines()[-2:] == [
         "phase: Running",
         "no `resumable run` is working on it: run it again to resume",
@@ -694,6 +706,19 @@ def test_subcommand_help_works(tmp_path: Path, sub: str) -> None:
     if sub not in ("run", "demo"):
         assert "--kubeconfig" in result.stdout
         assert "--namespace" in result.stdout
+
+
+def test_status_help_says_when_the_watch_ends_and_what_the_exit_codes_mean(
+    tmp_path: Path,
+) -> None:
+    result = resumable("status", "--help", cwd=tmp_path, env={"COLUMNS": "1000"})
+    assert result.returncode == 0, result.stderr
+    assert "keep watching until the batch succeeds, fails or is suspended" in result.stdout
+    assert (
+        "Exit status: 0 succeeded, or (without --watch) not ended yet; 1 failed, or an "
+        "error; 130 suspended, or (--local) no `resumable run` is working on it any more, "
+        "or --watch interrupted with Ctrl-C."
+    ) in result.stdout
 
 
 def test_no_subcommand_is_a_usage_error(tmp_path: Path) -> None:

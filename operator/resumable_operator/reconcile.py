@@ -325,6 +325,9 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         condition(cond.SUCCEEDED, "Unknown", cond.REASON_RESTARTS_RAISED, "Retrying.")
         progressing("Unknown", cond.REASON_RESTARTS_RAISED, msg)
         event("Normal", cond.REASON_RESTARTS_RAISED, msg.removesuffix("."))
+        # The attempt this starts is the restart after the failure that exhausted
+        # the limit: counted, so a raise by one allows exactly one more restart.
+        status.restarts += 1
         status.completion_time = ""
         status.retry_after = ""
         finished = False

@@ -331,20 +331,38 @@ def test_raising_max_restarts_of_a_failed_batch_goes_on_from_its_checkpoint() ->
     assert conditions(d)["Failed"] == ("False", cond.REASON_RESTARTS_RAISED)
     assert conditions(d)["Succeeded"][0] == "Unknown"
     assert d.status.phase == "Running"
-    assert d.status.restarts == 2  # the budget used so far is kept; 3 more are left
+    assert d.status.restarts == 3  # b-4 is the restart after b-3's failure: counted
     assert d.status.completion_time == ""
     assert any("maxRestarts raised to 5 (2 used): going on from item 11" in m for m in messages(d))
     assert any("Resumed at item 11/50" in m for m in messages(d))
-    # It fails again only once the new budget is used up.
-    for attempt in range(4, 7):
+    # It fails again once the new budget is used up: 5 - 2 = 3 more pods (b-4..b-6).
+    for attempt in range(4, 6):
         pods.append(failed(f"b-{attempt}", attempt, code=1))
         d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=5)))
         assert d.create_pod is not None, attempt
-    pods.append(failed("b-7", 7, code=1))
+    pods.append(failed("b-6", 6, code=1))
     d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=5)))
+    assert d.status.restarts == 5  # b-2..b-6: every pod started after a counted failure
     assert d.create_pod is None
     assert conditions(d)["Failed"] == ("True", cond.REASON_MAX_RESTARTS)
     assert any("maxRestarts (5) exhausted" in m for m in messages(d))
+
+
+def test_raising_max_restarts_by_one_allows_exactly_one_more_restart_and_counts_it() -> None:
+    batch, pods = exhausted(max_restarts=2)  # b-1, b-2, b-3 failed
+    assert batch.status.restarts == 2
+    batch.spec.retry.max_restarts = 3
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=5)))
+    assert d.create_pod is not None
+    assert d.create_pod.name == "b-4"
+    assert d.status.restarts == 3  # b-2, b-3, b-4 started after counted failures
+    pods.append(failed("b-4", 4, code=1))
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=6)))
+    assert d.create_pod is None  # no b-5: the raise by one bought exactly one restart
+    assert conditions(d)["Failed"] == ("True", cond.REASON_MAX_RESTARTS)
+    assert d.status.restarts == 3
+    assert any("maxRestarts (3) exhausted" in m for m in messages(d))
 
 
 def test_a_failed_batch_stays_failed_while_max_restarts_is_not_above_the_used_ones() -> None:

@@ -35,7 +35,8 @@ REASON_NOT_FINISHED = "NotFinished"
 REASON_RESTARTS_RAISED = "MaxRestartsRaised"
 #: The API server refused the worker pod (or its ServiceAccount, Role, RoleBinding).
 REASON_POD_CREATE_FAILED = "PodCreateFailed"
-#: A batch failed by a refused pod tries again once its spec is edited.
+#: A batch failed by a refused pod, a never-retry exit code or a poison item goes
+#: on from its checkpoint once its spec is edited.
 REASON_SPEC_CHANGED = "SpecChanged"
 
 Status = Literal["True", "False", "Unknown"]

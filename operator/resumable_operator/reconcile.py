@@ -287,35 +287,30 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         )
         finished = False
 
-    # A batch that failed for want of restarts goes on from its checkpoint once
-    # spec.retry.maxRestarts is raised above the restarts it used: the work done
-    # stays done. (Level-based: the spec and the status say so, whatever the event.)
+    # A failed batch goes on from its checkpoint, not from item 1, when what failed
+    # it may have been fixed: the work done stays done. (Level-based: the spec and
+    # the status say so, whatever the event.)
     failed = cond.find(status.conditions, cond.FAILED)
-    if (
-        finished
-        and failed is not None
-        and failed.status == "True"
-        and failed.reason == cond.REASON_POD_CREATE_FAILED
-        and gen is not None
-        and old.observed_generation != gen
-    ):
+    failed_by = failed.reason if finished and failed is not None and failed.status == "True" else ""
+    edited = gen is not None and old.observed_generation != gen
+    if failed_by == cond.REASON_POD_CREATE_FAILED and edited:
         # The API server refused the worker pod; the spec was edited since (a fixed
         # template, say): try again from the checkpoint, not from item 1.
         msg = "The spec changed: creating the worker pod again."
         condition(cond.FAILED, "False", cond.REASON_SPEC_CHANGED, msg)
         condition(cond.SUCCEEDED, "Unknown", cond.REASON_SPEC_CHANGED, "Retrying.")
         progressing("Unknown", cond.REASON_SPEC_CHANGED, msg)
+        event("Normal", cond.REASON_SPEC_CHANGED, msg.removesuffix("."))
         status.completion_time = ""
         status.retry_after = ""
         status.active_pod = ""
         finished = False
-    elif (
-        finished
-        and failed is not None
-        and failed.status == "True"
-        and failed.reason == cond.REASON_MAX_RESTARTS
-        and spec.retry.max_restarts > status.restarts
-    ):
+    elif failed_by in (cond.REASON_NEVER_RETRY, cond.REASON_POISON) and edited:
+        # An exit code or an item failed it; the spec was edited since (a fixed
+        # image, an exit code taken off the list, onPoisonItem or maxItemAttempts
+        # changed): the failed attempt is judged again by the edited spec's rules.
+        finished = not _reopen_edited(batch, status, failed_by, condition, event)
+    elif failed_by == cond.REASON_MAX_RESTARTS and spec.retry.max_restarts > status.restarts:
         at = resume_index(status)
         msg = (
             f"spec.retry.maxRestarts raised to {spec.retry.max_restarts} "
@@ -601,6 +596,78 @@ def _handle_end(
             f"restart {status.restarts}/{spec.retry.max_restarts} in {math.ceil(delay)}s",
         )
     return False
+
+
+def _reopen_edited(
+    batch: ResumableBatch,
+    status: ResumableBatchStatus,
+    failed_by: str,
+    condition: ConditionFn,
+    event: EventFn,
+) -> bool:
+    """Reopen a batch failed by an exit code or a poison item whose spec was edited.
+
+    The failed attempt is judged again under the edited spec: a poison item is
+    skipped now if ``onPoisonItem`` became ``Skip``, or tried again (up to a raised
+    ``maxItemAttempts``, else once: the edit may have fixed the worker). The next
+    attempt is the restart after that counted failure: it needs the restart
+    budget and is counted. Returns True when the batch goes on.
+    """
+    retry = batch.spec.retry
+    cp = status.checkpoint
+    stall = status.stall
+    if (
+        failed_by == cond.REASON_POISON
+        and stall is not None
+        and stall.attempts >= retry.max_item_attempts
+        and retry.on_poison_item == "Skip"
+    ):
+        if len(status.skipped) >= MAX_SKIPPED_RECORDED:
+            msg = (
+                f"The spec changed, but item {stall.index + 1} cannot be skipped: "
+                f"{MAX_SKIPPED_RECORDED} items were skipped already."
+            )
+            condition(cond.FAILED, "True", cond.REASON_POISON, msg)
+            condition(cond.PROGRESSING, "False", cond.REASON_POISON, msg)
+            event("Warning", cond.REASON_POISON, msg.removesuffix("."))
+            return False
+        error = (
+            cp.last_error
+            if cp.last_error_index == stall.index and cp.last_error
+            else f"worker died: {status.last_failure}"
+        )
+        status.skipped.append(
+            SkippedItem(index=stall.index, attempts=stall.attempts, error=error[:MAX_ERROR_CHARS])
+        )
+        status.stall = None
+        event(
+            "Warning",
+            "ItemSkipped",
+            f"Item {stall.index + 1} skipped after {stall.attempts} attempt(s) died there: {error}",
+        )
+    at = resume_index(status)
+    if status.restarts >= retry.max_restarts:
+        msg = (
+            f"The spec changed, but maxRestarts ({retry.max_restarts}) is exhausted: "
+            f"raise spec.retry.maxRestarts to go on from item {at + 1}."
+        )
+        condition(cond.FAILED, "True", cond.REASON_MAX_RESTARTS, msg)
+        condition(cond.SUCCEEDED, "False", cond.REASON_MAX_RESTARTS, "The batch failed.")
+        condition(cond.PROGRESSING, "False", cond.REASON_MAX_RESTARTS, msg)
+        event("Warning", cond.REASON_MAX_RESTARTS, msg.removesuffix("."))
+        return False
+    status.restarts += 1
+    msg = (
+        f"The spec changed since the batch failed ({failed_by}): going on from item "
+        f"{at + 1}, restart {status.restarts}/{retry.max_restarts}."
+    )
+    condition(cond.FAILED, "False", cond.REASON_SPEC_CHANGED, msg)
+    condition(cond.SUCCEEDED, "Unknown", cond.REASON_SPEC_CHANGED, "Retrying.")
+    condition(cond.PROGRESSING, "Unknown", cond.REASON_SPEC_CHANGED, msg)
+    event("Normal", cond.REASON_SPEC_CHANGED, msg.removesuffix("."))
+    status.completion_time = ""
+    status.retry_after = ""
+    return True
 
 
 def _fail(

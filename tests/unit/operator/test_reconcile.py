@@ -391,6 +391,8 @@ def test_a_batch_failed_by_a_refused_pod_tries_again_from_its_checkpoint_once_ed
     assert conditions(d)["Failed"] == ("False", cond.REASON_SPEC_CHANGED)
     assert d.create_pod is not None
     assert d.create_pod.start_index == 7
+    assert "The spec changed: creating the worker pod again" in messages(d)
+    assert d.status.restarts == 1  # the refused attempt never ran: nothing more to count
 
 
 def test_raising_max_restarts_does_not_reopen_a_never_retry_failure() -> None:
@@ -400,6 +402,76 @@ def test_raising_max_restarts_does_not_reopen_a_never_retry_failure() -> None:
     assert conditions(d)["Failed"] == ("True", cond.REASON_NEVER_RETRY)
     batch.spec.retry.max_restarts = 50
     assert_no_op(batch, pods, T0 + timedelta(hours=1))
+
+
+def never_retried() -> tuple[ResumableBatch, list[PodView]]:
+    """A batch Failed with NeverRetryExitCode (exit 3) after saving items 0..5."""
+    batch = started(
+        make_batch(retry={"maxRestarts": 3, "neverRetryExitCodes": [3], "backoff": NO_BACKOFF})
+    )
+    saved(batch, 6)
+    pods = [failed(code=3)]
+    d = settle(batch, decide(batch, pods, T0))
+    assert conditions(d)["Failed"] == ("True", cond.REASON_NEVER_RETRY)
+    return batch, pods
+
+
+def test_a_batch_failed_by_a_never_retry_exit_code_goes_on_from_its_checkpoint_once_edited() -> (
+    None
+):
+    batch, pods = never_retried()
+    assert_no_op(batch, pods, T0 + timedelta(minutes=5))  # unchanged spec: stays failed
+    batch.spec.retry.never_retry_exit_codes = []  # the user edits the spec
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=5)))
+    assert conditions(d)["Failed"] == ("False", cond.REASON_SPEC_CHANGED)
+    assert conditions(d)["Succeeded"] == ("Unknown", cond.REASON_SPEC_CHANGED)
+    assert d.create_pod is not None
+    assert (d.create_pod.name, d.create_pod.start_index) == ("b-2", 6)  # not from item 1
+    assert d.status.restarts == 1  # b-2 starts after b-1's counted failure
+    assert d.status.completion_time == ""
+    assert d.status.phase == "Running"
+    changed = [e for e in d.events if e.reason == cond.REASON_SPEC_CHANGED]
+    assert [e.message for e in changed] == [
+        "The spec changed since the batch failed (NeverRetryExitCode): going on from item 7, "
+        "restart 1/3"
+    ]
+    assert "Resumed at item 7/50 after exit 3 (attempt 2)" in messages(d)
+    again = decide(batch, [*pods, running("b-2", 2)], T0 + timedelta(minutes=6))
+    assert (again.create_pod, again.events) == (None, [])  # reopened once, not per pass
+
+
+def test_a_new_run_id_on_a_never_retry_failure_is_a_clean_rerun_not_a_resume() -> None:
+    batch, pods = never_retried()
+    batch.spec.run_id = "again"
+    batch.metadata.generation = 2
+    d = decide(batch, pods, T0 + timedelta(minutes=5))
+    assert conditions(d)["Failed"] == ("False", cond.REASON_RERUN)
+    assert d.create_pod is not None
+    assert d.create_pod.start_index == 0
+    assert d.status.restarts == 0
+    assert cond.REASON_SPEC_CHANGED not in [e.reason for e in d.events]
+
+
+def test_editing_a_batch_whose_restarts_are_used_up_says_to_raise_max_restarts() -> None:
+    batch = started(
+        make_batch(retry={"maxRestarts": 0, "neverRetryExitCodes": [3], "backoff": NO_BACKOFF})
+    )
+    saved(batch, 6)
+    pods = [failed(code=3)]
+    settle(batch, decide(batch, pods, T0))
+    batch.spec.retry.never_retry_exit_codes = []
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0))
+    assert d.create_pod is None  # no restart left: the usual rule
+    assert conditions(d)["Failed"] == ("True", cond.REASON_MAX_RESTARTS)
+    assert any("raise spec.retry.maxRestarts to go on from item 7" in m for m in messages(d))
+    batch.spec.retry.max_restarts = 1
+    batch.metadata.generation = 3
+    d = settle(batch, decide(batch, pods, T0))
+    assert d.create_pod is not None
+    assert d.create_pod.start_index == 6
+    assert d.status.restarts == 1
 
 
 # ------------------------------------------------------------------ poison items
@@ -472,6 +544,61 @@ def test_poison_item_in_fail_mode_fails_the_batch() -> None:
     assert conditions(d)["Failed"] == ("True", cond.REASON_POISON)
     assert d.status.skipped == []
     assert any("Item 10 killed 1 attempt(s) in a row" in m for m in messages(d))
+
+
+def poisoned() -> tuple[ResumableBatch, list[PodView]]:
+    """A batch Failed with PoisonItem: item 10 raised in attempt 1 (maxItemAttempts 1)."""
+    batch = started(
+        make_batch(retry={"maxItemAttempts": 1, "onPoisonItem": "Fail", "backoff": NO_BACKOFF})
+    )
+    saved(batch, 9, error="ValueError: bad document", error_index=9)
+    pods = [failed(code=1)]
+    d = settle(batch, decide(batch, pods, T0))
+    assert conditions(d)["Failed"] == ("True", cond.REASON_POISON)
+    return batch, pods
+
+
+def test_a_poison_failure_edited_to_skip_skips_the_item_and_goes_on_after_it() -> None:
+    batch, pods = poisoned()
+    batch.spec.retry.on_poison_item = "Skip"
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=1)))
+    assert d.status.skipped == [SkippedItem(index=9, attempts=1, error="ValueError: bad document")]
+    assert d.status.stall is None
+    assert conditions(d)["Failed"] == ("False", cond.REASON_SPEC_CHANGED)
+    assert d.create_pod is not None
+    assert (d.create_pod.start_index, d.create_pod.careful) == (10, False)
+    assert d.status.restarts == 1
+    assert "Item 10 skipped after 1 attempt(s) died there: ValueError: bad document" in messages(d)
+    assert any("(PoisonItem): going on from item 11, restart 1/10" in m for m in messages(d))
+
+
+def test_a_poison_failure_given_more_item_attempts_retries_the_item_until_the_new_limit() -> None:
+    batch, pods = poisoned()
+    batch.spec.retry.max_item_attempts = 2
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=1)))
+    assert d.create_pod is not None
+    assert (d.create_pod.start_index, d.create_pod.careful) == (9, True)  # the item again
+    assert d.status.skipped == []
+    pods.append(failed("b-2", 2, code=1))
+    saved(batch, 9, error="ValueError: bad document", error_index=9)
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=2)))
+    assert conditions(d)["Failed"] == ("True", cond.REASON_POISON)  # 2 of 2: Fail again
+    assert any("Item 10 killed 2 attempt(s) in a row" in m for m in messages(d))
+
+
+def test_a_poison_failure_edited_otherwise_tries_the_item_once_more() -> None:
+    batch, pods = poisoned()
+    batch.spec.template.spec.containers[0].image = "worker:fixed"  # the fix is in the image
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=1)))
+    assert d.create_pod is not None
+    assert d.create_pod.start_index == 9
+    saved(batch, 20)  # the fixed worker got past item 10
+    d = settle(batch, decide(batch, [*pods, running("b-2", 2)], T0 + timedelta(minutes=2)))
+    assert conditions(d)["Failed"] == ("False", cond.REASON_SPEC_CHANGED)
+    assert d.status.phase == "Running"
 
 
 def test_progress_between_deaths_restarts_the_item_count() -> None:

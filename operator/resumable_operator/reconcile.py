@@ -151,11 +151,14 @@ def pod_name(batch: str, attempt: int) -> str:
     return f"{batch}-{attempt}"
 
 
-def total_items(batch: ResumableBatch) -> int | None:
-    """The item count: from the spec, else as the worker reported it."""
-    if batch.spec.total_items is not None:
-        return batch.spec.total_items
-    return batch.status.checkpoint.total_items
+def total_items(batch: ResumableBatch, status: ResumableBatchStatus | None = None) -> int | None:
+    """The item count: the worker's own once it reported one, else spec.totalItems.
+
+    A worker given another list than spec.totalItems says goes by its list (the SDK
+    warns in its log), so progress and messages go by it too.
+    """
+    reported = (status or batch.status).checkpoint.total_items
+    return reported if reported is not None else batch.spec.total_items
 
 
 def progress_text(done: int, total: int | None) -> str:
@@ -274,6 +277,7 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         status.failed_at = ""
         status.completion_time = ""
         status.run_id = spec.run_id
+        total = total_items(batch, status)  # the old run's worker count is gone with it
         status.progress = progress_text(0, total)
         condition(cond.SUCCEEDED, "Unknown", cond.REASON_RERUN, "Rerun requested.")
         condition(cond.FAILED, "False", cond.REASON_RERUN, "Rerun requested.")
@@ -286,6 +290,8 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
             f"runId changed to {spec.run_id!r}: clean rerun from item 1",
         )
         finished = False
+
+    _check_total(batch, status, condition, event)
 
     # A failed batch goes on from its checkpoint, not from item 1, when what failed
     # it may have been fixed: the work done stays done. (Level-based: the spec and
@@ -451,7 +457,7 @@ def _handle_end(
 ) -> bool:
     """Account for the active pod's end. Returns True when no new attempt may start."""
     spec = batch.spec
-    total = total_items(batch)
+    total = total_items(batch, status)
     stamp = format_time(now)
     cp = status.checkpoint
     kind, what, _counted = classify(pod, spec.retry.never_retry_exit_codes)
@@ -461,17 +467,16 @@ def _handle_end(
         kind, what = "success", f"{what} after the last item"
     status.active_pod = ""
     done = cp.items_done if cp.finished else len(IndexSet.parse(cp.completed))
-    total_now = total if total is not None else cp.total_items
-    of = str(total_now) if total_now is not None else "?"
+    of = str(total) if total is not None else "?"
 
     if kind == "success":
         if cp.finished:
             status.completion_time = stamp
             status.retry_after = ""
             status.stall = None
-            status.progress = progress_text(cp.items_done, total_now)
+            status.progress = progress_text(cp.items_done, total)
             msg = (
-                f"Completed {progress_text(cp.items_done, total_now)} items"
+                f"Completed {progress_text(cp.items_done, total)} items"
                 f" ({len(status.skipped)} skipped) in {cp.attempt} attempt(s), "
                 f"{status.restarts} restart(s); {cp.tokens} tokens, ${cp.cost_usd:.4f}"
             )
@@ -545,7 +550,7 @@ def _handle_end(
     if (
         stall.attempts
         and stall.attempts >= spec.retry.max_item_attempts
-        and (total_now is None or position < total_now)
+        and (total is None or position < total)
     ):
         error = (
             cp.last_error
@@ -596,6 +601,37 @@ def _handle_end(
             f"restart {status.restarts}/{spec.retry.max_restarts} in {math.ceil(delay)}s",
         )
     return False
+
+
+def _check_total(
+    batch: ResumableBatch, status: ResumableBatchStatus, condition: ConditionFn, event: EventFn
+) -> None:
+    """Say so, once, when the worker's item count is not spec.totalItems.
+
+    A condition records it, so the Warning event is sent when the mismatch is first
+    seen, not on every pass; the condition goes when the two agree again (the spec
+    was corrected, or a rerun's worker has not counted yet).
+    """
+    declared = batch.spec.total_items
+    reported = status.checkpoint.total_items
+    seen = cond.find(status.conditions, cond.TOTAL_ITEMS_MISMATCH)
+    if declared is None or reported is None or declared == reported:
+        if seen is not None:
+            status.conditions.remove(seen)
+        return
+    if seen is None:
+        event(
+            "Warning",
+            cond.REASON_TOTAL_ITEMS_MISMATCH,
+            f"spec.totalItems was {declared} but the worker has {reported} items; "
+            f"progress and messages use the worker's {reported}",
+        )
+    condition(
+        cond.TOTAL_ITEMS_MISMATCH,
+        "True",
+        cond.REASON_WORKER_COUNT,
+        f"spec.totalItems is {declared} but the worker has {reported} items.",
+    )
 
 
 def _reopen_edited(
@@ -699,7 +735,7 @@ def _start_attempt(
     progressing: Callable[[cond.Status, str, str], None],
     event: EventFn,
 ) -> None:
-    total = total_items(batch)
+    total = total_items(batch, status)
     attempt = status.checkpoint.attempt + 1
     start = resume_index(status)
     name = pod_name(batch.metadata.name, attempt)
@@ -711,7 +747,9 @@ def _start_attempt(
         name=name,
         attempt=attempt,
         start_index=start,
-        total_items=total,
+        # What spec.totalItems says (RESUMABLE_TOTAL_ITEMS): a worker given another
+        # list goes on saying so in its log.
+        total_items=batch.spec.total_items if batch.spec.total_items is not None else total,
         careful=status.stall is not None,
     )
     of = total if total is not None else "?"

@@ -702,6 +702,43 @@ def test_exit_0_finished_succeeds_then_the_ttl_deletes_the_batch() -> None:
     assert expired.create_pod is None
 
 
+def test_a_worker_with_fewer_items_than_spec_total_items_is_counted_by_its_own_list() -> None:
+    batch = started(make_batch(total=100, retry={"backoff": NO_BACKOFF}))
+    saved(batch, 20)
+    batch.status.checkpoint.total_items = 50  # the worker's list has 50 items
+    d = settle(batch, decide(batch, [running()], T0))
+    warnings = [e for e in d.events if e.reason == cond.REASON_TOTAL_ITEMS_MISMATCH]
+    assert [(e.type, e.message) for e in warnings] == [
+        (
+            "Warning",
+            "spec.totalItems was 100 but the worker has 50 items; "
+            "progress and messages use the worker's 50",
+        )
+    ]
+    assert conditions(d)[cond.TOTAL_ITEMS_MISMATCH] == ("True", cond.REASON_WORKER_COUNT)
+    assert_no_op(batch, [running()], T0 + timedelta(minutes=1))  # said once, not per resync
+
+    d = settle(batch, decide(batch, [failed()], T0 + timedelta(minutes=2)))  # killed at 21
+    assert "Resumed at item 21/50 after exit 137 (attempt 2)" in messages(d)
+    assert d.status.progress == "20/50"
+    assert d.create_pod is not None
+    assert d.create_pod.total_items == 100  # RESUMABLE_TOTAL_ITEMS stays what the spec says
+    assert cond.REASON_TOTAL_ITEMS_MISMATCH not in [e.reason for e in d.events]
+
+    cp = batch.status.checkpoint
+    cp.finished, cp.items_done, cp.next_index, cp.completed = True, 50, 0, ""
+    d = settle(batch, decide(batch, [failed(), succeeded("b-2", 2)], T0 + timedelta(minutes=3)))
+    assert d.status.phase == "Succeeded"
+    assert d.status.progress == "50/50"
+    assert any(m.startswith("Completed 50/50 items") for m in messages(d))
+
+    batch.spec.total_items = 50  # the spec corrected: nothing left to say
+    batch.metadata.generation = 2
+    d = decide(batch, [failed(), succeeded("b-2", 2)], T0 + timedelta(minutes=4))
+    assert cond.TOTAL_ITEMS_MISMATCH not in conditions(d)
+    assert d.events == []
+
+
 def test_finished_batch_without_ttl_is_kept() -> None:
     batch = started(make_batch())
     batch.status.checkpoint.finished = True

@@ -251,6 +251,8 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         progressing("Unknown", cond.REASON_RECONCILING, "Starting.")
         status.start_time = status.start_time or stamp
         status.run_id = spec.run_id
+        # The Progress column from the start, also for a batch created suspended.
+        status.progress = status.progress or progress_text(0, total)
         items = f"{total} items to process" if total is not None else "the worker counts the items"
         event("Normal", "Accepted", f"Batch accepted; {items}")
 

@@ -785,6 +785,15 @@ def test_suspend_deletes_the_active_pod_gracefully_and_sets_suspended() -> None:
     assert batch.status.restarts == 0
 
 
+@pytest.mark.parametrize(("total", "shown"), [(50, "0/50"), (None, "0")])
+def test_a_batch_created_suspended_shows_its_progress(total: int | None, shown: str) -> None:
+    batch = make_batch(total=total, suspend=True)
+    d = settle(batch, decide(batch, [], T0))
+    assert d.create_pod is None
+    assert d.status.phase == "Suspended"
+    assert d.status.progress == shown  # not an empty Progress column
+
+
 def test_unsuspend_starts_a_new_attempt_from_the_checkpoint() -> None:
     batch = started(make_batch())
     saved(batch, 9)

@@ -468,6 +468,7 @@ def _handle_end(
         # Every item was done and saved before the pod ended: nothing to redo.
         kind, what = "success", f"{what} after the last item"
     status.active_pod = ""
+    not_finished: int | None = None
     done = cp.items_done if cp.finished else len(IndexSet.parse(cp.completed))
     of = str(total) if total is not None else "?"
 
@@ -500,8 +501,9 @@ def _handle_end(
         event(
             "Warning",
             cond.REASON_NOT_FINISHED,
-            f"Worker {pod.name} exited 0 with items left ({done}/{of}){hint}; resuming",
+            f"Worker {pod.name} exited 0 with items left ({done}/{of}){hint}",
         )
+        not_finished = len(decision.events) - 1  # "; resuming" is added if a restart follows
         decision.outcome = Outcome("not-finished", cond.REASON_NOT_FINISHED)
 
     status.failed_at = stamp
@@ -585,6 +587,11 @@ def _handle_end(
         _fail(status, decision, cond.REASON_MAX_RESTARTS, msg, condition, event, stamp, ttl)
         return True
     status.restarts += 1
+    if not_finished is not None:
+        told = decision.events[not_finished]
+        decision.events[not_finished] = EventPlan(
+            told.type, told.reason, told.message + "; resuming"
+        )
     delay = spec.retry.backoff.delay(status.restarts)
     status.retry_after = format_time(now + timedelta(seconds=delay)) if delay > 0 else ""
     if delay > 0:

@@ -649,6 +649,21 @@ def test_exit_0_with_items_left_warns_not_finished_and_restarts() -> None:
     assert d.outcome.kind == "not-finished"
 
 
+@pytest.mark.parametrize(("max_restarts", "resumes"), [(1, True), (0, False)])
+def test_exit_0_with_items_left_says_resuming_only_when_a_restart_follows(
+    max_restarts: int, resumes: bool
+) -> None:
+    batch = started(make_batch(retry={"maxRestarts": max_restarts, "backoff": NO_BACKOFF}))
+    saved(batch, 30)
+    d = decide(batch, [succeeded()], T0)
+    told = next(e.message for e in d.events if e.reason == cond.REASON_NOT_FINISHED)
+    assert told.startswith("Worker b-1 exited 0 with items left (30/50)")
+    assert told.endswith("; resuming") is resumes
+    assert (d.create_pod is not None) is resumes
+    if not resumes:
+        assert conditions(d)["Failed"] == ("True", cond.REASON_MAX_RESTARTS)
+
+
 def test_exit_0_without_saving_anything_blames_no_item_and_says_what_is_missing() -> None:
     # A worker that never calls the SDK exits 0 at once, attempt after attempt:
     # no item was started, so none may be skipped as poison.

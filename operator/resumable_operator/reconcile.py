@@ -478,10 +478,12 @@ def _handle_end(
             status.retry_after = ""
             status.stall = None
             status.progress = progress_text(cp.items_done, total)
+            # No attempt count: cp.attempt is a fencing token, which a rerun or a
+            # refused pod moves on without a worker running.
             msg = (
                 f"Completed {progress_text(cp.items_done, total)} items"
-                f" ({len(status.skipped)} skipped) in {cp.attempt} attempt(s), "
-                f"{status.restarts} restart(s); {cp.tokens} tokens, ${cp.cost_usd:.4f}"
+                f" ({len(status.skipped)} skipped) after {status.restarts} restart(s) and "
+                f"{status.disruptions} disruption(s); {cp.tokens} tokens, ${cp.cost_usd:.4f}"
             )
             condition(cond.SUCCEEDED, "True", cond.REASON_COMPLETED, msg)
             condition(cond.FAILED, "False", cond.REASON_COMPLETED, "The batch succeeded.")

@@ -702,9 +702,10 @@ def test_exit_0_finished_succeeds_then_the_ttl_deletes_the_batch() -> None:
     assert d.create_pod is None
     assert d.delete_batch is False
     assert d.requeue_after == 60.0
-    assert any(
-        m.startswith("Completed 50/50 items (0 skipped) in 1 attempt(s)") for m in messages(d)
-    )
+    assert (
+        "Completed 50/50 items (0 skipped) after 0 restart(s) and 0 disruption(s); "
+        "1000 tokens, $0.2500"
+    ) in messages(d)
 
     later = decide(batch, [succeeded()], done + timedelta(seconds=59))
     assert later.delete_batch is False
@@ -883,6 +884,25 @@ def test_new_run_id_resets_checkpoint_restarts_and_skipped_and_starts_from_item_
     assert "runId changed to 'second': clean rerun from item 1" in messages(d)
     assert st.completion_time == ""
     assert st.phase == "Running"
+
+
+def test_a_rerun_that_succeeds_does_not_count_the_skipped_attempt_numbers() -> None:
+    batch = started(make_batch(retry={"backoff": NO_BACKOFF}))
+    saved(batch, 20)
+    settle(batch, decide(batch, [failed()], T0))  # b-1 killed; b-2 resumes
+    batch.spec.run_id = "second"
+    pods = [failed(), running("b-2", 2)]
+    settle(batch, decide(batch, pods, T0))  # the rerun stops b-2 (attempt 3 is the token)
+    pods = [failed(), failed("b-2", 2, code=143)]
+    d = settle(batch, decide(batch, pods, T0))
+    assert d.create_pod is not None
+    assert d.create_pod.name == "b-4"  # the rerun's one and only worker
+    cp = batch.status.checkpoint
+    cp.finished, cp.items_done, cp.next_index, cp.completed = True, 50, 0, ""
+    d = decide(batch, [*pods, succeeded("b-4", 4)], T0)
+    done = next(e.message for e in d.events if e.reason == cond.REASON_COMPLETED)
+    assert done.startswith("Completed 50/50 items (0 skipped) after 0 restart(s) and 0 disr")
+    assert "4 attempt" not in done
 
 
 def test_new_run_id_stops_the_running_worker() -> None:

@@ -37,6 +37,8 @@ REASON_NOT_FINISHED = "NotFinished"
 REASON_RESTARTS_RAISED = "MaxRestartsRaised"
 #: The API server refused the worker pod (or its ServiceAccount, Role, RoleBinding).
 REASON_POD_CREATE_FAILED = "PodCreateFailed"
+#: Progressing while a refusal that may pass (403, 429, 5xx) is retried: no pod yet.
+REASON_POD_CREATE_RETRYING = "PodCreateRetrying"
 #: The Warning event, and the condition's reason, when the counts differ.
 REASON_TOTAL_ITEMS_MISMATCH = "TotalItemsMismatch"
 REASON_WORKER_COUNT = "WorkerCountDiffers"

@@ -181,7 +181,8 @@ def resume_index(status: ResumableBatchStatus) -> int:
         index += 1
 
 
-def _phase(status: ResumableBatchStatus) -> str:
+def derive_phase(status: ResumableBatchStatus) -> str:
+    """The display phase, from the conditions (and the active attempt)."""
     c = status.conditions
     if cond.is_true(c, cond.SUCCEEDED):
         return "Succeeded"
@@ -190,6 +191,9 @@ def _phase(status: ResumableBatchStatus) -> str:
     if cond.is_true(c, cond.SUSPENDED):
         return "Suspended"
     if status.active_pod:
+        progressing = cond.find(c, cond.PROGRESSING)
+        if progressing is not None and progressing.reason == cond.REASON_POD_CREATE_RETRYING:
+            return "Pending"  # the attempt is recorded, its pod not created yet
         return "Running"
     if status.retry_after:
         return "BackingOff"
@@ -813,7 +817,7 @@ def _finished(
 def _finish_decision(
     old: ResumableBatchStatus, status: ResumableBatchStatus, decision: Decision
 ) -> Decision:
-    status.phase = _phase(status)
+    status.phase = derive_phase(status)
     # Every condition was judged against this generation of the spec, so each says
     # so (a lower observedGeneration would read as out of date).
     for c in status.conditions:

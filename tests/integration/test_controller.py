@@ -279,22 +279,39 @@ def test_pod_create_forbidden_for_now_is_retried_for_the_same_attempt_with_growi
 ) -> None:
     # A missing service account is a 403 from admission, like an exhausted quota:
     # it can go away, so the batch waits; it neither fails nor burns attempts.
-    ctl = Controller(KubeApi.from_environment(kubeconfig=str(kubeconfig)), workers=1)
+    hooked = HookedApi(kubeconfig)
+    writes: list[str] = []
+    hooked.hook = lambda method, path, query: (
+        writes.append(path) if method == "PATCH" and path.endswith("/status") else None
+    )
+    ctl = Controller(hooked, workers=1)
     body = idle_manifest("waits")
     body["spec"]["template"]["spec"]["serviceAccountName"] = "not-yet"
     batches.create(body)
-    delays = []
+    delays, patches = [], []
     for _ in range(3):
         delay = ctl.reconcile(namespace, "waits")
+        patches.append(len(writes))
         assert delay is not None
         delays.append(delay)
+        # While the create is retried, status says so (not Running, not PodCreated).
+        status = batches.get("waits")["status"]
+        assert status["phase"] == "Pending"
+        progressing = condition(status, "Progressing")
+        assert (progressing["status"], progressing["reason"]) == ("True", "PodCreateRetrying")
+        assert (
+            'Cannot create pod waits-1 yet: 403: pods "waits-1" is forbidden'
+            in (progressing["message"])
+        )
+        assert 'serviceaccount "not-yet" not found' in progressing["message"]
         time.sleep(delay)
     assert delays[0] < delays[1] < delays[2] <= 300, delays
+    # The attempt, then the refusal; later tries refused the same way write nothing.
+    assert patches == [2, 2, 2], writes
     status = batches.get("waits")["status"]
     assert status["checkpoint"]["attempt"] == 1
     assert status["disruptions"] == 0
     assert status["restarts"] == 0
-    assert status["phase"] == "Running"
     assert pod_names(batches, "waits") == []
     seen = reasons(batches, "waits")
     assert seen.count("PodCreateFailed") == 3
@@ -311,6 +328,13 @@ def test_pod_create_forbidden_for_now_is_retried_for_the_same_attempt_with_growi
     assert status["checkpoint"]["attempt"] == 1
     assert status["disruptions"] == 0
     assert reasons(batches, "waits").count("Started") == 1
+    assert status["phase"] == "Running"
+    progressing = condition(status, "Progressing")
+    assert (progressing["status"], progressing["reason"], progressing["message"]) == (
+        "True",
+        "PodCreated",
+        "Attempt 1 started at item 1/10.",
+    )
 
 
 # ---- finding 4: objects left by an earlier batch of the same name -------------------------

@@ -166,6 +166,17 @@ def test_pending_pod_right_after_creation_is_waited_for() -> None:
     assert_no_op(batch, [PodView("b-1", 1, "Pending")], T0)
 
 
+def test_an_attempt_whose_pod_create_is_being_retried_shows_phase_pending() -> None:
+    batch = started(make_batch())
+    # What the executor writes while the API server refuses the pod for now.
+    cond.set_condition(
+        batch.status.conditions, cond.PROGRESSING, "True", cond.REASON_POD_CREATE_RETRYING,
+        "Cannot create pod b-1 yet: 403: quota", generation=1, now=format_time(T0),
+    )  # fmt: skip
+    batch.status.phase = "Pending"
+    assert_no_op(batch, [PodView("b-1", 1, "Pending")], T0 + timedelta(minutes=1))
+
+
 # -------------------------------------------------------- failure and backoff
 
 

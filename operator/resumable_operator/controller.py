@@ -482,8 +482,13 @@ class Controller:
                 if waiting:
                     return "retry", waiting, None
             try:
+                # Strict: a misspelt template field (`comand:`) is refused with a
+                # message naming it, not dropped to leave a worker without a command.
                 self.api.request(
-                    "POST", f"/api/v1/namespaces/{ns}/pods", body=objects.build_pod(batch, plan)
+                    "POST",
+                    f"/api/v1/namespaces/{ns}/pods",
+                    body=objects.build_pod(batch, plan),
+                    query={"fieldValidation": "Strict"},
                 )
             except ApiError as exc:
                 if exc.status != 409:

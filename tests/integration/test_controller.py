@@ -214,13 +214,19 @@ def invalid_container_name(body: dict[str, Any]) -> None:
     body["spec"]["template"]["spec"]["containers"][0]["name"] = "Worker_1"
 
 
+def misspelt_container_field(body: dict[str, Any]) -> None:
+    worker = body["spec"]["template"]["spec"]["containers"][0]
+    worker["comand"] = worker.pop("command")  # kept by the CRD, unknown to the Pod API
+
+
 @pytest.mark.parametrize(
     ("name", "breaks", "says"),
     [
         ("badlabel", invalid_label, 'Invalid value: "not a label value"'),
         ("badcontainer", invalid_container_name, 'Invalid value: "Worker_1"'),
+        ("typo", misspelt_container_field, 'unknown field "spec.containers[0].comand"'),
     ],
-    ids=["label-value", "container-name"],
+    ids=["label-value", "container-name", "misspelt-field"],
 )
 def test_pod_the_api_server_rejects_as_invalid_fails_the_batch_with_the_servers_message(
     kubeconfig: Path,
@@ -243,6 +249,7 @@ def test_pod_the_api_server_rejects_as_invalid_fails_the_batch_with_the_servers_
     assert says in failed["message"]
     assert condition(status, "Succeeded")["status"] == "False"
     assert condition(status, "Progressing")["status"] == "False"
+    assert says in condition(status, "Progressing")["message"]  # `kubectl get rb -o wide`
     assert status["checkpoint"]["attempt"] == 1
     assert status["disruptions"] == 0
     assert status.get("activePod", "") == ""

@@ -154,10 +154,10 @@ def pod_name(batch: str, attempt: int) -> str:
 def total_items(batch: ResumableBatch, status: ResumableBatchStatus | None = None) -> int | None:
     """The item count: the worker's own once it reported one, else spec.totalItems.
 
-    A worker given another list than spec.totalItems says goes by its list (the SDK
-    warns in its log), so progress and messages go by it too.
+    A worker whose list is not spec.totalItems long goes by its list (the SDK warns
+    in its log), so progress and messages go by it too.
     """
-    reported = (status or batch.status).checkpoint.total_items
+    reported = (status if status is not None else batch.status).checkpoint.total_items
     return reported if reported is not None else batch.spec.total_items
 
 

@@ -17,6 +17,8 @@ FAILED = "Failed"
 SUSPENDED = "Suspended"
 PROGRESSING = "Progressing"
 ALL_TYPES = (PROGRESSING, SUSPENDED, SUCCEEDED, FAILED)
+#: Present (True) only while the worker's item count differs from spec.totalItems.
+TOTAL_ITEMS_MISMATCH = "TotalItemsMismatch"
 
 # Reasons, CamelCase.
 REASON_RECONCILING = "Reconciling"
@@ -35,7 +37,13 @@ REASON_NOT_FINISHED = "NotFinished"
 REASON_RESTARTS_RAISED = "MaxRestartsRaised"
 #: The API server refused the worker pod (or its ServiceAccount, Role, RoleBinding).
 REASON_POD_CREATE_FAILED = "PodCreateFailed"
-#: A batch failed by a refused pod tries again once its spec is edited.
+#: Progressing while a refusal that may pass (403, 429, 5xx) is retried: no pod yet.
+REASON_POD_CREATE_RETRYING = "PodCreateRetrying"
+#: The Warning event, and the condition's reason, when the counts differ.
+REASON_TOTAL_ITEMS_MISMATCH = "TotalItemsMismatch"
+REASON_WORKER_COUNT = "WorkerCountDiffers"
+#: A batch failed by a refused pod, a never-retry exit code or a poison item goes
+#: on from its checkpoint once its spec is edited.
 REASON_SPEC_CHANGED = "SpecChanged"
 
 Status = Literal["True", "False", "Unknown"]

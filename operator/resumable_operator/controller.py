@@ -16,7 +16,8 @@ Pod creation can be refused. A refusal no retry can fix (400/422: an invalid
 pod, e.g. a label value) fails the batch with reason ``PodCreateFailed``; editing
 the spec tries again. A refusal that may pass (403: quota, a missing service
 account; 429, 5xx) is retried for the same attempt with a growing delay,
-counting neither a restart nor a disruption.
+counting neither a restart nor a disruption; status shows phase Pending and
+Progressing reason PodCreateRetrying with the server's message meanwhile.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from resumable_operator.reconcile import (
     PodPlan,
     PodView,
     decide,
+    derive_phase,
     finished_pods_to_prune,
     format_time,
 )
@@ -75,6 +77,9 @@ class _PendingCreate:
     events: list[EventPlan] = field(default_factory=list)  # Started/Resumed, once created
     resumed_after: float | None = None  # seconds from the failure to the decision
     decided_at: float = field(default_factory=time.monotonic)
+    #: The Progressing (reason, message) decided for the attempt, shown once it exists.
+    started: tuple[str, str] | None = None
+    why: str = ""  # the last refusal, while retrying
 
 
 class Controller:
@@ -362,6 +367,7 @@ class Controller:
         if decision.create_pod is not None:
             held = [e for e in events if e.reason in _START_REASONS]
             events = [e for e in events if e.reason not in _START_REASONS]
+            decided = cond.find(decision.status.conditions, cond.PROGRESSING)
             pending = _PendingCreate(
                 batch.metadata.uid or "",
                 decision.create_pod,
@@ -369,12 +375,14 @@ class Controller:
                 due=0.0,
                 events=held,
                 resumed_after=decision.resumed_after_seconds,
+                started=(decided.reason, decided.message) if decided is not None else None,
             )
         elif pending is not None and (
             decision.status.active_pod != pending.plan.name
             or (pending.plan.name, True) in decision.delete_pods
         ):
             pending = None  # suspended, rerun, finished...: that attempt is off
+        outcome: CreateResult | None = None
         if pending is None:
             with self._lock:
                 self._pending.pop(key, None)
@@ -382,14 +390,20 @@ class Controller:
             left = pending.due - time.monotonic()
             requeue = left if requeue is None else min(requeue, left)
         else:
-            requeue, refused = self._try_create(batch, pending, events, requeue)
-            if refused:
+            requeue, outcome = self._try_create(batch, pending, events, requeue)
+            if outcome == "refused":
                 for event in events:  # what the decision had to say, then the failure
                     self._event(batch, event.type, event.reason, event.message, stamp)
                 events = []
                 final, requeue = self._fail_create(
-                    batch, current, decision.status, pending, refused, stamp
+                    batch, current, decision.status, pending, pending.why, stamp
                 )
+        if pending is not None and pending.failures and outcome in (None, "retry", "created"):
+            # Status says what is true of the attempt's pod: still refused (written
+            # when the refusal changes, not on every try), or created at last.
+            final, again = self._show_create(batch, current, final, pending, stamp)
+            if again is not None:
+                requeue = again if requeue is None else min(requeue, again)
         for event in events:
             self._event(batch, event.type, event.reason, event.message, stamp)
         if decision.outcome is not None and decision.outcome.kind != "succeeded":
@@ -413,8 +427,11 @@ class Controller:
         pending: _PendingCreate,
         events: list[EventPlan],
         requeue: float | None,
-    ) -> tuple[float | None, str]:
-        """Create the pending attempt's pod. Returns (requeue, why it was refused or "")."""
+    ) -> tuple[float | None, CreateResult]:
+        """Create the pending attempt's pod. Returns (requeue, what happened).
+
+        ``pending.why`` says why when it was refused, or will be retried.
+        """
         ns, name = batch.metadata.namespace or "default", batch.metadata.name
         key, plan = (ns, name), pending.plan
         outcome, message, retry_after = self._create_worker(batch, plan)
@@ -424,18 +441,19 @@ class Controller:
                 self._name_taken[key] = (pending.uid, plan.name)
             else:
                 self._name_taken.pop(key, None)
+        pending.why = message
         if outcome == "created":
             events.extend(pending.events)
             if pending.resumed_after is not None:
                 metrics.RESUME_SECONDS.observe(
                     pending.resumed_after + (time.monotonic() - pending.decided_at)
                 )
-            return RESYNC_SECONDS, ""
+            return RESYNC_SECONDS, outcome
         if outcome == "taken":
             log.info("%s/%s: %s; moving to the next attempt", ns, name, message)
-            return 0.05, ""
+            return 0.05, outcome
         if outcome == "refused":
-            return requeue, message
+            return requeue, outcome
         pending.failures += 1
         wait = min(CREATE_RETRY_MAX_SECONDS, 2.0 ** (pending.failures - 1))
         wait = max(wait, min(CREATE_RETRY_MAX_SECONDS, retry_after or 0.0))
@@ -451,7 +469,7 @@ class Controller:
             )
         )
         log.warning("%s/%s: cannot create pod %s yet: %s", ns, name, plan.name, message)
-        return wait, ""
+        return wait, outcome
 
     def _create_worker(
         self, batch: ResumableBatch, plan: PodPlan
@@ -464,8 +482,13 @@ class Controller:
                 if waiting:
                     return "retry", waiting, None
             try:
+                # Strict: a misspelt template field (`comand:`) is refused with a
+                # message naming it, not dropped to leave a worker without a command.
                 self.api.request(
-                    "POST", f"/api/v1/namespaces/{ns}/pods", body=objects.build_pod(batch, plan)
+                    "POST",
+                    f"/api/v1/namespaces/{ns}/pods",
+                    body=objects.build_pod(batch, plan),
+                    query={"fieldValidation": "Strict"},
                 )
             except ApiError as exc:
                 if exc.status != 409:
@@ -484,6 +507,60 @@ class Controller:
                 return "refused", exc.message, None
             return "retry", f"{exc.status or 'no response'}: {exc.message}", exc.retry_after
         return "created", "", None
+
+    def _show_create(
+        self,
+        batch: ResumableBatch,
+        current: dict[str, Any] | None,
+        decided: ResumableBatchStatus,
+        pending: _PendingCreate,
+        stamp: str,
+    ) -> tuple[ResumableBatchStatus, float | None]:
+        """Progressing and the phase of an attempt whose pod creation was refused for now.
+
+        While ``pending.why`` is set the create is being retried: phase Pending,
+        Progressing True with reason PodCreateRetrying and the server's message
+        (not the delay, which changes every try: the Warning events give it). Once
+        created: the Progressing decided for the attempt, phase Running. Written
+        only when that changes the status. Returns the status and, after a
+        conflicting write, when to look again.
+        """
+        ns, name = batch.metadata.namespace or "default", batch.metadata.name
+        if pending.why:
+            reason = cond.REASON_POD_CREATE_RETRYING
+            message = (
+                f"Cannot create pod {pending.plan.name} yet: {pending.why}; retrying with "
+                f"growing delays up to {CREATE_RETRY_MAX_SECONDS:.0f}s "
+                f"(attempt {pending.plan.attempt} is kept)."
+            )[: v1alpha1.MAX_ERROR_CHARS]
+        elif pending.started is not None:
+            reason, message = pending.started
+        else:
+            return decided, None
+        status = decided.model_copy(deep=True)
+        cond.set_condition(
+            status.conditions,
+            cond.PROGRESSING,
+            "True",
+            reason,
+            message,
+            generation=batch.metadata.generation,
+            now=stamp,
+        )
+        status.phase = derive_phase(status)
+        ops = objects.status_patch(
+            current, status.model_dump(by_alias=True, exclude_none=True, mode="json")
+        )
+        if ops:
+            try:
+                self.api.request(
+                    "PATCH", batch_path(ns, name, status=True), body=ops, content_type=JSON_PATCH
+                )
+            except ApiError as exc:
+                if exc.status in (409, 422):
+                    return decided, 0.05  # changed meanwhile: decide again from what is there
+                raise
+        return status, None
 
     def _fail_create(
         self,

@@ -151,11 +151,14 @@ def pod_name(batch: str, attempt: int) -> str:
     return f"{batch}-{attempt}"
 
 
-def total_items(batch: ResumableBatch) -> int | None:
-    """The item count: from the spec, else as the worker reported it."""
-    if batch.spec.total_items is not None:
-        return batch.spec.total_items
-    return batch.status.checkpoint.total_items
+def total_items(batch: ResumableBatch, status: ResumableBatchStatus | None = None) -> int | None:
+    """The item count: the worker's own once it reported one, else spec.totalItems.
+
+    A worker whose list is not spec.totalItems long goes by its list (the SDK warns
+    in its log), so progress and messages go by it too.
+    """
+    reported = (status if status is not None else batch.status).checkpoint.total_items
+    return reported if reported is not None else batch.spec.total_items
 
 
 def progress_text(done: int, total: int | None) -> str:
@@ -178,7 +181,8 @@ def resume_index(status: ResumableBatchStatus) -> int:
         index += 1
 
 
-def _phase(status: ResumableBatchStatus) -> str:
+def derive_phase(status: ResumableBatchStatus) -> str:
+    """The display phase, from the conditions (and the active attempt)."""
     c = status.conditions
     if cond.is_true(c, cond.SUCCEEDED):
         return "Succeeded"
@@ -187,6 +191,9 @@ def _phase(status: ResumableBatchStatus) -> str:
     if cond.is_true(c, cond.SUSPENDED):
         return "Suspended"
     if status.active_pod:
+        progressing = cond.find(c, cond.PROGRESSING)
+        if progressing is not None and progressing.reason == cond.REASON_POD_CREATE_RETRYING:
+            return "Pending"  # the attempt is recorded, its pod not created yet
         return "Running"
     if status.retry_after:
         return "BackingOff"
@@ -248,6 +255,8 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         progressing("Unknown", cond.REASON_RECONCILING, "Starting.")
         status.start_time = status.start_time or stamp
         status.run_id = spec.run_id
+        # The Progress column from the start, also for a batch created suspended.
+        status.progress = status.progress or progress_text(0, total)
         items = f"{total} items to process" if total is not None else "the worker counts the items"
         event("Normal", "Accepted", f"Batch accepted; {items}")
 
@@ -274,6 +283,7 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         status.failed_at = ""
         status.completion_time = ""
         status.run_id = spec.run_id
+        total = total_items(batch, status)  # the old run's worker count is gone with it
         status.progress = progress_text(0, total)
         condition(cond.SUCCEEDED, "Unknown", cond.REASON_RERUN, "Rerun requested.")
         condition(cond.FAILED, "False", cond.REASON_RERUN, "Rerun requested.")
@@ -287,35 +297,32 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         )
         finished = False
 
-    # A batch that failed for want of restarts goes on from its checkpoint once
-    # spec.retry.maxRestarts is raised above the restarts it used: the work done
-    # stays done. (Level-based: the spec and the status say so, whatever the event.)
+    _check_total(batch, status, condition, event)
+
+    # A failed batch goes on from its checkpoint, not from item 1, when what failed
+    # it may have been fixed: the work done stays done. (Level-based: the spec and
+    # the status say so, whatever the event.)
     failed = cond.find(status.conditions, cond.FAILED)
-    if (
-        finished
-        and failed is not None
-        and failed.status == "True"
-        and failed.reason == cond.REASON_POD_CREATE_FAILED
-        and gen is not None
-        and old.observed_generation != gen
-    ):
+    failed_by = failed.reason if finished and failed is not None and failed.status == "True" else ""
+    edited = gen is not None and old.observed_generation != gen
+    if failed_by == cond.REASON_POD_CREATE_FAILED and edited:
         # The API server refused the worker pod; the spec was edited since (a fixed
         # template, say): try again from the checkpoint, not from item 1.
         msg = "The spec changed: creating the worker pod again."
         condition(cond.FAILED, "False", cond.REASON_SPEC_CHANGED, msg)
         condition(cond.SUCCEEDED, "Unknown", cond.REASON_SPEC_CHANGED, "Retrying.")
         progressing("Unknown", cond.REASON_SPEC_CHANGED, msg)
+        event("Normal", cond.REASON_SPEC_CHANGED, msg.removesuffix("."))
         status.completion_time = ""
         status.retry_after = ""
         status.active_pod = ""
         finished = False
-    elif (
-        finished
-        and failed is not None
-        and failed.status == "True"
-        and failed.reason == cond.REASON_MAX_RESTARTS
-        and spec.retry.max_restarts > status.restarts
-    ):
+    elif failed_by in (cond.REASON_NEVER_RETRY, cond.REASON_POISON) and edited:
+        # An exit code or an item failed it; the spec was edited since (a fixed
+        # image, an exit code taken off the list, onPoisonItem or maxItemAttempts
+        # changed): the failed attempt is judged again by the edited spec's rules.
+        finished = not _reopen_edited(batch, status, failed_by, condition, event)
+    elif failed_by == cond.REASON_MAX_RESTARTS and spec.retry.max_restarts > status.restarts:
         at = resume_index(status)
         msg = (
             f"spec.retry.maxRestarts raised to {spec.retry.max_restarts} "
@@ -325,6 +332,9 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
         condition(cond.SUCCEEDED, "Unknown", cond.REASON_RESTARTS_RAISED, "Retrying.")
         progressing("Unknown", cond.REASON_RESTARTS_RAISED, msg)
         event("Normal", cond.REASON_RESTARTS_RAISED, msg.removesuffix("."))
+        # The attempt this starts is the restart after the failure that exhausted
+        # the limit: counted, so a raise by one allows exactly one more restart.
+        status.restarts += 1
         status.completion_time = ""
         status.retry_after = ""
         finished = False
@@ -453,7 +463,7 @@ def _handle_end(
 ) -> bool:
     """Account for the active pod's end. Returns True when no new attempt may start."""
     spec = batch.spec
-    total = total_items(batch)
+    total = total_items(batch, status)
     stamp = format_time(now)
     cp = status.checkpoint
     kind, what, _counted = classify(pod, spec.retry.never_retry_exit_codes)
@@ -462,20 +472,22 @@ def _handle_end(
         # Every item was done and saved before the pod ended: nothing to redo.
         kind, what = "success", f"{what} after the last item"
     status.active_pod = ""
+    not_finished: int | None = None
     done = cp.items_done if cp.finished else len(IndexSet.parse(cp.completed))
-    total_now = total if total is not None else cp.total_items
-    of = str(total_now) if total_now is not None else "?"
+    of = str(total) if total is not None else "?"
 
     if kind == "success":
         if cp.finished:
             status.completion_time = stamp
             status.retry_after = ""
             status.stall = None
-            status.progress = progress_text(cp.items_done, total_now)
+            status.progress = progress_text(cp.items_done, total)
+            # No attempt count: cp.attempt is a fencing token, which a rerun or a
+            # refused pod moves on without a worker running.
             msg = (
-                f"Completed {progress_text(cp.items_done, total_now)} items"
-                f" ({len(status.skipped)} skipped) in {cp.attempt} attempt(s), "
-                f"{status.restarts} restart(s); {cp.tokens} tokens, ${cp.cost_usd:.4f}"
+                f"Completed {progress_text(cp.items_done, total)} items"
+                f" ({len(status.skipped)} skipped) after {status.restarts} restart(s) and "
+                f"{status.disruptions} disruption(s); {cp.tokens} tokens, ${cp.cost_usd:.4f}"
             )
             condition(cond.SUCCEEDED, "True", cond.REASON_COMPLETED, msg)
             condition(cond.FAILED, "False", cond.REASON_COMPLETED, "The batch succeeded.")
@@ -495,8 +507,9 @@ def _handle_end(
         event(
             "Warning",
             cond.REASON_NOT_FINISHED,
-            f"Worker {pod.name} exited 0 with items left ({done}/{of}){hint}; resuming",
+            f"Worker {pod.name} exited 0 with items left ({done}/{of}){hint}",
         )
+        not_finished = len(decision.events) - 1  # "; resuming" is added if a restart follows
         decision.outcome = Outcome("not-finished", cond.REASON_NOT_FINISHED)
 
     status.failed_at = stamp
@@ -547,7 +560,7 @@ def _handle_end(
     if (
         stall.attempts
         and stall.attempts >= spec.retry.max_item_attempts
-        and (total_now is None or position < total_now)
+        and (total is None or position < total)
     ):
         error = (
             cp.last_error
@@ -580,6 +593,11 @@ def _handle_end(
         _fail(status, decision, cond.REASON_MAX_RESTARTS, msg, condition, event, stamp, ttl)
         return True
     status.restarts += 1
+    if not_finished is not None:
+        told = decision.events[not_finished]
+        decision.events[not_finished] = EventPlan(
+            told.type, told.reason, told.message + "; resuming"
+        )
     delay = spec.retry.backoff.delay(status.restarts)
     status.retry_after = format_time(now + timedelta(seconds=delay)) if delay > 0 else ""
     if delay > 0:
@@ -598,6 +616,109 @@ def _handle_end(
             f"restart {status.restarts}/{spec.retry.max_restarts} in {math.ceil(delay)}s",
         )
     return False
+
+
+def _check_total(
+    batch: ResumableBatch, status: ResumableBatchStatus, condition: ConditionFn, event: EventFn
+) -> None:
+    """Say so, once, when the worker's item count is not spec.totalItems.
+
+    A condition records it, so the Warning event is sent when the mismatch is first
+    seen, not on every pass; the condition goes when the two agree again (the spec
+    was corrected, or a rerun's worker has not counted yet).
+    """
+    declared = batch.spec.total_items
+    reported = status.checkpoint.total_items
+    seen = cond.find(status.conditions, cond.TOTAL_ITEMS_MISMATCH)
+    if declared is None or reported is None or declared == reported:
+        if seen is not None:
+            status.conditions.remove(seen)
+        return
+    if seen is None:
+        event(
+            "Warning",
+            cond.REASON_TOTAL_ITEMS_MISMATCH,
+            f"spec.totalItems was {declared} but the worker has {reported} items; "
+            f"progress and messages use the worker's {reported}",
+        )
+    condition(
+        cond.TOTAL_ITEMS_MISMATCH,
+        "True",
+        cond.REASON_WORKER_COUNT,
+        f"spec.totalItems is {declared} but the worker has {reported} items.",
+    )
+
+
+def _reopen_edited(
+    batch: ResumableBatch,
+    status: ResumableBatchStatus,
+    failed_by: str,
+    condition: ConditionFn,
+    event: EventFn,
+) -> bool:
+    """Reopen a batch failed by an exit code or a poison item whose spec was edited.
+
+    The failed attempt is judged again under the edited spec: a poison item is
+    skipped now if ``onPoisonItem`` became ``Skip``, or tried again (up to a raised
+    ``maxItemAttempts``, else once: the edit may have fixed the worker). The next
+    attempt is the restart after that counted failure: it needs the restart
+    budget and is counted. Returns True when the batch goes on.
+    """
+    retry = batch.spec.retry
+    cp = status.checkpoint
+    stall = status.stall
+    if (
+        failed_by == cond.REASON_POISON
+        and stall is not None
+        and stall.attempts >= retry.max_item_attempts
+        and retry.on_poison_item == "Skip"
+    ):
+        if len(status.skipped) >= MAX_SKIPPED_RECORDED:
+            msg = (
+                f"The spec changed, but item {stall.index + 1} cannot be skipped: "
+                f"{MAX_SKIPPED_RECORDED} items were skipped already."
+            )
+            condition(cond.FAILED, "True", cond.REASON_POISON, msg)
+            condition(cond.PROGRESSING, "False", cond.REASON_POISON, msg)
+            event("Warning", cond.REASON_POISON, msg.removesuffix("."))
+            return False
+        error = (
+            cp.last_error
+            if cp.last_error_index == stall.index and cp.last_error
+            else f"worker died: {status.last_failure}"
+        )
+        status.skipped.append(
+            SkippedItem(index=stall.index, attempts=stall.attempts, error=error[:MAX_ERROR_CHARS])
+        )
+        status.stall = None
+        event(
+            "Warning",
+            "ItemSkipped",
+            f"Item {stall.index + 1} skipped after {stall.attempts} attempt(s) died there: {error}",
+        )
+    at = resume_index(status)
+    if status.restarts >= retry.max_restarts:
+        msg = (
+            f"The spec changed, but maxRestarts ({retry.max_restarts}) is exhausted: "
+            f"raise spec.retry.maxRestarts to go on from item {at + 1}."
+        )
+        condition(cond.FAILED, "True", cond.REASON_MAX_RESTARTS, msg)
+        condition(cond.SUCCEEDED, "False", cond.REASON_MAX_RESTARTS, "The batch failed.")
+        condition(cond.PROGRESSING, "False", cond.REASON_MAX_RESTARTS, msg)
+        event("Warning", cond.REASON_MAX_RESTARTS, msg.removesuffix("."))
+        return False
+    status.restarts += 1
+    msg = (
+        f"The spec changed since the batch failed ({failed_by}): going on from item "
+        f"{at + 1}, restart {status.restarts}/{retry.max_restarts}."
+    )
+    condition(cond.FAILED, "False", cond.REASON_SPEC_CHANGED, msg)
+    condition(cond.SUCCEEDED, "Unknown", cond.REASON_SPEC_CHANGED, "Retrying.")
+    condition(cond.PROGRESSING, "Unknown", cond.REASON_SPEC_CHANGED, msg)
+    event("Normal", cond.REASON_SPEC_CHANGED, msg.removesuffix("."))
+    status.completion_time = ""
+    status.retry_after = ""
+    return True
 
 
 def _fail(
@@ -629,7 +750,7 @@ def _start_attempt(
     progressing: Callable[[cond.Status, str, str], None],
     event: EventFn,
 ) -> None:
-    total = total_items(batch)
+    total = total_items(batch, status)
     attempt = status.checkpoint.attempt + 1
     start = resume_index(status)
     name = pod_name(batch.metadata.name, attempt)
@@ -641,7 +762,9 @@ def _start_attempt(
         name=name,
         attempt=attempt,
         start_index=start,
-        total_items=total,
+        # What spec.totalItems says (RESUMABLE_TOTAL_ITEMS): a worker given another
+        # list goes on saying so in its log.
+        total_items=batch.spec.total_items if batch.spec.total_items is not None else total,
         careful=status.stall is not None,
     )
     of = total if total is not None else "?"
@@ -694,7 +817,7 @@ def _finished(
 def _finish_decision(
     old: ResumableBatchStatus, status: ResumableBatchStatus, decision: Decision
 ) -> Decision:
-    status.phase = _phase(status)
+    status.phase = derive_phase(status)
     # Every condition was judged against this generation of the spec, so each says
     # so (a lower observedGeneration would read as out of date).
     for c in status.conditions:

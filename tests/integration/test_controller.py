@@ -214,13 +214,19 @@ def invalid_container_name(body: dict[str, Any]) -> None:
     body["spec"]["template"]["spec"]["containers"][0]["name"] = "Worker_1"
 
 
+def misspelt_container_field(body: dict[str, Any]) -> None:
+    worker = body["spec"]["template"]["spec"]["containers"][0]
+    worker["comand"] = worker.pop("command")  # kept by the CRD, unknown to the Pod API
+
+
 @pytest.mark.parametrize(
     ("name", "breaks", "says"),
     [
         ("badlabel", invalid_label, 'Invalid value: "not a label value"'),
         ("badcontainer", invalid_container_name, 'Invalid value: "Worker_1"'),
+        ("typo", misspelt_container_field, 'unknown field "spec.containers[0].comand"'),
     ],
-    ids=["label-value", "container-name"],
+    ids=["label-value", "container-name", "misspelt-field"],
 )
 def test_pod_the_api_server_rejects_as_invalid_fails_the_batch_with_the_servers_message(
     kubeconfig: Path,
@@ -243,6 +249,7 @@ def test_pod_the_api_server_rejects_as_invalid_fails_the_batch_with_the_servers_
     assert says in failed["message"]
     assert condition(status, "Succeeded")["status"] == "False"
     assert condition(status, "Progressing")["status"] == "False"
+    assert says in condition(status, "Progressing")["message"]  # `kubectl get rb -o wide`
     assert status["checkpoint"]["attempt"] == 1
     assert status["disruptions"] == 0
     assert status.get("activePod", "") == ""
@@ -279,22 +286,39 @@ def test_pod_create_forbidden_for_now_is_retried_for_the_same_attempt_with_growi
 ) -> None:
     # A missing service account is a 403 from admission, like an exhausted quota:
     # it can go away, so the batch waits; it neither fails nor burns attempts.
-    ctl = Controller(KubeApi.from_environment(kubeconfig=str(kubeconfig)), workers=1)
+    hooked = HookedApi(kubeconfig)
+    writes: list[str] = []
+    hooked.hook = lambda method, path, query: (
+        writes.append(path) if method == "PATCH" and path.endswith("/status") else None
+    )
+    ctl = Controller(hooked, workers=1)
     body = idle_manifest("waits")
     body["spec"]["template"]["spec"]["serviceAccountName"] = "not-yet"
     batches.create(body)
-    delays = []
+    delays, patches = [], []
     for _ in range(3):
         delay = ctl.reconcile(namespace, "waits")
+        patches.append(len(writes))
         assert delay is not None
         delays.append(delay)
+        # While the create is retried, status says so (not Running, not PodCreated).
+        status = batches.get("waits")["status"]
+        assert status["phase"] == "Pending"
+        progressing = condition(status, "Progressing")
+        assert (progressing["status"], progressing["reason"]) == ("True", "PodCreateRetrying")
+        assert (
+            'Cannot create pod waits-1 yet: 403: pods "waits-1" is forbidden'
+            in (progressing["message"])
+        )
+        assert 'serviceaccount "not-yet" not found' in progressing["message"]
         time.sleep(delay)
     assert delays[0] < delays[1] < delays[2] <= 300, delays
+    # The attempt, then the refusal; later tries refused the same way write nothing.
+    assert patches == [2, 2, 2], writes
     status = batches.get("waits")["status"]
     assert status["checkpoint"]["attempt"] == 1
     assert status["disruptions"] == 0
     assert status["restarts"] == 0
-    assert status["phase"] == "Running"
     assert pod_names(batches, "waits") == []
     seen = reasons(batches, "waits")
     assert seen.count("PodCreateFailed") == 3
@@ -311,6 +335,13 @@ def test_pod_create_forbidden_for_now_is_retried_for_the_same_attempt_with_growi
     assert status["checkpoint"]["attempt"] == 1
     assert status["disruptions"] == 0
     assert reasons(batches, "waits").count("Started") == 1
+    assert status["phase"] == "Running"
+    progressing = condition(status, "Progressing")
+    assert (progressing["status"], progressing["reason"], progressing["message"]) == (
+        "True",
+        "PodCreated",
+        "Attempt 1 started at item 1/10.",
+    )
 
 
 # ---- finding 4: objects left by an earlier batch of the same name -------------------------

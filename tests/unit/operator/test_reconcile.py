@@ -166,6 +166,17 @@ def test_pending_pod_right_after_creation_is_waited_for() -> None:
     assert_no_op(batch, [PodView("b-1", 1, "Pending")], T0)
 
 
+def test_an_attempt_whose_pod_create_is_being_retried_shows_phase_pending() -> None:
+    batch = started(make_batch())
+    # What the executor writes while the API server refuses the pod for now.
+    cond.set_condition(
+        batch.status.conditions, cond.PROGRESSING, "True", cond.REASON_POD_CREATE_RETRYING,
+        "Cannot create pod b-1 yet: 403: quota", generation=1, now=format_time(T0),
+    )  # fmt: skip
+    batch.status.phase = "Pending"
+    assert_no_op(batch, [PodView("b-1", 1, "Pending")], T0 + timedelta(minutes=1))
+
+
 # -------------------------------------------------------- failure and backoff
 
 
@@ -331,20 +342,38 @@ def test_raising_max_restarts_of_a_failed_batch_goes_on_from_its_checkpoint() ->
     assert conditions(d)["Failed"] == ("False", cond.REASON_RESTARTS_RAISED)
     assert conditions(d)["Succeeded"][0] == "Unknown"
     assert d.status.phase == "Running"
-    assert d.status.restarts == 2  # the budget used so far is kept; 3 more are left
+    assert d.status.restarts == 3  # b-4 is the restart after b-3's failure: counted
     assert d.status.completion_time == ""
     assert any("maxRestarts raised to 5 (2 used): going on from item 11" in m for m in messages(d))
     assert any("Resumed at item 11/50" in m for m in messages(d))
-    # It fails again only once the new budget is used up.
-    for attempt in range(4, 7):
+    # It fails again once the new budget is used up: 5 - 2 = 3 more pods (b-4..b-6).
+    for attempt in range(4, 6):
         pods.append(failed(f"b-{attempt}", attempt, code=1))
         d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=5)))
         assert d.create_pod is not None, attempt
-    pods.append(failed("b-7", 7, code=1))
+    pods.append(failed("b-6", 6, code=1))
     d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=5)))
+    assert d.status.restarts == 5  # b-2..b-6: every pod started after a counted failure
     assert d.create_pod is None
     assert conditions(d)["Failed"] == ("True", cond.REASON_MAX_RESTARTS)
     assert any("maxRestarts (5) exhausted" in m for m in messages(d))
+
+
+def test_raising_max_restarts_by_one_allows_exactly_one_more_restart_and_counts_it() -> None:
+    batch, pods = exhausted(max_restarts=2)  # b-1, b-2, b-3 failed
+    assert batch.status.restarts == 2
+    batch.spec.retry.max_restarts = 3
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=5)))
+    assert d.create_pod is not None
+    assert d.create_pod.name == "b-4"
+    assert d.status.restarts == 3  # b-2, b-3, b-4 started after counted failures
+    pods.append(failed("b-4", 4, code=1))
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=6)))
+    assert d.create_pod is None  # no b-5: the raise by one bought exactly one restart
+    assert conditions(d)["Failed"] == ("True", cond.REASON_MAX_RESTARTS)
+    assert d.status.restarts == 3
+    assert any("maxRestarts (3) exhausted" in m for m in messages(d))
 
 
 def test_a_failed_batch_stays_failed_while_max_restarts_is_not_above_the_used_ones() -> None:
@@ -373,6 +402,8 @@ def test_a_batch_failed_by_a_refused_pod_tries_again_from_its_checkpoint_once_ed
     assert conditions(d)["Failed"] == ("False", cond.REASON_SPEC_CHANGED)
     assert d.create_pod is not None
     assert d.create_pod.start_index == 7
+    assert "The spec changed: creating the worker pod again" in messages(d)
+    assert d.status.restarts == 1  # the refused attempt never ran: nothing more to count
 
 
 def test_raising_max_restarts_does_not_reopen_a_never_retry_failure() -> None:
@@ -382,6 +413,76 @@ def test_raising_max_restarts_does_not_reopen_a_never_retry_failure() -> None:
     assert conditions(d)["Failed"] == ("True", cond.REASON_NEVER_RETRY)
     batch.spec.retry.max_restarts = 50
     assert_no_op(batch, pods, T0 + timedelta(hours=1))
+
+
+def never_retried() -> tuple[ResumableBatch, list[PodView]]:
+    """A batch Failed with NeverRetryExitCode (exit 3) after saving items 0..5."""
+    batch = started(
+        make_batch(retry={"maxRestarts": 3, "neverRetryExitCodes": [3], "backoff": NO_BACKOFF})
+    )
+    saved(batch, 6)
+    pods = [failed(code=3)]
+    d = settle(batch, decide(batch, pods, T0))
+    assert conditions(d)["Failed"] == ("True", cond.REASON_NEVER_RETRY)
+    return batch, pods
+
+
+def test_a_batch_failed_by_a_never_retry_exit_code_goes_on_from_its_checkpoint_once_edited() -> (
+    None
+):
+    batch, pods = never_retried()
+    assert_no_op(batch, pods, T0 + timedelta(minutes=5))  # unchanged spec: stays failed
+    batch.spec.retry.never_retry_exit_codes = []  # the user edits the spec
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=5)))
+    assert conditions(d)["Failed"] == ("False", cond.REASON_SPEC_CHANGED)
+    assert conditions(d)["Succeeded"] == ("Unknown", cond.REASON_SPEC_CHANGED)
+    assert d.create_pod is not None
+    assert (d.create_pod.name, d.create_pod.start_index) == ("b-2", 6)  # not from item 1
+    assert d.status.restarts == 1  # b-2 starts after b-1's counted failure
+    assert d.status.completion_time == ""
+    assert d.status.phase == "Running"
+    changed = [e for e in d.events if e.reason == cond.REASON_SPEC_CHANGED]
+    assert [e.message for e in changed] == [
+        "The spec changed since the batch failed (NeverRetryExitCode): going on from item 7, "
+        "restart 1/3"
+    ]
+    assert "Resumed at item 7/50 after exit 3 (attempt 2)" in messages(d)
+    again = decide(batch, [*pods, running("b-2", 2)], T0 + timedelta(minutes=6))
+    assert (again.create_pod, again.events) == (None, [])  # reopened once, not per pass
+
+
+def test_a_new_run_id_on_a_never_retry_failure_is_a_clean_rerun_not_a_resume() -> None:
+    batch, pods = never_retried()
+    batch.spec.run_id = "again"
+    batch.metadata.generation = 2
+    d = decide(batch, pods, T0 + timedelta(minutes=5))
+    assert conditions(d)["Failed"] == ("False", cond.REASON_RERUN)
+    assert d.create_pod is not None
+    assert d.create_pod.start_index == 0
+    assert d.status.restarts == 0
+    assert cond.REASON_SPEC_CHANGED not in [e.reason for e in d.events]
+
+
+def test_editing_a_batch_whose_restarts_are_used_up_says_to_raise_max_restarts() -> None:
+    batch = started(
+        make_batch(retry={"maxRestarts": 0, "neverRetryExitCodes": [3], "backoff": NO_BACKOFF})
+    )
+    saved(batch, 6)
+    pods = [failed(code=3)]
+    settle(batch, decide(batch, pods, T0))
+    batch.spec.retry.never_retry_exit_codes = []
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0))
+    assert d.create_pod is None  # no restart left: the usual rule
+    assert conditions(d)["Failed"] == ("True", cond.REASON_MAX_RESTARTS)
+    assert any("raise spec.retry.maxRestarts to go on from item 7" in m for m in messages(d))
+    batch.spec.retry.max_restarts = 1
+    batch.metadata.generation = 3
+    d = settle(batch, decide(batch, pods, T0))
+    assert d.create_pod is not None
+    assert d.create_pod.start_index == 6
+    assert d.status.restarts == 1
 
 
 # ------------------------------------------------------------------ poison items
@@ -456,6 +557,61 @@ def test_poison_item_in_fail_mode_fails_the_batch() -> None:
     assert any("Item 10 killed 1 attempt(s) in a row" in m for m in messages(d))
 
 
+def poisoned() -> tuple[ResumableBatch, list[PodView]]:
+    """A batch Failed with PoisonItem: item 10 raised in attempt 1 (maxItemAttempts 1)."""
+    batch = started(
+        make_batch(retry={"maxItemAttempts": 1, "onPoisonItem": "Fail", "backoff": NO_BACKOFF})
+    )
+    saved(batch, 9, error="ValueError: bad document", error_index=9)
+    pods = [failed(code=1)]
+    d = settle(batch, decide(batch, pods, T0))
+    assert conditions(d)["Failed"] == ("True", cond.REASON_POISON)
+    return batch, pods
+
+
+def test_a_poison_failure_edited_to_skip_skips_the_item_and_goes_on_after_it() -> None:
+    batch, pods = poisoned()
+    batch.spec.retry.on_poison_item = "Skip"
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=1)))
+    assert d.status.skipped == [SkippedItem(index=9, attempts=1, error="ValueError: bad document")]
+    assert d.status.stall is None
+    assert conditions(d)["Failed"] == ("False", cond.REASON_SPEC_CHANGED)
+    assert d.create_pod is not None
+    assert (d.create_pod.start_index, d.create_pod.careful) == (10, False)
+    assert d.status.restarts == 1
+    assert "Item 10 skipped after 1 attempt(s) died there: ValueError: bad document" in messages(d)
+    assert any("(PoisonItem): going on from item 11, restart 1/10" in m for m in messages(d))
+
+
+def test_a_poison_failure_given_more_item_attempts_retries_the_item_until_the_new_limit() -> None:
+    batch, pods = poisoned()
+    batch.spec.retry.max_item_attempts = 2
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=1)))
+    assert d.create_pod is not None
+    assert (d.create_pod.start_index, d.create_pod.careful) == (9, True)  # the item again
+    assert d.status.skipped == []
+    pods.append(failed("b-2", 2, code=1))
+    saved(batch, 9, error="ValueError: bad document", error_index=9)
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=2)))
+    assert conditions(d)["Failed"] == ("True", cond.REASON_POISON)  # 2 of 2: Fail again
+    assert any("Item 10 killed 2 attempt(s) in a row" in m for m in messages(d))
+
+
+def test_a_poison_failure_edited_otherwise_tries_the_item_once_more() -> None:
+    batch, pods = poisoned()
+    batch.spec.template.spec.containers[0].image = "worker:fixed"  # the fix is in the image
+    batch.metadata.generation = 2
+    d = settle(batch, decide(batch, pods, T0 + timedelta(minutes=1)))
+    assert d.create_pod is not None
+    assert d.create_pod.start_index == 9
+    saved(batch, 20)  # the fixed worker got past item 10
+    d = settle(batch, decide(batch, [*pods, running("b-2", 2)], T0 + timedelta(minutes=2)))
+    assert conditions(d)["Failed"] == ("False", cond.REASON_SPEC_CHANGED)
+    assert d.status.phase == "Running"
+
+
 def test_progress_between_deaths_restarts_the_item_count() -> None:
     batch = started(make_batch(retry={"maxItemAttempts": 2, "backoff": NO_BACKOFF}))
     saved(batch, 9, error="E: one", error_index=9)
@@ -504,6 +660,21 @@ def test_exit_0_with_items_left_warns_not_finished_and_restarts() -> None:
     assert d.outcome.kind == "not-finished"
 
 
+@pytest.mark.parametrize(("max_restarts", "resumes"), [(1, True), (0, False)])
+def test_exit_0_with_items_left_says_resuming_only_when_a_restart_follows(
+    max_restarts: int, resumes: bool
+) -> None:
+    batch = started(make_batch(retry={"maxRestarts": max_restarts, "backoff": NO_BACKOFF}))
+    saved(batch, 30)
+    d = decide(batch, [succeeded()], T0)
+    told = next(e.message for e in d.events if e.reason == cond.REASON_NOT_FINISHED)
+    assert told.startswith("Worker b-1 exited 0 with items left (30/50)")
+    assert told.endswith("; resuming") is resumes
+    assert (d.create_pod is not None) is resumes
+    if not resumes:
+        assert conditions(d)["Failed"] == ("True", cond.REASON_MAX_RESTARTS)
+
+
 def test_exit_0_without_saving_anything_blames_no_item_and_says_what_is_missing() -> None:
     # A worker that never calls the SDK exits 0 at once, attempt after attempt:
     # no item was started, so none may be skipped as poison.
@@ -542,9 +713,10 @@ def test_exit_0_finished_succeeds_then_the_ttl_deletes_the_batch() -> None:
     assert d.create_pod is None
     assert d.delete_batch is False
     assert d.requeue_after == 60.0
-    assert any(
-        m.startswith("Completed 50/50 items (0 skipped) in 1 attempt(s)") for m in messages(d)
-    )
+    assert (
+        "Completed 50/50 items (0 skipped) after 0 restart(s) and 0 disruption(s); "
+        "1000 tokens, $0.2500"
+    ) in messages(d)
 
     later = decide(batch, [succeeded()], done + timedelta(seconds=59))
     assert later.delete_batch is False
@@ -555,6 +727,43 @@ def test_exit_0_finished_succeeds_then_the_ttl_deletes_the_batch() -> None:
     expired = decide(batch, [succeeded()], done + timedelta(seconds=60))
     assert expired.delete_batch is True
     assert expired.create_pod is None
+
+
+def test_a_worker_with_fewer_items_than_spec_total_items_is_counted_by_its_own_list() -> None:
+    batch = started(make_batch(total=100, retry={"backoff": NO_BACKOFF}))
+    saved(batch, 20)
+    batch.status.checkpoint.total_items = 50  # the worker's list has 50 items
+    d = settle(batch, decide(batch, [running()], T0))
+    warnings = [e for e in d.events if e.reason == cond.REASON_TOTAL_ITEMS_MISMATCH]
+    assert [(e.type, e.message) for e in warnings] == [
+        (
+            "Warning",
+            "spec.totalItems was 100 but the worker has 50 items; "
+            "progress and messages use the worker's 50",
+        )
+    ]
+    assert conditions(d)[cond.TOTAL_ITEMS_MISMATCH] == ("True", cond.REASON_WORKER_COUNT)
+    assert_no_op(batch, [running()], T0 + timedelta(minutes=1))  # said once, not per resync
+
+    d = settle(batch, decide(batch, [failed()], T0 + timedelta(minutes=2)))  # killed at 21
+    assert "Resumed at item 21/50 after exit 137 (attempt 2)" in messages(d)
+    assert d.status.progress == "20/50"
+    assert d.create_pod is not None
+    assert d.create_pod.total_items == 100  # RESUMABLE_TOTAL_ITEMS stays what the spec says
+    assert cond.REASON_TOTAL_ITEMS_MISMATCH not in [e.reason for e in d.events]
+
+    cp = batch.status.checkpoint
+    cp.finished, cp.items_done, cp.next_index, cp.completed = True, 50, 0, ""
+    d = settle(batch, decide(batch, [failed(), succeeded("b-2", 2)], T0 + timedelta(minutes=3)))
+    assert d.status.phase == "Succeeded"
+    assert d.status.progress == "50/50"
+    assert any(m.startswith("Completed 50/50 items") for m in messages(d))
+
+    batch.spec.total_items = 50  # the spec corrected: nothing left to say
+    batch.metadata.generation = 2
+    d = decide(batch, [failed(), succeeded("b-2", 2)], T0 + timedelta(minutes=4))
+    assert cond.TOTAL_ITEMS_MISMATCH not in conditions(d)
+    assert d.events == []
 
 
 def test_finished_batch_without_ttl_is_kept() -> None:
@@ -601,6 +810,15 @@ def test_suspend_deletes_the_active_pod_gracefully_and_sets_suspended() -> None:
     assert_no_op(batch, [running(deleting=True)], T0 + timedelta(seconds=1))
     assert_no_op(batch, [failed(code=143, deleting=True)], T0 + timedelta(seconds=2))
     assert batch.status.restarts == 0
+
+
+@pytest.mark.parametrize(("total", "shown"), [(50, "0/50"), (None, "0")])
+def test_a_batch_created_suspended_shows_its_progress(total: int | None, shown: str) -> None:
+    batch = make_batch(total=total, suspend=True)
+    d = settle(batch, decide(batch, [], T0))
+    assert d.create_pod is None
+    assert d.status.phase == "Suspended"
+    assert d.status.progress == shown  # not an empty Progress column
 
 
 def test_unsuspend_starts_a_new_attempt_from_the_checkpoint() -> None:
@@ -677,6 +895,25 @@ def test_new_run_id_resets_checkpoint_restarts_and_skipped_and_starts_from_item_
     assert "runId changed to 'second': clean rerun from item 1" in messages(d)
     assert st.completion_time == ""
     assert st.phase == "Running"
+
+
+def test_a_rerun_that_succeeds_does_not_count_the_skipped_attempt_numbers() -> None:
+    batch = started(make_batch(retry={"backoff": NO_BACKOFF}))
+    saved(batch, 20)
+    settle(batch, decide(batch, [failed()], T0))  # b-1 killed; b-2 resumes
+    batch.spec.run_id = "second"
+    pods = [failed(), running("b-2", 2)]
+    settle(batch, decide(batch, pods, T0))  # the rerun stops b-2 (attempt 3 is the token)
+    pods = [failed(), failed("b-2", 2, code=143)]
+    d = settle(batch, decide(batch, pods, T0))
+    assert d.create_pod is not None
+    assert d.create_pod.name == "b-4"  # the rerun's one and only worker
+    cp = batch.status.checkpoint
+    cp.finished, cp.items_done, cp.next_index, cp.completed = True, 50, 0, ""
+    d = decide(batch, [*pods, succeeded("b-4", 4)], T0)
+    done = next(e.message for e in d.events if e.reason == cond.REASON_COMPLETED)
+    assert done.startswith("Completed 50/50 items (0 skipped) after 0 restart(s) and 0 disr")
+    assert "4 attempt" not in done
 
 
 def test_new_run_id_stops_the_running_worker() -> None:

@@ -29,6 +29,9 @@ from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_operator.conditions import (
     FAILED,
     REASON_MAX_RESTARTS,
+    REASON_NEVER_RETRY,
+    REASON_POD_CREATE_FAILED,
+    REASON_POISON,
     SUCCEEDED,
     find,
     is_true,
@@ -232,6 +235,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.phase == "Succeeded" else 1
 
 
+#: Failures a changed spec reopens from the checkpoint (reconcile.decide).
+REOPENED_BY_SPEC_EDIT = (REASON_NEVER_RETRY, REASON_POISON, REASON_POD_CREATE_FAILED)
+
+
 def ended_hint(batch: ResumableBatch, result: RunResult, directory: Path) -> str:
     """What to do when `resumable run` finds the batch already ended (nothing ran)."""
     if result.phase == "Succeeded":
@@ -240,13 +247,20 @@ def ended_hint(batch: ResumableBatch, result: RunResult, directory: Path) -> str
             "to run it again from item 1, change spec.runId in the manifest"
         )
     failed = next((c for c in result.status.conditions if c.type == "Failed"), None)
+    position = result.status.checkpoint.next_index
+    if failed is not None and failed.reason in REOPENED_BY_SPEC_EDIT:
+        return (
+            f"nothing to do: {batch.metadata.name} already failed ({failed.reason}: "
+            f"{failed.message}) (state in {directory}); to go on from its checkpoint "
+            f"(item {position + 1}), fix the cause in the manifest's spec and run it again; "
+            "to start over from item 1, change spec.runId"
+        )
     if failed is None or failed.reason != REASON_MAX_RESTARTS:
         why = f" ({failed.reason}: {failed.message})" if failed is not None else ""
         return (
             f"nothing to do: {batch.metadata.name} already failed{why} (state in {directory}); "
             "to start over from item 1, change spec.runId"
         )
-    position = result.status.checkpoint.next_index
     return (
         f"nothing to do: {batch.metadata.name} already failed (state in {directory}); to go on "
         f"from its checkpoint (item {position + 1}), raise spec.retry.maxRestarts above "

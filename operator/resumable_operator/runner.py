@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from resumable._errors import ResumableError
-from resumable._store import LocalStore
+from resumable._store import LocalStore, atomic_write
 from resumable.v1alpha1 import MAX_NAME_LENGTH, ResumableBatch, ResumableBatchStatus
 from resumable_operator import objects
 from resumable_operator.jsonpatch import PatchTestFailedError, apply_patch
@@ -40,6 +42,8 @@ POLL_SECONDS = 0.1
 RUNNER_LOCK = "runner.lock"
 #: The name of the batch whose state a directory holds.
 BATCH_FILE = "batch-name"
+#: The spec's digest and the generation it was given (see LocalRunner._generation).
+GENERATION_FILE = "generation.json"
 #: Where a container's volumeMounts live locally, under the state directory.
 VOLUMES_DIR = "volumes"
 #: A name the API server accepts for a batch whose name also labels its pods:
@@ -130,6 +134,7 @@ class LocalRunner:
         self.batch.metadata.namespace = self.batch.metadata.namespace or "local"
         lock_fd = self._lock_directory()
         try:
+            self.batch.metadata.generation = self._generation()
             return self._loop()
         except BaseException:
             # Never leave a worker running behind a runner that is going away.
@@ -166,6 +171,32 @@ class LocalRunner:
             os.close(fd)
             raise
         return fd
+
+    def _generation(self) -> int:
+        """The batch's generation: one more each time the manifest's spec changed (lock held).
+
+        The API server bumps metadata.generation on every spec change, and the
+        decisions rely on it (a failed batch goes on from its checkpoint after a
+        spec edit). Here the state directory keeps the spec's digest and the
+        generation it was given.
+        """
+        spec = self.batch.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+        digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        path = self.directory / GENERATION_FILE
+        try:
+            recorded = json.loads(path.read_text())
+            generation, seen = int(recorded["generation"]), str(recorded["spec"])
+        except FileNotFoundError:
+            # A state directory from before this file: the generation it last saw.
+            status = self.store.load()
+            observed = status.observed_generation if status is not None else None
+            generation, seen = observed or 1, digest
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LocalRunError(f"{path}: cannot read: {exc}") from exc
+        if seen != digest:
+            generation += 1
+        atomic_write(path, json.dumps({"generation": generation, "spec": digest}).encode())
+        return generation
 
     def _check_owner(self) -> None:
         """Refuse a state directory another batch's state is in (lock held)."""

@@ -660,18 +660,29 @@ def test_a_state_dir_holding_another_batch_is_refused(tmp_path: Path) -> None:
     )
 
 
-def test_a_batch_failed_for_another_reason_is_not_told_to_raise_max_restarts(
+def test_a_never_retry_failure_says_to_fix_the_spec_and_an_edited_manifest_goes_on(
     tmp_path: Path,
 ) -> None:
     scenario = next(s for s in SCENARIOS if s.id == "never-retry-exit-code")
-    path = write_manifest(tmp_path / "batch.yaml", manifest(scenario, "doomed"))
-    args = ("run", str(path), "--state-dir", str(tmp_path / "st"), "--quiet")
+    body = manifest(scenario, "doomed")
+    path = write_manifest(tmp_path / "batch.yaml", body)
+    state = tmp_path / "st"
+    args = ("run", str(path), "--state-dir", str(state), "--quiet")
     assert resumable(*args, cwd=tmp_path).returncode == 1
     again = resumable(*args, cwd=tmp_path)
     last = again.stdout.splitlines()[-1]
     assert last.startswith("nothing to do: doomed already failed (NeverRetryExitCode: "), last
+    assert "to go on from its checkpoint (item 6), fix the cause in the manifest's spec" in last
     assert last.endswith("to start over from item 1, change spec.runId")
     assert "maxRestarts" not in last
+
+    # The cause fixed in the manifest (exit 3 is retried now): the run goes on from
+    # item 6, as the operator does after a spec edit.
+    body["spec"]["retry"]["neverRetryExitCodes"] = []
+    write_manifest(path, body)
+    fixed = resumable(*args, cwd=tmp_path)
+    assert "Resumed at item 6/30 after exit 3" in fixed.stdout, fixed.stdout
+    assert read_status(state)["checkpoint"]["itemsDone"] > 5
 
 
 def test_a_finished_batch_run_again_says_how_to_rerun_it(tmp_path: Path) -> None:

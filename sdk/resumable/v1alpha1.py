@@ -322,7 +322,10 @@ class SkippedItem(_Model):
 class Condition(_Model):
     """A Kubernetes condition (api-conventions)."""
 
-    type: str = Field(description="Succeeded, Failed, Suspended or Progressing.")
+    type: str = Field(
+        description="Succeeded, Failed, Suspended or Progressing; and TotalItemsMismatch while "
+        "the worker's item count differs from spec.totalItems."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(default="", description="CamelCase reason.")
     message: str = Field(default="", description="Human-readable message.")

@@ -38,12 +38,14 @@ from resumable_operator.conditions import (
 )
 from resumable_operator.reconcile import EventPlan, progress_text, resume_index
 from resumable_operator.runner import (
+    LOGS_DIR,
     LocalRunError,
     LocalRunner,
     ManifestError,
     RunResult,
     check_runnable,
     load_manifest,
+    local_logs,
     read_local_status,
     runner_alive,
     write_line,
@@ -805,6 +807,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise CliError(f"--tail must be 0 or more, got {args.tail}")
     if not args.interval > 0:
         raise CliError(f"--interval must be more than 0 seconds, got {args.interval:g}")
+    if args.local or args.state_dir:
+        return _local_logs(args)
     api = _api(args)
     ns = _namespace(args)
     try:
@@ -822,6 +826,67 @@ def cmd_logs(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130  # as a shell reports Ctrl-C
     return 0
+
+
+def _local_logs(args: argparse.Namespace) -> int:
+    """`logs --local`: the output a local run kept of each attempt (``logs/`` of its state)."""
+    directory = Path(args.state_dir or Path(".resumable") / args.name)
+    try:
+        read_local_status(directory, args.name)  # names a missing or foreign state dir
+    except LocalRunError as exc:
+        raise CliError(str(exc)) from exc
+    logs = local_logs(directory, args.name)
+    if not logs:
+        raise CliError(f"no attempt of {args.name} has run yet: {directory / LOGS_DIR} is empty")
+    attempt = args.attempt if args.attempt is not None else max(logs)
+    if attempt not in logs:
+        kept = ", ".join(str(a) for a in logs)
+        raise CliError(f"attempt {attempt} of {args.name} has no log here (attempts: {kept})")
+    out = sys.stdout.buffer
+    try:
+        position = _print_tail(logs[attempt], args.tail, out)
+        while args.follow:
+            # As in a cluster: on into each next attempt's output until the batch
+            # settles, or until no `resumable run` is working on it any more.
+            position = _copy_from(logs[attempt], position, out)
+            logs = local_logs(directory, args.name)
+            newer = [a for a in logs if a > attempt]
+            if newer and args.attempt is not None:
+                break  # that attempt has ended: a later one runs now
+            if newer:
+                attempt, position = min(newer), 0
+                print(f"--- {args.name}: next attempt ({attempt}) ---", file=sys.stderr, flush=True)
+                continue
+            status = read_local_status(directory, args.name)
+            if status.phase in _SETTLED_PHASES or not runner_alive(directory):
+                _copy_from(logs[attempt], position, out)
+                break
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _print_tail(path: Path, tail: int | None, out: Any) -> int:
+    """Write path's last ``tail`` lines (all with None); return the offset read to."""
+    data = path.read_bytes()
+    if tail is not None:
+        lines = data.splitlines(keepends=True)
+        out.write(b"".join(lines[len(lines) - tail :] if tail else []))
+    else:
+        out.write(data)
+    out.flush()
+    return len(data)
+
+
+def _copy_from(path: Path, position: int, out: Any) -> int:
+    """Write what path holds past position; return the new position."""
+    with open(path, "rb") as source:
+        source.seek(position)
+        data = source.read()
+    out.write(data)
+    out.flush()
+    return position + len(data)
 
 
 def _ended_phase(batch: ResumableBatch) -> str:
@@ -1023,6 +1088,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- main
 
 
+def local_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """--local and --state-dir: a command reads a local run's state instead of a cluster."""
+    parser.add_argument("--local", action="store_true", help=f"{what} (no cluster)")
+    parser.add_argument("--state-dir", help="like --local, with the run's --state-dir")
+
+
 def _at_least(low: float, kind: Callable[[str], Any]) -> Callable[[str], Any]:
     """An argparse type: ``kind(text)``, refused below ``low`` with a usage error."""
 
@@ -1128,6 +1199,7 @@ def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
         default=1.0,
         help="with -f: seconds between looks for the next attempt's pod (1)",
     )
+    local_flags(q, "the output `resumable run` kept of each attempt, in .resumable/<name>/logs/")
     cluster("suspend", "stop the worker gracefully (spec.suspend=true)", cmd_suspend)
     cluster("resume", "resume from the checkpoint (spec.suspend=false)", cmd_resume)
     q = cluster("rerun", "start a clean rerun from item 1 (new spec.runId)", cmd_rerun)
@@ -1143,12 +1215,7 @@ def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
         help="keep watching until the batch succeeds, fails or is suspended",
     )
     q.add_argument("--interval", type=float, default=1.0, help="seconds between reads (1)")
-    q.add_argument(
-        "--local",
-        action="store_true",
-        help="a batch `resumable run` runs here: read .resumable/<name>/ (no cluster)",
-    )
-    q.add_argument("--state-dir", help="like --local, with the run's --state-dir")
+    local_flags(q, "a batch `resumable run` runs here: read .resumable/<name>/")
     return parser
 
 

@@ -42,6 +42,8 @@ POLL_SECONDS = 0.1
 RUNNER_LOCK = "runner.lock"
 #: The name of the batch whose state a directory holds.
 BATCH_FILE = "batch-name"
+#: Each attempt's output, as <name>-<attempt>.log.
+LOGS_DIR = "logs"
 #: The spec's digest and the generation it was given (see LocalRunner._generation).
 GENERATION_FILE = "generation.json"
 #: Where a container's volumeMounts live locally, under the state directory.
@@ -358,7 +360,7 @@ class LocalRunner:
     def _pump(self, name: str, stream: IO[str] | None) -> None:
         if stream is None:
             return
-        log = self.directory / "logs"
+        log = self.directory / LOGS_DIR
         log.mkdir(parents=True, exist_ok=True)
         echo = True
         with open(log / f"{name}.log", "a") as sink:
@@ -447,6 +449,18 @@ def read_local_status(directory: Path, name: str) -> ResumableBatchStatus:
             "(`resumable run` keeps its state in .resumable/<name>/, or its --state-dir)"
         )
     return status
+
+
+def local_logs(directory: Path, name: str) -> dict[int, Path]:
+    """The attempts' output files a local run of batch ``name`` kept, by attempt number."""
+    found: dict[int, Path] = {}
+    pattern = re.compile(rf"{re.escape(name)}-(\d+)\.log")
+    with contextlib.suppress(FileNotFoundError):
+        for path in (directory / LOGS_DIR).iterdir():
+            match = pattern.fullmatch(path.name)
+            if match:
+                found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
 
 
 def runner_alive(directory: Path) -> bool:

@@ -222,6 +222,40 @@ def test_status_local_reads_a_local_batch_and_names_what_is_missing_or_not_its_o
     assert "`resumable status summaries --local` reads it" in clustered.stderr
 
 
+def test_logs_local_shows_each_attempts_output_and_follows_the_run_to_its_end(
+    tmp_path: Path,
+) -> None:
+    # Killed after item 20 of 50 (0.1 s items), then resumed: two attempts' logs.
+    path = write_manifest(tmp_path / "b.yaml", manifest(SCENARIOS[0], "twice", delay=0.1))
+    state = tmp_path / "st"
+    runner = start_runner(path, state, tmp_path)
+    first_log = state / "logs" / "twice-1.log"
+    deadline = time.monotonic() + 30
+    while not (first_log.exists() and first_log.read_text()):
+        assert time.monotonic() < deadline, "attempt 1 wrote nothing in 30 s"
+        time.sleep(0.05)
+    follow = subprocess.run(
+        [str(RESUMABLE), "logs", "twice", "--state-dir", str(state), "-f", "--interval", "0.2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, env={**os.environ, **NO_CLUSTER},
+    )  # fmt: skip
+    assert finish(runner, timeout=60) and runner.returncode == 0
+    assert follow.returncode == 0, follow.stderr
+    # From attempt 1, on into attempt 2, to the end of the batch.
+    assert "item 20 committed; injecting a crash (kill)" in follow.stdout
+    assert follow.stderr.splitlines() == ["--- twice: next attempt (2) ---"]
+    assert follow.stdout.rstrip().endswith("attempt 2")  # the worker's last line
+    assert "attempt 2: resuming at item 21/50" in follow.stdout
+
+    local = ("--state-dir", str(state))
+    latest = resumable("logs", "twice", *local, cwd=tmp_path, env=NO_CLUSTER)
+    assert latest.stdout == (state / "logs" / "twice-2.log").read_text()
+    first = resumable("logs", "twice", *local, "--attempt", "1", "--tail", "1", cwd=tmp_path)
+    assert first.stdout == "item 20 committed; injecting a crash (kill)\n"
+    missing = resumable("logs", "twice", *local, "--attempt", "7", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr == "error: attempt 7 of twice has no log here (attempts: 1, 2)\n"
+
+
 def test_run_failed_batch_exits_non_zero(tmp_path: Path) -> None:
     scenario = next(s for s in SCENARIOS if s.id == "never-retry-exit-code")
     path = write_manifest(tmp_path / "batch.yaml", manifest(scenario, "doomed"))

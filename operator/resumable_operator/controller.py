@@ -548,19 +548,31 @@ class Controller:
             now=stamp,
         )
         status.phase = derive_phase(status)
+        if not self._patch_status(ns, name, current, status):
+            return decided, 0.05  # changed meanwhile: decide again from what is there
+        return status, None
+
+    def _patch_status(
+        self, ns: str, name: str, current: dict[str, Any] | None, status: ResumableBatchStatus
+    ) -> bool:
+        """Write status over current (as read) with a fenced JSON patch, if it differs.
+
+        Returns False when the batch changed meanwhile (409/422: a test op failed).
+        """
         ops = objects.status_patch(
             current, status.model_dump(by_alias=True, exclude_none=True, mode="json")
         )
-        if ops:
-            try:
-                self.api.request(
-                    "PATCH", batch_path(ns, name, status=True), body=ops, content_type=JSON_PATCH
-                )
-            except ApiError as exc:
-                if exc.status in (409, 422):
-                    return decided, 0.05  # changed meanwhile: decide again from what is there
-                raise
-        return status, None
+        if not ops:
+            return True
+        try:
+            self.api.request(
+                "PATCH", batch_path(ns, name, status=True), body=ops, content_type=JSON_PATCH
+            )
+        except ApiError as exc:
+            if exc.status in (409, 422):
+                return False
+            raise
+        return True
 
     def _fail_create(
         self,
@@ -593,19 +605,9 @@ class Controller:
             generation=gen, now=stamp,
         )  # fmt: skip
         status.phase = "Failed"
-        ops = objects.status_patch(
-            current, status.model_dump(by_alias=True, exclude_none=True, mode="json")
-        )
         log.error("%s/%s: %s", ns, name, msg)
-        if ops:
-            try:
-                self.api.request(
-                    "PATCH", batch_path(ns, name, status=True), body=ops, content_type=JSON_PATCH
-                )
-            except ApiError as exc:
-                if exc.status in (409, 422):
-                    return decided, 0.05  # changed meanwhile: decide again from what is there
-                raise
+        if not self._patch_status(ns, name, current, status):
+            return decided, 0.05  # changed meanwhile: decide again from what is there
         self._event(batch, "Warning", cond.REASON_POD_CREATE_FAILED, msg, stamp)
         ttl = batch.spec.ttl_seconds_after_finished
         return status, float(ttl) if ttl is not None else None

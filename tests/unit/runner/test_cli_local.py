@@ -238,7 +238,8 @@ def test_logs_local_shows_each_attempts_output_and_follows_the_run_to_its_end(
         [str(RESUMABLE), "logs", "twice", "--state-dir", str(state), "-f", "--interval", "0.2"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60, env={**os.environ, **NO_CLUSTER},
     )  # fmt: skip
-    assert finish(runner, timeout=60) and runner.returncode == 0
+    ran = finish(runner, timeout=60)
+    assert runner.returncode == 0, ran
     assert follow.returncode == 0, follow.stderr
     # From attempt 1, on into attempt 2, to the end of the batch.
     assert "item 20 committed; injecting a crash (kill)" in follow.stdout

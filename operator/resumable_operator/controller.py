@@ -105,6 +105,8 @@ class Controller:
         #: True once the workers run: a standby replica (leader.py) only queues keys,
         #: and counts nothing in the metrics, which the leader does.
         self.acting = False
+        self._in_flight = 0  # reconciles running in worker threads (under _lock)
+        self._stopped = False  # set by stop(): a reconcile still running writes nothing more
 
     # ------------------------------------------------------------------ queue
 
@@ -121,15 +123,39 @@ class Controller:
         for index in range(self.workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-{index}"))
 
-    async def stop(self) -> None:
-        """Stop the workers and pending timers."""
+    async def stop(self, *, wait: float = 10.0) -> None:
+        """Stop the workers and pending timers, then wait up to ``wait`` seconds for
+        reconciles already running in threads (which make no write once they see
+        the controller stopped) to end: a Lease released after this is not held by
+        a replica still writing.
+        """
         self.acting = False
+        self._stopped = True
         metrics.LEADER.set(0)
         for timer in self._timers.values():
             timer.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        deadline = time.monotonic() + wait
+        while self.in_flight() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.in_flight():
+            log.warning("stopped with %d reconcile(s) still running", self.in_flight())
+
+    def in_flight(self) -> int:
+        """Reconciles running now."""
+        with self._lock:
+            return self._in_flight
+
+    def _reconcile_counted(self, namespace: str, name: str) -> float | None:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            return self.reconcile(namespace, name)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _off_loop(self) -> bool:
         """True when called from a thread other than the running loop's."""
@@ -196,7 +222,7 @@ class Controller:
                 continue
             self._running.add(key)
             try:
-                requeue = await asyncio.to_thread(self.reconcile, *key)
+                requeue = await asyncio.to_thread(self._reconcile_counted, *key)
             except Exception:
                 log.exception("reconcile of %s/%s failed; retrying in 5s", *key)
                 requeue = 5.0
@@ -304,6 +330,8 @@ class Controller:
 
         decision = decide(batch, views, datetime.now(UTC))
         decision.status_changed = decision.status_changed or forced
+        if self._stopped:
+            return None  # stopped meanwhile (leadership lost, shutting down): write nothing
         return self._apply(batch, raw, decision, views, pending)
 
     def _pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
@@ -357,6 +385,8 @@ class Controller:
                         return 0.05
                     raise
                 current = (written or {}).get("status", current)
+        if self._stopped:
+            return None  # stopped after the status write: no pods from a stopped replica
         for pod_name, graceful in decision.delete_pods:
             if pending is None or pod_name != pending.plan.name:
                 self._delete_pod(ns, pod_name, graceful=graceful)

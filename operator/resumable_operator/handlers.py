@@ -62,9 +62,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
 
     async def lost() -> None:
-        # Stop acting at once, then let the process end: the pod restarts as a
-        # standby, with no timers or half-done state from its time as leader.
-        await controller.stop()
+        # Stop acting at once (a reconcile still running writes nothing more), then
+        # let the process end: the pod restarts as a standby, with no timers or
+        # half-done state from its time as leader. A standby may take over a third
+        # of the lease after this: wait at most half of that for running reconciles.
+        await controller.stop(wait=config.lease_seconds / 6)
         os.kill(os.getpid(), signal.SIGTERM)
 
     memo["elector"] = elector

@@ -138,9 +138,20 @@ class LeaderElector:
             "spec": spec,
         }
 
+    def _until(self) -> float | None:
+        """While holding the Lease, the time.monotonic() by which a round must end.
+
+        A leader's requests are cut short at its renew deadline, so a server that
+        answers slowly cannot keep it leading past the point where a standby may
+        take over.
+        """
+        if not self._held:
+            return None
+        return time.monotonic() + (self._last_renew + self.renew_deadline - self.clock())
+
     def _read(self) -> LeaseView | None:
         try:
-            obj = self.api.request("GET", self.path)
+            obj = self.api.request("GET", self.path, until=self._until())
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -152,6 +163,7 @@ class LeaderElector:
 
         Blocking (API calls); raises ApiError when the server cannot be reached.
         """
+        until = self._until()
         lease = self._read()
         now = self.clock()
         if lease is not None:
@@ -179,10 +191,11 @@ class LeaderElector:
                     "POST",
                     f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases",
                     body=self._body(None, acquire=True),
+                    until=until,
                 )
             else:
                 body = self._body(lease, acquire=step == "acquire")
-                self.api.request("PUT", self.path, body=body)
+                self.api.request("PUT", self.path, body=body, until=until)
         except ApiError as exc:
             if exc.status == 409:  # another replica wrote first: read again next round
                 return False
@@ -216,11 +229,19 @@ class LeaderElector:
     ) -> None:
         """Try to lead until leadership is lost (then call on_stopped and return)."""
         while True:
-            try:
-                held = await asyncio.to_thread(self.try_once)
-            except ApiError as exc:
-                held = False
-                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+            held = False
+            round_ = asyncio.ensure_future(asyncio.to_thread(self.try_once))
+            round_.add_done_callback(_consume)
+            # A leader waits for its round no longer than its renew deadline: past
+            # it, it stops acting even if the round (cut short by its request
+            # deadline) has not returned yet.
+            left = self._last_renew + self.renew_deadline - self.clock() if self.leading else None
+            done, _ = await asyncio.wait({round_}, timeout=None if left is None else max(left, 0))
+            if round_ in done:
+                try:
+                    held = round_.result()
+                except ApiError as exc:
+                    log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
             taken = self._seen is not None and self._seen[0] not in ("", self.identity)
             if self.leading and not held and taken:
                 self._last_renew = -float("inf")  # another replica holds it now: stop at once
@@ -238,3 +259,9 @@ class LeaderElector:
                     await result
                 return
             await asyncio.sleep(self.retry * random.uniform(0.9, 1.1))
+
+
+def _consume(future: asyncio.Future[bool]) -> None:
+    """Retrieve a round's outcome, so one given up on logs no 'never retrieved' error."""
+    if not future.cancelled():
+        future.exception()

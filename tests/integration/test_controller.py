@@ -10,6 +10,7 @@ collector would.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable
@@ -134,6 +135,25 @@ def rbac_paths(namespace: str, name: str) -> list[str]:
 def owners(api: KubeApi, path: str) -> list[str]:
     meta = api.request("GET", path)["metadata"]
     return [o["uid"] for o in meta.get("ownerReferences", [])]
+
+
+def test_a_stopped_controller_writes_nothing_from_a_reconcile_still_running(
+    kubeconfig: Path, namespace: str, batches: Batches, tmp_path: Path
+) -> None:
+    # Leadership lost (or the operator stopping) while a reconcile runs in its
+    # thread: what it decided is not written; the next leader decides again.
+    api = HookedApi(kubeconfig)
+    ctl = Controller(api, workers=1)
+    batches.create(batch_manifest(SHORT, "late", tmp_path / "out"))
+
+    def stop_after_reading(method: str, path: str, query: dict[str, Any]) -> None:
+        if method == "GET" and path.endswith("/late"):
+            asyncio.run(ctl.stop(wait=0))  # the lease is lost between read and write
+
+    api.hook = stop_after_reading
+    assert ctl.reconcile(namespace, "late") is None
+    assert "status" not in batches.get("late")  # not even the first status
+    assert batches.pods("late") == []
 
 
 # ---- finding 1: the batch read must not be older than the pod list ------------------------

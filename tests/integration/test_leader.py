@@ -7,6 +7,7 @@ they are driven round by round, so a test decides who renews and when.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Any
 
@@ -104,27 +105,36 @@ def test_of_two_standbys_taking_an_expired_lease_at_once_the_server_accepts_one(
     assert lease(api, namespace)["holderIdentity"] == "replica-b"
 
 
+@pytest.mark.parametrize("cut_off", ["refused", "hanging"])
 def test_a_leader_that_cannot_reach_the_server_stops_before_a_standby_may_start(
-    api: KubeApi, namespace: str
+    api: KubeApi, namespace: str, cut_off: str
 ) -> None:
     from kubernetes import client as k8s_client
 
+    # Where the leader's requests go once it leads: a port nobody listens on (each
+    # request fails at once), or a socket that accepts and never answers (each
+    # would wait out the client's 10 s timeout, longer than the whole lease).
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(16)
+    port = 9 if cut_off == "refused" else blackhole.getsockname()[1]
     events: list[tuple[str, float]] = []
     a = elector(api, namespace, "replica-a")
 
     def started() -> None:
         events.append(("started", time.monotonic()))
-        # From now on the leader's requests go to a port nobody listens on: its
-        # renewals fail as they would with the API server out of reach.
         configuration = k8s_client.Configuration()
-        configuration.host = "https://127.0.0.1:9"
+        configuration.host = f"https://127.0.0.1:{port}"
         configuration.retries = 0
-        a.api = KubeApi(k8s_client.ApiClient(configuration), timeout=0.5)
+        a.api = KubeApi(k8s_client.ApiClient(configuration))  # the default 10 s timeout
 
     def stopped() -> None:
         events.append(("stopped", time.monotonic()))
 
-    asyncio.run(asyncio.wait_for(a.run(started, stopped), timeout=10 * LEASE_SECONDS))
+    try:
+        asyncio.run(asyncio.wait_for(a.run(started, stopped), timeout=10 * LEASE_SECONDS))
+    finally:
+        blackhole.close()
     assert [name for name, _ in events] == ["started", "stopped"]
     held_for = events[1][1] - events[0][1]
     # Stopped once the renew deadline (2/3 of the lease) passed, before the lease did.

@@ -115,3 +115,32 @@ async def test_enqueue_from_many_threads_never_runs_two_reconciles_of_one_batch_
     await ctl.stop()
     assert dict(ctl.most) == {key: 1 for key in keys}  # never two at once
     assert served()  # each batch's last request got a reconcile that started after it
+
+
+class Slow(Controller):
+    """A Controller whose reconcile takes a while, recording when it ends."""
+
+    def __init__(self) -> None:
+        super().__init__(cast(KubeApi, None), workers=1)
+        self.started = threading.Event()
+        self.ended_at = 0.0
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        self.started.set()
+        time.sleep(0.3)
+        self.ended_at = time.monotonic()
+        return None
+
+
+async def test_stop_waits_for_a_reconcile_already_running_before_it_returns() -> None:
+    # A leader releases its Lease right after stop(): a reconcile of its still
+    # writing then would overlap the next leader's.
+    ctl = Slow()
+    ctl.start()
+    ctl.enqueue("ns", "a")
+    while not ctl.started.is_set():
+        await asyncio.sleep(0.005)
+    await ctl.stop()
+    returned = time.monotonic()
+    assert 0 < ctl.ended_at <= returned
+    assert ctl.in_flight() == 0

@@ -22,6 +22,8 @@ The protocol, per attempt:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from resumable.v1alpha1 import (
     MAX_SKIPPED_RECORDED,
     Checkpoint,
     ResumableBatch,
+    ResumableBatchSpec,
     ResumableBatchStatus,
     SkippedItem,
     Stall,
@@ -224,8 +227,41 @@ def classify(pod: PodView, never_retry: list[int]) -> tuple[str, str, bool]:
     return "failure", what, True
 
 
+#: The spec's fields an edit of which may fix a failed batch (see spec_digest).
+FIXING_FIELDS: dict[str, bool | set[str]] = {
+    "template": True,
+    "retry": {"never_retry_exit_codes", "max_item_attempts", "on_poison_item"},
+}
+
+
+def spec_digest(spec: ResumableBatchSpec) -> str:
+    """A digest of what an edit may fix a failure with: the pod template, and the
+    retry rules that judged it (never-retry exit codes, poison items).
+
+    A failed batch records it (``status.failedSpec``); a spec edit reopens the batch
+    only when this changed: not for suspend, ttlSecondsAfterFinished kept for a
+    post-mortem, or maxRestarts (which reopens by its own rule).
+    """
+    parts = spec.model_dump(by_alias=True, exclude_none=True, mode="json", include=FIXING_FIELDS)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decision:
     """Decide the next actions for one batch from what is observed now."""
+    decision = _decide(batch, pods, now)
+    status = decision.status
+    failed = cond.find(status.conditions, cond.FAILED)
+    is_failed = failed is not None and failed.status == "True"
+    recorded = spec_digest(batch.spec) if is_failed else ""
+    if is_failed and status.failed_spec:
+        recorded = status.failed_spec  # kept from when it failed
+    if status.failed_spec != recorded:
+        status.failed_spec = recorded  # what the failure was judged by; cleared once reopened
+        decision.status_changed = True
+    return decision
+
+
+def _decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decision:
     old = batch.status
     status = old.model_copy(deep=True)
     spec = batch.spec
@@ -304,7 +340,12 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
     # the status say so, whatever the event.)
     failed = cond.find(status.conditions, cond.FAILED)
     failed_by = failed.reason if finished and failed is not None and failed.status == "True" else ""
-    edited = gen is not None and old.observed_generation != gen
+    if status.failed_spec:
+        # Only an edit of what may have caused the failure reopens the batch (not
+        # suspend, not ttlSecondsAfterFinished kept for a post-mortem).
+        edited = status.failed_spec != spec_digest(spec)
+    else:  # failed before failedSpec was recorded
+        edited = gen is not None and old.observed_generation != gen
     if failed_by == cond.REASON_POD_CREATE_FAILED and edited:
         # The API server refused the worker pod; the spec was edited since (a fixed
         # template, say): try again from the checkpoint, not from item 1.

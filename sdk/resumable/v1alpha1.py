@@ -364,6 +364,12 @@ class ResumableBatchStatus(_Model):
     active_pod: str = Field(default="", description="The worker pod of the current attempt.")
     retry_after: str = Field(default="", description="Earliest time for the next attempt.")
     failed_at: str = Field(default="", description="When the last attempt failed.")
+    failed_spec: str = Field(
+        default="",
+        description="While the batch is Failed: a digest of the spec's template and retry "
+        "rules (neverRetryExitCodes, maxItemAttempts, onPoisonItem) it failed under; an edit "
+        "of them goes on from the checkpoint.",
+    )
     last_failure: str = Field(
         default="", description='How the last attempt ended, e.g. "exit 137".'
     )

@@ -397,7 +397,8 @@ def test_a_batch_failed_by_a_refused_pod_tries_again_from_its_checkpoint_once_ed
     settle(batch, decide(batch, [failed(code=1)], T0))
     assert batch.status.phase == "Failed"
     assert_no_op(batch, [failed(code=1)], T0)  # unchanged spec: stays failed
-    batch.metadata.generation = 2  # the template was fixed
+    batch.spec.template.spec.containers[0].image = "worker:fixed"  # the template was fixed
+    batch.metadata.generation = 2
     d = decide(batch, [failed(code=1)], T0)
     assert conditions(d)["Failed"] == ("False", cond.REASON_SPEC_CHANGED)
     assert d.create_pod is not None
@@ -1095,3 +1096,35 @@ def test_conditions_carry_the_generation_they_were_judged_against() -> None:
         "Suspended": 2,
         "Progressing": 2,
     }
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda spec: setattr(spec, "ttl_seconds_after_finished", 7 * 86400),  # a post-mortem
+        lambda spec: setattr(spec, "suspend", True),
+        lambda spec: setattr(spec.retry, "max_restarts", 9),  # reopens MaxRestarts failures only
+    ],
+    ids=["ttl-extended", "suspended", "max-restarts-raised"],
+)
+def test_an_edit_that_cannot_fix_a_failed_batch_leaves_it_failed(edit: Any) -> None:
+    batch = started(
+        make_batch(retry={"maxRestarts": 3, "neverRetryExitCodes": [3], "backoff": NO_BACKOFF})
+    )
+    saved(batch, 6)
+    pods = [failed(code=3)]
+    settle(batch, decide(batch, pods, T0))
+    assert conditions(decide(batch, pods, T0))["Failed"] == ("True", cond.REASON_NEVER_RETRY)
+    assert batch.status.failed_spec  # what it failed under
+    edit(batch.spec)
+    batch.metadata.generation = 2
+    d = decide(batch, pods, T0 + timedelta(minutes=5))
+    assert d.create_pod is None
+    assert d.status.restarts == 0
+    assert conditions(d)["Failed"] == ("True", cond.REASON_NEVER_RETRY)
+    # Editing what judged it does reopen it, and the record goes with the failure.
+    batch.spec.retry.never_retry_exit_codes = []
+    batch.metadata.generation = 3
+    d = decide(batch, pods, T0 + timedelta(minutes=6))
+    assert conditions(d)["Failed"] == ("False", cond.REASON_SPEC_CHANGED)
+    assert d.status.failed_spec == ""

@@ -6,6 +6,8 @@ The chart's ServiceAccount and (Cluster)Role are applied for real. Then:
   operator's contract where the operator works, and denies everything else tried;
 - the operator itself runs the shared failure scenarios (tests/scenarios.py) with
   the ServiceAccount's token instead of the admin's, and they pass;
+- the Lease's rights come with any replicaCount, 1 included, in the release namespace
+  and for the release's Lease only;
 - with two replicas, both run with the chart's environment and ServiceAccount: the
   Lease elects one, only it works, and the other takes over when it dies.
 """
@@ -44,6 +46,7 @@ from tests.integration.harness import Batches, OperatorProcess, free_port, outpu
 pytestmark = pytest.mark.integration
 
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+LEASES = ("coordination.k8s.io", "leases")
 
 
 @dataclass(frozen=True)
@@ -165,14 +168,21 @@ def test_cluster_wide_rbac_denies_everything_else(
     user = cluster_wide.user
     extra = {
         ("", "namespaces", "list"),  # kopf does not list namespaces when it watches them all
-        *LEASE_PERMISSIONS,  # only with more than one replica, and in the release namespace
         *LEASE_FORBIDDEN,
         *KOPF_PEERING,  # not used any more
     }
+    # namespace is the release's too: its Lease rights are checked whole below
+    # (test_lease_rbac_is_for_the_releases_lease_only); here only what is never granted.
     granted = [
         p for p, ok in decisions(k8s_client, user, {*FORBIDDEN, *extra}, namespace).items() if ok
     ]
     assert granted == []
+    # Outside the release namespace, no Lease rights at all.
+    for where in ("default", ""):
+        granted = [
+            p for p, ok in decisions(k8s_client, user, LEASE_PERMISSIONS, where).items() if ok
+        ]
+        assert granted == [], f"granted in {where or 'the cluster scope'}: {granted}"
 
 
 def test_one_namespace_rbac_allows_the_contract_there_only(
@@ -193,21 +203,26 @@ def test_one_namespace_rbac_allows_the_contract_there_only(
     assert [
         p for p, yes in decisions(k8s_client, user, set(FORBIDDEN), namespace).items() if yes
     ] == []
-    # One replica elects no leader: no Lease rights, not even in the release namespace.
+    # One replica elects itself too: Lease rights in the release namespace only (any Lease:
+    # create, which cannot be limited to a name; its own by name: see the Lease test).
     leases = {*LEASE_PERMISSIONS, *LEASE_FORBIDDEN, *KOPF_PEERING}
-    for where in (namespace, operator_namespace):
-        assert [p for p, yes in decisions(k8s_client, user, leases, where).items() if yes] == []
-
-
-LEASES = ("coordination.k8s.io", "leases")
+    assert [p for p, yes in decisions(k8s_client, user, leases, namespace).items() if yes] == []
+    assert [
+        p for p, yes in decisions(k8s_client, user, leases, operator_namespace).items() if yes
+    ] == [(*LEASES, "create")]
 
 
 @pytest.mark.parametrize(
     "values",
-    [{"replicaCount": 2}, {"replicaCount": 2, "watchNamespaces": ["{namespace}"]}],
-    ids=["cluster-wide", "one-namespace"],
+    [
+        {},
+        {"watchNamespaces": ["{namespace}"]},
+        {"replicaCount": 2},
+        {"replicaCount": 2, "watchNamespaces": ["{namespace}"]},
+    ],
+    ids=["one-replica", "one-replica-one-namespace", "two-replicas", "two-replicas-one-namespace"],
 )
-def test_lease_rbac_comes_with_more_replicas_for_their_lease_only(
+def test_lease_rbac_is_for_the_releases_lease_only(
     helm: Helm,
     controlplane: Any,
     k8s_client: Any,
@@ -215,9 +230,12 @@ def test_lease_rbac_comes_with_more_replicas_for_their_lease_only(
     operator_namespace: str,
     values: dict[str, Any],
 ) -> None:
+    """Whatever replicaCount (so that scaling later is safe): create a Lease, get and
+    update the release's own, in the release namespace, and nothing else."""
     values = substitute(values, namespace=namespace)
     with chart_rbac(helm, controlplane, operator_namespace, values) as installed:
         user, lease = installed.user, installed.env()["RESUMABLE_OPERATOR_LEASE_NAME"]
+        assert installed.env()["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "true"
 
         def may(verb: str, where: str, name: str = "") -> bool:
             return allowed(k8s_client, user, (*LEASES, verb), where, name)
@@ -293,7 +311,11 @@ def _run_as_chart(
     env.pop("RESUMABLE_OPERATOR_METRICS_PORT")  # the harness picks free ports
     env.pop("RESUMABLE_OPERATOR_LIVENESS")
     env["RESUMABLE_OPERATOR_NAMESPACES"] = namespaces
-    assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "false"
+    # One replica elects itself: the Lease from the chart's Role, in the release namespace
+    # (what the downward API gives the pod), so its rights are exercised too.
+    assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "true"
+    env["RESUMABLE_OPERATOR_LEASE_NAMESPACE"] = installed.release_namespace
+    env["POD_NAME"] = f"{installed.service_account}-0"
     sa_kubeconfig = service_account_kubeconfig(
         controlplane, installed, tmp_path / "operator.kubeconfig"
     )
@@ -337,6 +359,7 @@ def test_operator_passes_the_scenarios_as_the_one_namespace_service_account(
         operator.stop()
         log = operator.log()
         print("---- operator log (tail) ----\n" + "\n".join(log.splitlines()[-60:]))
+    assert "leading: " in log  # the one replica took the Lease with the chart's rights
     assert denials(log) <= OPTIONAL_IN_ONE_NAMESPACE, denials(log)
 
 
@@ -359,6 +382,7 @@ def test_operator_resumes_a_batch_as_the_cluster_wide_service_account(
         operator.stop()
         log = operator.log()
         print("---- operator log (tail) ----\n" + "\n".join(log.splitlines()[-60:]))
+    assert "leading: " in log  # the one replica took the Lease with the chart's rights
     assert denials(log) == set()
 
 

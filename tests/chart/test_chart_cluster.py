@@ -3,7 +3,7 @@
 - every object of every tested value set passes a server-side dry run: the API
   server validates it against its own schemas, unknown fields rejected;
 - `helm install`, `helm upgrade` and `helm uninstall` work for real, including the
-  leader election's Role going with the replicas and the kept ResumableBatch CRD.
+  leader election's Role staying whatever the replicas and the kept ResumableBatch CRD.
 """
 
 from __future__ import annotations
@@ -124,17 +124,23 @@ def test_helm_install_upgrade_and_uninstall(
     assert _get(kubectl, "crd", "clusterkopfpeerings.kopf.dev") is None
     assert _get(kubectl, "crd", "kopfpeerings.kopf.dev") is None
 
-    # Back to one replica, metrics off: the Lease's Role and the Service go away.
-    helm.run("upgrade", release, str(CHART), *base, "--set", "metrics.enabled=false")
-    assert _get(kubectl, "role", lease_role, "-n", namespace) is None
-    assert _get(kubectl, "rolebinding", lease_role, "-n", namespace) is None
+    # Back to one replica, metrics off: the Service goes away, the Lease's Role stays (one
+    # pod still elects itself, so a later scale-up is safe), and the pod never overlaps.
+    proc = helm.run("upgrade", release, str(CHART), *base, "--set", "metrics.enabled=false")
+    assert f"get lease {fullname}" in proc.stdout
+    role = _get(kubectl, "role", lease_role, "-n", namespace)
+    assert role is not None
+    assert role["rules"] == lease_rules(fullname)
+    assert _get(kubectl, "rolebinding", lease_role, "-n", namespace) is not None
     assert _get(kubectl, "service", f"{fullname}-metrics", "-n", namespace) is None
     deployment = _get(kubectl, "deployment", fullname, "-n", namespace)
     assert deployment is not None
+    assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"]["value"] == "false"
-    assert "RESUMABLE_OPERATOR_LEASE_NAME" not in env
+    assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"]["value"] == "true"
+    assert env["RESUMABLE_OPERATOR_LEASE_NAME"]["value"] == fullname
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
     proc = helm.run("uninstall", release, *base)
     assert CRD in proc.stdout + proc.stderr  # helm reports the kept resource

@@ -6,8 +6,12 @@ The chart's ServiceAccount and (Cluster)Role are applied for real. Then:
   operator's contract where the operator works, and denies everything else tried;
 - the operator itself runs the shared failure scenarios (tests/scenarios.py) with
   the ServiceAccount's token instead of the admin's, and they pass;
+- the Lease's rights come with any replicaCount, 1 included, in the release namespace
+  and for the release's Lease only;
 - with two replicas, both run with the chart's environment and ServiceAccount: the
-  Lease elects one, only it works, and the other takes over when it dies.
+  Lease elects one, only it works, and the other takes over when it dies; and a
+  1-replica release scaled to two with kubectl (the chart's 1-replica environment
+  twice) elects one leader too.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from tests.integration.harness import Batches, OperatorProcess, free_port, outpu
 pytestmark = pytest.mark.integration
 
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+LEASES = ("coordination.k8s.io", "leases")
 
 
 @dataclass(frozen=True)
@@ -165,14 +170,21 @@ def test_cluster_wide_rbac_denies_everything_else(
     user = cluster_wide.user
     extra = {
         ("", "namespaces", "list"),  # kopf does not list namespaces when it watches them all
-        *LEASE_PERMISSIONS,  # only with more than one replica, and in the release namespace
         *LEASE_FORBIDDEN,
         *KOPF_PEERING,  # not used any more
     }
+    # namespace is the release's too: its Lease rights are checked whole below
+    # (test_lease_rbac_is_for_the_releases_lease_only); here only what is never granted.
     granted = [
         p for p, ok in decisions(k8s_client, user, {*FORBIDDEN, *extra}, namespace).items() if ok
     ]
     assert granted == []
+    # Outside the release namespace, no Lease rights at all.
+    for where in ("default", ""):
+        granted = [
+            p for p, ok in decisions(k8s_client, user, LEASE_PERMISSIONS, where).items() if ok
+        ]
+        assert granted == [], f"granted in {where or 'the cluster scope'}: {granted}"
 
 
 def test_one_namespace_rbac_allows_the_contract_there_only(
@@ -193,21 +205,26 @@ def test_one_namespace_rbac_allows_the_contract_there_only(
     assert [
         p for p, yes in decisions(k8s_client, user, set(FORBIDDEN), namespace).items() if yes
     ] == []
-    # One replica elects no leader: no Lease rights, not even in the release namespace.
+    # One replica elects itself too: Lease rights in the release namespace only (any Lease:
+    # create, which cannot be limited to a name; its own by name: see the Lease test).
     leases = {*LEASE_PERMISSIONS, *LEASE_FORBIDDEN, *KOPF_PEERING}
-    for where in (namespace, operator_namespace):
-        assert [p for p, yes in decisions(k8s_client, user, leases, where).items() if yes] == []
-
-
-LEASES = ("coordination.k8s.io", "leases")
+    assert [p for p, yes in decisions(k8s_client, user, leases, namespace).items() if yes] == []
+    assert [
+        p for p, yes in decisions(k8s_client, user, leases, operator_namespace).items() if yes
+    ] == [(*LEASES, "create")]
 
 
 @pytest.mark.parametrize(
     "values",
-    [{"replicaCount": 2}, {"replicaCount": 2, "watchNamespaces": ["{namespace}"]}],
-    ids=["cluster-wide", "one-namespace"],
+    [
+        {},
+        {"watchNamespaces": ["{namespace}"]},
+        {"replicaCount": 2},
+        {"replicaCount": 2, "watchNamespaces": ["{namespace}"]},
+    ],
+    ids=["one-replica", "one-replica-one-namespace", "two-replicas", "two-replicas-one-namespace"],
 )
-def test_lease_rbac_comes_with_more_replicas_for_their_lease_only(
+def test_lease_rbac_is_for_the_releases_lease_only(
     helm: Helm,
     controlplane: Any,
     k8s_client: Any,
@@ -215,9 +232,12 @@ def test_lease_rbac_comes_with_more_replicas_for_their_lease_only(
     operator_namespace: str,
     values: dict[str, Any],
 ) -> None:
+    """Whatever replicaCount (so that scaling later is safe): create a Lease, get and
+    update the release's own, in the release namespace, and nothing else."""
     values = substitute(values, namespace=namespace)
     with chart_rbac(helm, controlplane, operator_namespace, values) as installed:
         user, lease = installed.user, installed.env()["RESUMABLE_OPERATOR_LEASE_NAME"]
+        assert installed.env()["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "true"
 
         def may(verb: str, where: str, name: str = "") -> bool:
             return allowed(k8s_client, user, (*LEASES, verb), where, name)
@@ -293,7 +313,11 @@ def _run_as_chart(
     env.pop("RESUMABLE_OPERATOR_METRICS_PORT")  # the harness picks free ports
     env.pop("RESUMABLE_OPERATOR_LIVENESS")
     env["RESUMABLE_OPERATOR_NAMESPACES"] = namespaces
-    assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "false"
+    # One replica elects itself: the Lease from the chart's Role, in the release namespace
+    # (what the downward API gives the pod), so its rights are exercised too.
+    assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "true"
+    env["RESUMABLE_OPERATOR_LEASE_NAMESPACE"] = installed.release_namespace
+    env["POD_NAME"] = f"{installed.service_account}-0"
     sa_kubeconfig = service_account_kubeconfig(
         controlplane, installed, tmp_path / "operator.kubeconfig"
     )
@@ -337,6 +361,7 @@ def test_operator_passes_the_scenarios_as_the_one_namespace_service_account(
         operator.stop()
         log = operator.log()
         print("---- operator log (tail) ----\n" + "\n".join(log.splitlines()[-60:]))
+    assert "leading: " in log  # the one replica took the Lease with the chart's rights
     assert denials(log) <= OPTIONAL_IN_ONE_NAMESPACE, denials(log)
 
 
@@ -359,6 +384,7 @@ def test_operator_resumes_a_batch_as_the_cluster_wide_service_account(
         operator.stop()
         log = operator.log()
         print("---- operator log (tail) ----\n" + "\n".join(log.splitlines()[-60:]))
+    assert "leading: " in log  # the one replica took the Lease with the chart's rights
     assert denials(log) == set()
 
 
@@ -391,6 +417,112 @@ def healthz(port: int) -> int:
         return 0
 
 
+class ChartReplicas:
+    """Operator processes run as the pods of one chart release: the chart's environment
+    and ServiceAccount, what the downward API gives a pod (its name, the release
+    namespace) and a short Lease."""
+
+    def __init__(
+        self,
+        controlplane: Any,
+        k8s_client: Any,
+        installed: Installed,
+        namespace: str,
+        tmp_path: Path,
+        count: int,
+    ) -> None:
+        env = installed.env()
+        assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "true"
+        self.lease = env["RESUMABLE_OPERATOR_LEASE_NAME"]
+        self.lease_namespace = installed.release_namespace
+        env.pop("RESUMABLE_OPERATOR_METRICS_PORT")  # the harness picks free ports
+        env.pop("RESUMABLE_OPERATOR_LIVENESS")
+        env["RESUMABLE_OPERATOR_LEASE_NAMESPACE"] = installed.release_namespace
+        env["RESUMABLE_OPERATOR_LEASE_SECONDS"] = str(LEASE_SECONDS)
+        self.env = env
+        self.k8s_client = k8s_client
+        self.namespace = namespace
+        self.tmp_path = tmp_path
+        self.kubeconfig = service_account_kubeconfig(
+            controlplane, installed, tmp_path / "operator.kubeconfig"
+        )
+        self.pods = [f"{installed.service_account}-{i}" for i in range(1, count + 1)]
+        self.liveness = [free_port() for _ in self.pods]
+        self.operators: list[Replica] = []
+
+    def start(self) -> Replica:
+        """Start the next pod."""
+        pod, port = self.pods[len(self.operators)], self.liveness[len(self.operators)]
+        replica_env = self.env | {
+            "POD_NAME": pod,
+            "RESUMABLE_OPERATOR_LIVENESS": f"http://127.0.0.1:{port}/healthz",
+        }
+        replica = Replica(
+            self.kubeconfig, self.namespace, self.tmp_path / f"{pod}.log", env=replica_env
+        )
+        self.operators.append(replica)
+        replica.start()
+        return replica
+
+    def holder(self) -> str | None:
+        """The Lease's holder as the API server has it."""
+        from kubernetes import client
+
+        obj = client.CoordinationV1Api(self.k8s_client).read_namespaced_lease(
+            self.lease, self.lease_namespace
+        )
+        return (obj.spec and obj.spec.holder_identity) or None
+
+    def roles(self) -> list[str] | None:
+        """Each replica's role once all decided ("leading" or "standby")."""
+        for op in self.operators:
+            op.check_running()
+        found = [
+            "leading" if "leading: " in op.log() else "standby" if "standby: " in op.log() else ""
+            for op in self.operators
+        ]
+        assert found.count("leading") <= 1, f"two replicas lead: {found}"
+        return found if all(found) else None
+
+    def elected(self) -> tuple[int, int, str]:
+        """Wait until one of two leads and the other stands by, seeing the leader as the
+        holder; (leader's index, standby's index, leader's identity)."""
+        found = wait_for("one replica to lead, the other to stand by", self.roles, timeout=30)
+        assert sorted(found) == ["leading", "standby"], found
+        lead, standby = found.index("leading"), found.index("standby")
+        match = _LEADING.search(self.operators[lead].log())
+        assert match is not None
+        identity = match.group(1)
+        assert identity.startswith(self.pods[lead]), f"{identity} is not {self.pods[lead]}'s"
+        assert match.group(2, 3) == (self.lease_namespace, self.lease)
+        seen = _STANDBY.search(self.operators[standby].log())
+        assert seen is not None
+        assert seen.groups() == (self.lease_namespace, self.lease, identity)
+        assert self.holder() == identity
+        return lead, standby, identity
+
+    def stop_all(self) -> list[str]:
+        """Kill every replica; their logs (tails printed)."""
+        for op in self.operators:
+            op.stop(sig=signal.SIGKILL)
+        logs = [op.log() for op in self.operators]
+        for pod, log in zip(self.pods, logs, strict=False):
+            print(f"---- {pod} log (tail) ----\n" + "\n".join(log.splitlines()[-40:]))
+        return logs
+
+
+#: A small batch that ends at once, to see which replica works.
+SMALL = Scenario(
+    id="small",
+    items=5,
+    fault={},
+    retry={"maxRestarts": 1, "backoff": NO_BACKOFF},
+    phase="Succeeded",
+    restarts=0,
+    outputs=5,
+)
+
+
 def test_two_replicas_keep_exactly_one_operator_active(
     helm: Helm,
     controlplane: Any,
@@ -404,76 +536,22 @@ def test_two_replicas_keep_exactly_one_operator_active(
     """replicaCount=2: both operators run with the chart's environment as its ServiceAccount;
     the Lease elects one, only it works, and the other takes over when it is killed. Then a
     rollout's handover: a third replica takes over at once from a leader that stops."""
-    from kubernetes import client
-
     values = {"replicaCount": 2, "watchNamespaces": [namespace]}
     with chart_rbac(helm, controlplane, operator_namespace, values) as installed:
-        env = installed.env()
-        assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "true"
-        lease = env["RESUMABLE_OPERATOR_LEASE_NAME"]
-        env.pop("RESUMABLE_OPERATOR_METRICS_PORT")  # the harness picks free ports
-        env.pop("RESUMABLE_OPERATOR_LIVENESS")
-        # What the downward API gives a pod (the release namespace), and a short Lease.
-        env["RESUMABLE_OPERATOR_LEASE_NAMESPACE"] = operator_namespace
-        env["RESUMABLE_OPERATOR_LEASE_SECONDS"] = str(LEASE_SECONDS)
-        sa_kubeconfig = service_account_kubeconfig(
-            controlplane, installed, tmp_path / "operator.kubeconfig"
+        replicas = ChartReplicas(controlplane, k8s_client, installed, namespace, tmp_path, 3)
+        operators, pods, liveness, holder = (
+            replicas.operators,
+            replicas.pods,
+            replicas.liveness,
+            replicas.holder,
         )
-        pods = [f"{installed.service_account}-{i}" for i in (1, 2, 3)]
-        liveness = [free_port() for _ in pods]
-        operators: list[Replica] = []
-
-        def start_replica() -> Replica:
-            pod, port = pods[len(operators)], liveness[len(operators)]
-            replica_env = env | {
-                "POD_NAME": pod,
-                "RESUMABLE_OPERATOR_LIVENESS": f"http://127.0.0.1:{port}/healthz",
-            }
-            replica = Replica(sa_kubeconfig, namespace, tmp_path / f"{pod}.log", env=replica_env)
-            operators.append(replica)
-            replica.start()
-            return replica
-
         batches = Batches(api, namespace)
-
-        def holder() -> str | None:
-            obj = client.CoordinationV1Api(k8s_client).read_namespaced_lease(
-                lease, operator_namespace
-            )
-            return (obj.spec and obj.spec.holder_identity) or None
-
-        def roles() -> list[str] | None:
-            """Each replica's role once both decided ("leading" or "standby")."""
-            for op in operators:
-                op.check_running()
-            found = [
-                "leading"
-                if "leading: " in op.log()
-                else "standby"
-                if "standby: " in op.log()
-                else ""
-                for op in operators
-            ]
-            assert found.count("leading") <= 1, f"both replicas lead: {found}"
-            return found if all(found) else None
-
         try:
-            start_replica()
-            start_replica()
+            replicas.start()
+            replicas.start()
 
             # Exactly one leads; the other stands by, and sees the leader as the holder.
-            found = wait_for("one replica to lead, the other to stand by", roles, timeout=30)
-            assert sorted(found) == ["leading", "standby"], found
-            lead, standby = found.index("leading"), found.index("standby")
-            match = _LEADING.search(operators[lead].log())
-            assert match is not None
-            identity = match.group(1)
-            assert identity.startswith(pods[lead]), f"{identity} is not {pods[lead]}'s"
-            assert match.group(2, 3) == (operator_namespace, lease)
-            seen = _STANDBY.search(operators[standby].log())
-            assert seen is not None
-            assert seen.groups() == (operator_namespace, lease, identity)
-            assert holder() == identity
+            lead, standby, identity = replicas.elected()
             # The chart probes every replica's /healthz: a standby must answer too.
             assert healthz(liveness[standby]) == 200, "the livenessProbe would restart a standby"
 
@@ -503,23 +581,14 @@ def test_two_replicas_keep_exactly_one_operator_active(
             print(f"takeover after SIGKILL: {took:.1f}s (lease {LEASE_SECONDS}s)")
 
             # And it does the work now: a second, small batch ends as it should.
-            small = Scenario(
-                id="after-takeover",
-                items=5,
-                fault={},
-                retry={"maxRestarts": 1, "backoff": NO_BACKOFF},
-                phase="Succeeded",
-                restarts=0,
-                outputs=5,
-            )
             out = tmp_path / "out-after"
-            batches.create(manifest(small, "after", env={"RESUMABLE_OUTPUT_DIR": str(out)}))
-            _check_scenario(batches, small, "after", out)
+            batches.create(manifest(SMALL, "after", env={"RESUMABLE_OUTPUT_DIR": str(out)}))
+            _check_scenario(batches, SMALL, "after", out)
             assert f"{namespace}/after " in operators[standby].log()
 
             # A rollout: a new replica stands by, the leader stops gracefully (SIGTERM) and
             # releases the Lease, so the new one leads sooner than a lease duration.
-            newcomer = start_replica()
+            newcomer = replicas.start()
             wait_for("the new replica to stand by", lambda: "standby: " in newcomer.log())
             stopped_at = time.monotonic()
             operators[standby].stop()
@@ -536,10 +605,45 @@ def test_two_replicas_keep_exactly_one_operator_active(
             print(f"handover after SIGTERM: {handover:.1f}s (lease {LEASE_SECONDS}s)")
             assert handover < LEASE_SECONDS, "the stopping leader did not release the Lease"
         finally:
-            for op in operators:
-                op.stop(sig=signal.SIGKILL)
-            logs = [op.log() for op in operators]
-            for pod, log in zip(pods, logs, strict=False):
-                print(f"---- {pod} log (tail) ----\n" + "\n".join(log.splitlines()[-40:]))
+            logs = replicas.stop_all()
+    assert all("lost lease" not in log for log in logs)
+    assert all(denials(log) <= OPTIONAL_IN_ONE_NAMESPACE for log in logs)
+
+
+def test_one_replica_release_scaled_with_kubectl_elects_exactly_one_leader(
+    helm: Helm,
+    controlplane: Any,
+    kubelet: Any,
+    k8s_client: Any,
+    namespace: str,
+    operator_namespace: str,
+    api: KubeApi,
+    tmp_path: Path,
+) -> None:
+    """`kubectl scale deploy --replicas=2` on a 1-replica release: the chart never sees it,
+    so both pods run the chart's 1-replica environment. They still elect one leader, and
+    only it works (before, both ran unelected and both reconciled)."""
+    values = {"watchNamespaces": [namespace]}  # replicaCount: the default, 1
+    with chart_rbac(helm, controlplane, operator_namespace, values) as installed:
+        deployment = next(o for o in installed.objects if o["kind"] == "Deployment")
+        assert deployment["spec"]["replicas"] == 1
+        replicas = ChartReplicas(controlplane, k8s_client, installed, namespace, tmp_path, 2)
+        operators = replicas.operators
+        batches = Batches(api, namespace)
+        try:
+            replicas.start()
+            replicas.start()  # what kubectl scale adds: a second pod of the same template
+            lead, standby, identity = replicas.elected()
+
+            # Only the leader runs a batch; the standby stays a standby.
+            out = tmp_path / "out"
+            batches.create(manifest(SMALL, "scaled", env={"RESUMABLE_OUTPUT_DIR": str(out)}))
+            _check_scenario(batches, SMALL, "scaled", out)
+            assert f"{namespace}/scaled " in operators[lead].log()
+            assert f"{namespace}/scaled " not in operators[standby].log()
+            assert "leading: " not in operators[standby].log()
+            assert replicas.holder() == identity
+        finally:
+            logs = replicas.stop_all()
     assert all("lost lease" not in log for log in logs)
     assert all(denials(log) <= OPTIONAL_IN_ONE_NAMESPACE for log in logs)

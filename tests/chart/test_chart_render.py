@@ -186,6 +186,8 @@ def test_defaults_render_the_operator_its_rbac_crd_and_metrics_service(helm: Hel
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "Deployment",
+        "Role",  # the Lease's, in the release namespace: election is always on
+        "RoleBinding",
         "Service",
         "ServiceAccount",
     ]
@@ -269,7 +271,8 @@ def test_operator_settings_come_from_values_as_environment(helm: Helm) -> None:
         "RESUMABLE_OPERATOR_LOG_FORMAT": "text",
         "RESUMABLE_OPERATOR_WORKERS": "4",
         "RESUMABLE_OPERATOR_LIVENESS": "http://0.0.0.0:8081/healthz",
-        "RESUMABLE_OPERATOR_LEADER_ELECTION": "false",
+        "RESUMABLE_OPERATOR_LEADER_ELECTION": "true",
+        "RESUMABLE_OPERATOR_LEASE_NAME": "rb-resumable-batch",
     }
     env = env_of(
         helm.template(
@@ -305,15 +308,19 @@ def test_cluster_role_grants_exactly_the_operators_contract(helm: Helm) -> None:
         permissions(only(objects, "ClusterRole")["rules"])
         == NAMESPACED_PERMISSIONS | CLUSTER_PERMISSIONS
     )
-    assert of_kind(objects, "Role") == []
+    assert [r["metadata"]["name"] for r in of_kind(objects, "Role")] == [
+        "rb-resumable-batch-leader-election"  # the Lease's only
+    ]
 
 
 def test_one_namespace_grants_a_role_there_and_nothing_cluster_wide(helm: Helm) -> None:
     objects = helm.template(value_set("one-namespace"))
     assert of_kind(objects, "ClusterRole") == []
     assert of_kind(objects, "ClusterRoleBinding") == []
-    role, binding = only(objects, "Role"), only(objects, "RoleBinding")
-    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == NS
+    # Besides the Lease's Role and RoleBinding in the release namespace, one of each in NS.
+    (role,) = [r for r in of_kind(objects, "Role") if r["metadata"]["namespace"] == NS]
+    (binding,) = [b for b in of_kind(objects, "RoleBinding") if b["metadata"]["namespace"] == NS]
+    assert role["metadata"]["name"] == binding["metadata"]["name"] == "rb-resumable-batch"
     assert permissions(role["rules"]) == NAMESPACED_PERMISSIONS
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "rb-resumable-batch", "namespace": "resumable-system"}
@@ -323,8 +330,9 @@ def test_one_namespace_grants_a_role_there_and_nothing_cluster_wide(helm: Helm) 
 
 def test_several_namespaces_get_a_role_each(helm: Helm) -> None:
     objects = helm.template({"watchNamespaces": ["a", "b"]})
-    assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "Role")) == ["a", "b"]
-    assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "RoleBinding")) == ["a", "b"]
+    watched = ["a", "b", "resumable-system"]  # the last one: the Lease's
+    assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "Role")) == watched
+    assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "RoleBinding")) == watched
     assert env_of(objects)["RESUMABLE_OPERATOR_NAMESPACES"] == "a,b"
 
 
@@ -425,15 +433,44 @@ def leader_election_roles(objects: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 @pytest.mark.parametrize("replicas", [1, 0])
-def test_one_replica_elects_no_leader_and_never_overlaps(helm: Helm, replicas: int) -> None:
+def test_one_replica_elects_a_leader_too_and_never_overlaps(helm: Helm, replicas: int) -> None:
+    """Scaled up later (helm upgrade, or kubectl scale, which the chart never sees), the
+    pods must already elect a leader: the election's env and Role come with any count."""
     objects = helm.template({"replicaCount": replicas})
+    # A lone operator stops (and releases the Lease) before its successor starts.
     assert only(objects, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
-    assert env_of(objects)["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "false"
-    assert env_names(objects) & (LEASE_ENV | PEERING_ENV) == set()
-    assert of_kind(objects, "Role") == []
-    assert of_kind(objects, "RoleBinding") == []
+    env = env_of(objects)
+    assert env["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "true"
+    assert env["RESUMABLE_OPERATOR_LEASE_NAME"] == "rb-resumable-batch"
+    downward = downward_env_of(objects)
+    assert downward["RESUMABLE_OPERATOR_LEASE_NAMESPACE"] == "metadata.namespace"
+    assert downward["POD_NAME"] == "metadata.name"
+    assert env_names(objects) >= LEASE_ENV
+    assert env_names(objects) & PEERING_ENV == set()
+    (role,) = leader_election_roles(objects)
+    assert role["metadata"]["namespace"] == "resumable-system"
+    assert role["rules"] == lease_rules("rb-resumable-batch")
+    binding = only(objects, "RoleBinding")
+    assert binding["roleRef"]["name"] == "rb-resumable-batch-leader-election"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "rb-resumable-batch", "namespace": "resumable-system"}
+    ]
+    # The Lease's rights are in that Role only, never cluster-wide.
     rules = permissions(only(objects, "ClusterRole")["rules"])
     assert not any(group == "coordination.k8s.io" for group, _, _ in rules)
+
+
+def test_scaling_changes_only_replicas_and_strategy(helm: Helm) -> None:
+    """From 1 to 2 replicas nothing of the election changes: the pods of a 1-replica
+    release scaled with kubectl run what a 2-replica release renders."""
+    one, two = helm.template({"replicaCount": 1}), helm.template({"replicaCount": 2})
+    assert [o for o in one if o["kind"] != "Deployment"] == [
+        o for o in two if o["kind"] != "Deployment"
+    ]
+    spec1, spec2 = only(one, "Deployment")["spec"], only(two, "Deployment")["spec"]
+    assert (spec1["replicas"], spec1["strategy"]) == (1, {"type": "Recreate"})
+    assert (spec2["replicas"], spec2["strategy"]) == (2, {"type": "RollingUpdate"})
+    assert spec1["template"] == spec2["template"]
 
 
 def test_more_replicas_elect_a_leader_through_a_lease(helm: Helm) -> None:
@@ -494,9 +531,11 @@ def test_more_replicas_in_one_namespace_keep_the_lease_in_the_release_namespace(
     ]
 
 
-def test_rbac_create_false_leaves_the_lease_role_to_the_user(helm: Helm) -> None:
-    objects = helm.template({"replicaCount": 2, "rbac": {"create": False}})
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_rbac_create_false_leaves_the_lease_role_to_the_user(helm: Helm, replicas: int) -> None:
+    objects = helm.template({"replicaCount": replicas, "rbac": {"create": False}})
     assert of_kind(objects, "Role") == []
+    assert of_kind(objects, "RoleBinding") == []
     assert env_of(objects)["RESUMABLE_OPERATOR_LEADER_ELECTION"] == "true"
 
 

@@ -73,14 +73,9 @@ app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- end }}
 
 {{/*
-"true" when the replicas elect a leader through a Lease: more than one replica, of which
-only the leader reconciles.
+The name of the Lease the replicas elect their leader with (in the release namespace).
+Leader election is always on, so that scaling up (helm or kubectl) is safe.
 */}}
-{{- define "resumable-batch.leaderElection" -}}
-{{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
-{{- end }}
-
-{{/* The name of the Lease the replicas elect their leader with (in the release namespace). */}}
 {{- define "resumable-batch.leaseName" -}}
 {{- include "resumable-batch.fullname" . }}
 {{- end }}

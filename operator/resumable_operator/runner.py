@@ -42,6 +42,8 @@ POLL_SECONDS = 0.1
 RUNNER_LOCK = "runner.lock"
 #: The name of the batch whose state a directory holds.
 BATCH_FILE = "batch-name"
+#: Waits between tries of a busy runner lock (a status probe holds it for microseconds).
+LOCK_RETRIES = (0.01, 0.02, 0.05, None)
 #: Each attempt's output, as <name>-<attempt>.log.
 LOGS_DIR = "logs"
 #: The spec's digest and the generation it was given (see LocalRunner._generation).
@@ -157,7 +159,14 @@ class LocalRunner:
         except OSError as exc:
             raise LocalRunError(f"state directory {self.directory}: {exc.strerror or exc}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for wait in LOCK_RETRIES:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if wait is None:
+                        raise
+                    time.sleep(wait)  # maybe only `resumable status` looking: try again
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
@@ -464,18 +473,23 @@ def local_logs(directory: Path, name: str) -> dict[int, Path]:
 
 
 def runner_alive(directory: Path) -> bool:
-    """True while the `resumable run` that last locked directory is still a live process."""
+    """True while a `resumable run` holds the state directory's lock.
+
+    The lock, not the pid written in it: a pid outlives its process and may be
+    given to another. Probing takes a shared lock for a moment; a runner starting
+    just then tries again before it calls the directory busy (_lock_directory).
+    """
     try:
-        pid = int((directory / RUNNER_LOCK).read_text().strip())
-    except (OSError, ValueError):
+        fd = os.open(directory / RUNNER_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, another user's
-    return True
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's lock, if it got one
+    return False
 
 
 #: Starts a worker so that it gets SIGTERM when this process dies (Linux only).

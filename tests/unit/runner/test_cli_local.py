@@ -508,6 +508,9 @@ def test_a_killed_runner_takes_its_worker_down_status_says_so_and_a_new_run_lose
     saved = read_status(state)["checkpoint"]
     assert saved["nextIndex"] == saved["itemsDone"] < 200  # it saved on the way out
     assert not saved.get("lastError")  # stopped by a signal: no item blamed (a broken pipe)
+    # The runner's pid, left in its lock file, is given to another live process:
+    # only the lock tells whether a runner is there.
+    (state / "runner.lock").write_text(f"{os.getpid()}\n")
     watched = resumable(
         "status", "long", "--state-dir", str(state), "--watch", cwd=tmp_path, timeout=20
     )  # returns at once: nothing will move this batch until it is run again

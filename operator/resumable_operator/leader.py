@@ -147,7 +147,13 @@ class LeaderElector:
         """
         if not self._held:
             return None
-        return time.monotonic() + (self._last_renew + self.renew_deadline - self.clock())
+        left = self._last_renew + self.renew_deadline - self.clock()
+        if left <= 0:
+            # Past it, this replica may no longer count on the Lease: its next
+            # round reads it as any standby does (and re-acquires it, if free).
+            self._held = False
+            return None
+        return time.monotonic() + left
 
     def _read(self) -> LeaseView | None:
         try:

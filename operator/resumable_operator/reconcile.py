@@ -251,12 +251,12 @@ def decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisio
     decision = _decide(batch, pods, now)
     status = decision.status
     failed = cond.find(status.conditions, cond.FAILED)
-    is_failed = failed is not None and failed.status == "True"
-    recorded = spec_digest(batch.spec) if is_failed else ""
-    if is_failed and status.failed_spec:
-        recorded = status.failed_spec  # kept from when it failed
-    if status.failed_spec != recorded:
-        status.failed_spec = recorded  # what the failure was judged by; cleared once reopened
+    if failed is not None and failed.status == "True":
+        if not status.failed_spec:  # just failed: what the failure was judged by
+            status.failed_spec = spec_digest(batch.spec)
+            decision.status_changed = True
+    elif status.failed_spec:  # reopened
+        status.failed_spec = ""
         decision.status_changed = True
     return decision
 

@@ -644,14 +644,20 @@ def test_the_cluster_example_runs_locally_with_its_volume_under_the_state_dir(
     )
 
 
+def local_scenario(
+    tmp_path: Path, scenario_id: str, name: str
+) -> tuple[dict[str, Any], Path, Path, tuple[str, ...]]:
+    """A scenario's manifest written out: (body, its file, the state dir, `run` args)."""
+    body = manifest(next(s for s in SCENARIOS if s.id == scenario_id), name)
+    path = write_manifest(tmp_path / f"{name}.yaml", body)
+    state = tmp_path / "state"
+    return body, path, state, ("run", str(path), "--state-dir", str(state), "--quiet")
+
+
 def test_a_failed_batch_says_how_to_go_on_and_a_raised_max_restarts_resumes_it(
     tmp_path: Path,
 ) -> None:
-    scenario = next(s for s in SCENARIOS if s.id == "max-restarts-exhausted")
-    body = manifest(scenario, "stuck")
-    path = write_manifest(tmp_path / "stuck.yaml", body)
-    state = tmp_path / "state"
-    args = ("run", str(path), "--state-dir", str(state), "--quiet")
+    body, path, state, args = local_scenario(tmp_path, "max-restarts-exhausted", "stuck")
     failed = resumable(*args, cwd=tmp_path)
     assert failed.returncode == 1
     assert "Failed: 4/30 items" in failed.stdout
@@ -701,11 +707,7 @@ def test_a_state_dir_holding_another_batch_is_refused(tmp_path: Path) -> None:
 def test_a_never_retry_failure_says_to_fix_the_spec_and_an_edited_manifest_goes_on(
     tmp_path: Path,
 ) -> None:
-    scenario = next(s for s in SCENARIOS if s.id == "never-retry-exit-code")
-    body = manifest(scenario, "doomed")
-    path = write_manifest(tmp_path / "batch.yaml", body)
-    state = tmp_path / "st"
-    args = ("run", str(path), "--state-dir", str(state), "--quiet")
+    body, path, state, args = local_scenario(tmp_path, "never-retry-exit-code", "doomed")
     assert resumable(*args, cwd=tmp_path).returncode == 1
     again = resumable(*args, cwd=tmp_path)
     last = again.stdout.splitlines()[-1]

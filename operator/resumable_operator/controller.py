@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from resumable import v1alpha1
-from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
+from resumable._kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_operator import conditions as cond
 from resumable_operator import metrics, objects
@@ -660,9 +660,12 @@ class Controller:
                 raise
 
     def _ensure_worker_rbac(self, batch: ResumableBatch) -> str:
-        """Make sure the batch's worker ServiceAccount, Role and RoleBinding exist.
+        """Make sure the batch's worker ServiceAccount, Role and RoleBinding exist, and
+        that the Role grants what :func:`objects.worker_role_rules` says, no more.
 
-        Checked before every pod it creates (they may have been deleted since).
+        Checked before every pod it creates (they may have been deleted or edited
+        since). A refused narrowing (403) keeps the pod waiting, never runs it with
+        the wider Role.
         Returns why the pod must wait ("" when it need not): an object of that name
         still controlled by an earlier batch of the same name, which the garbage
         collector is about to delete. Raises ApiError when the server refuses.
@@ -699,6 +702,18 @@ class Controller:
                     f"{kind} {obj_name} still belongs to an earlier batch named "
                     f"{batch.metadata.name}; waiting for the garbage collector to remove it"
                 )
+            if (
+                kind == "Role"
+                and owner is not None
+                and owner.get("uid") == batch.metadata.uid
+                and existing.get("rules") != obj["rules"]
+            ):
+                # Ours, from an operator that granted more (0.2 let the worker patch
+                # its batch's spec): narrowed before any pod runs with it again.
+                self.api.request(
+                    "PATCH", url, body={"rules": obj["rules"]}, content_type=MERGE_PATCH
+                )
+                log.warning("%s/%s: narrowed the worker Role %s", ns, batch.metadata.name, obj_name)
             # Ours, or not made by an earlier batch (nothing deletes it): used as is.
         return ""
 

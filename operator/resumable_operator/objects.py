@@ -103,8 +103,35 @@ def build_pod(batch: ResumableBatch, plan: PodPlan) -> dict[str, Any]:
     }
 
 
+def worker_role_rules(batch: ResumableBatch) -> list[dict[str, Any]]:
+    """What a batch's worker may do: read its batch, read and patch its status; no more.
+
+    Never ``patch`` on the batch itself: its spec steers what the operator creates
+    next (template, service account, image), and the worker runs code that reads
+    untrusted input. ``get`` on the batch is kept for workers built with SDK 0.2,
+    which read it there (the SDK reads through the status subresource since 0.3);
+    it shows the worker nothing its own pod does not already carry.
+    """
+    name = [batch.metadata.name]
+    return [
+        {
+            "apiGroups": [v1alpha1.GROUP],
+            "resources": [v1alpha1.PLURAL],
+            "resourceNames": name,
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": [v1alpha1.GROUP],
+            "resources": [f"{v1alpha1.PLURAL}/status"],
+            "resourceNames": name,
+            "verbs": ["get", "patch"],
+        },
+    ]
+
+
 def worker_rbac(batch: ResumableBatch) -> list[dict[str, Any]]:
-    """ServiceAccount, Role and RoleBinding letting the worker read and patch only its batch."""
+    """ServiceAccount, Role and RoleBinding letting the worker read its batch and write
+    only its status (see :func:`worker_role_rules`)."""
     name = f"{batch.metadata.name}-worker"
     ns = batch.metadata.namespace
     labels = {LABEL_BATCH: batch.metadata.name, "app.kubernetes.io/managed-by": MANAGED_BY}
@@ -120,14 +147,7 @@ def worker_rbac(batch: ResumableBatch) -> list[dict[str, Any]]:
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": meta,
-            "rules": [
-                {
-                    "apiGroups": [v1alpha1.GROUP],
-                    "resources": [v1alpha1.PLURAL, f"{v1alpha1.PLURAL}/status"],
-                    "resourceNames": [batch.metadata.name],
-                    "verbs": ["get", "patch"],
-                }
-            ],
+            "rules": worker_role_rules(batch),
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

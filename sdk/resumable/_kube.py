@@ -105,7 +105,9 @@ class KubeStore:
         if until is None:
             until = self._until(FINAL_DEADLINE)
         try:
-            path = batch_path(self.namespace, self.name)
+            # The status subresource returns the whole object; the worker needs no
+            # right on the batch itself (docs/security.md).
+            path = batch_path(self.namespace, self.name, status=True)
             result: dict[str, Any] = self._retry(
                 lambda: self.api.request("GET", path, until=until), until
             )

@@ -208,7 +208,8 @@ NAMESPACED_PERMISSIONS: set[Permission] = (
     | grant("", ["events"], ["create", "patch"])
     | grant("events.k8s.io", ["events"], ["create", "patch"])
     | grant("", ["serviceaccounts"], ["get", "create"])
-    | grant("rbac.authorization.k8s.io", ["roles", "rolebindings"], ["get", "create"])
+    | grant("rbac.authorization.k8s.io", ["roles"], ["get", "create", "patch"])
+    | grant("rbac.authorization.k8s.io", ["rolebindings"], ["get", "create"])
 )
 #: Cluster-wide extras when watching every namespace: kopf notices CRDs appearing.
 CLUSTER_PERMISSIONS: set[Permission] = grant(

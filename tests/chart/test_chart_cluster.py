@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.chart.chartlib import CHART, VALUE_SETS, Helm, lease_rules, substitute
+from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -147,3 +148,93 @@ def test_helm_install_upgrade_and_uninstall(
     assert _get(kubectl, "deployment", fullname, "-n", namespace) is None
     assert _get(kubectl, "clusterrole", fullname) is None
     assert _get(kubectl, "crd", CRD) is not None, "crds.keep must leave the CRD in place"
+
+
+def test_worker_guard_refuses_a_batchs_own_worker_changing_it_even_where_rbac_allows(
+    helm: Helm, kubectl: Any, kubeconfig: Path, controlplane: Any, namespace: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Defence in depth (docs/security.md): RBAC misconfigured to let every account edit
+    batches, the admission policy still keeps a batch's worker off its spec."""
+    from resumable._kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
+
+    release = release_name(namespace)
+    rendered = helm.template_text(
+        {"watchNamespaces": [namespace]},
+        release=release,
+        namespace=namespace,
+        extra=["--show-only", "templates/worker-guard.yaml"],
+    )
+    manifest = tmp_path / "guard.yaml"
+    manifest.write_text(rendered)
+    assert kubectl("apply", "-f", str(manifest)).returncode == 0
+    admin = KubeApi.from_environment(kubeconfig=str(kubeconfig))
+    try:
+        admin.request(
+            "POST",
+            batch_path(namespace),
+            body={"apiVersion": "resumable.dev/v1alpha1", "kind": "ResumableBatch",
+                  "metadata": {"name": "guarded"},
+                  "spec": {"template": {"spec": {"containers": [{"name": "w", "image": "x"}]}}}},
+        )  # fmt: skip
+        # The misconfiguration: every account in the namespace may edit and delete batches.
+        controlplane.ensure_service_account(namespace, "guarded-worker")
+        rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+        admin.request(
+            "POST", f"{rbac}/roles",
+            body={"metadata": {"name": "too-wide"},
+                  "rules": [{"apiGroups": ["resumable.dev"],
+                             "resources": ["resumablebatches", "resumablebatches/status"],
+                             "verbs": ["get", "patch", "update", "delete"]}]},
+        )  # fmt: skip
+        admin.request(
+            "POST", f"{rbac}/rolebindings",
+            body={"metadata": {"name": "too-wide"},
+                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                              "name": "too-wide"},
+                  "subjects": [{"kind": "Group", "name": f"system:serviceaccounts:{namespace}"}]},
+        )  # fmt: skip
+        token = admin.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/guarded-worker/token",
+            body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                  "spec": {"expirationSeconds": 600}},
+        )["status"]["token"]  # fmt: skip
+        worker = KubeApi.from_environment(
+            kubeconfig=str(
+                controlplane.token_kubeconfig(tmp_path / "w.kubeconfig", token, namespace=namespace)
+            )
+        )
+        escalate = [
+            {"op": "add", "path": "/spec/template/spec/serviceAccountName", "value": "powerful"}
+        ]
+
+        def refused() -> str | None:
+            try:
+                worker.request(
+                    "PATCH", batch_path(namespace, "guarded"), body=escalate,
+                    content_type=JSON_PATCH, query={"dryRun": "All"},
+                )  # fmt: skip
+            except ApiError as exc:
+                return exc.message if exc.status in (403, 422) else None
+            return None  # the policy is not loaded yet: the API server picks it up in a moment
+
+        message = wait_for("the policy to refuse the worker", refused, timeout=30)
+        assert "ServiceAccount guarded-worker runs the workers of ResumableBatch guarded" in message
+        with pytest.raises(ApiError):
+            worker.request("DELETE", batch_path(namespace, "guarded"))
+        # Its status it may still write (the checkpoint), and a person may still edit the spec.
+        worker.request(
+            "PATCH", batch_path(namespace, "guarded", status=True),
+            body={"status": {"progress": "1/2"}}, content_type=MERGE_PATCH,
+        )  # fmt: skip
+        admin.request(
+            "PATCH", batch_path(namespace, "guarded"), body={"spec": {"suspend": True}},
+            content_type=MERGE_PATCH,
+        )  # fmt: skip
+        batch = admin.request("GET", batch_path(namespace, "guarded"))
+        assert batch["spec"]["suspend"] is True
+        assert "serviceAccountName" not in batch["spec"]["template"]["spec"]
+        assert batch["status"]["progress"] == "1/2"
+    finally:
+        kubectl("delete", "--ignore-not-found", "-f", str(manifest))

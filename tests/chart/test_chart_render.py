@@ -190,6 +190,8 @@ def test_defaults_render_the_operator_its_rbac_crd_and_metrics_service(helm: Hel
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",  # the worker guard (docs/security.md)
+        "ValidatingAdmissionPolicyBinding",
     ]
     deployment = only(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 1
@@ -340,7 +342,13 @@ def test_rbac_and_service_account_can_be_left_to_the_user(helm: Helm) -> None:
     objects = helm.template(
         {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "mine"}}
     )
-    assert kinds(objects) == ["CustomResourceDefinition", "Deployment", "Service"]
+    assert kinds(objects) == [
+        "CustomResourceDefinition",
+        "Deployment",
+        "Service",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
     assert only(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
     proc = helm.run(
         "template", "rb", str(CHART), "--set", "serviceAccount.create=false", check=False
@@ -555,3 +563,29 @@ def test_chart_files_are_valid_yaml_and_json() -> None:
     for path in [CHART / "Chart.yaml", CHART / "values.yaml"]:
         assert list(yaml.safe_load_all(path.read_text())), path
     json.loads((CHART / "values.schema.json").read_text())
+
+
+def test_worker_guard_is_rendered_for_kubernetes_1_30_and_later_and_can_be_turned_off(
+    helm: Helm,
+) -> None:
+    guard = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+    assert guard <= set(kinds(helm.template(extra=["--kube-version", "1.30.0"])))
+    assert not guard & set(kinds(helm.template(extra=["--kube-version", "1.29.4"])))
+    assert not guard & set(kinds(helm.template({"workerGuard": {"enabled": False}})))
+    policy = only(helm.template(), "ValidatingAdmissionPolicy")
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["resumablebatches"]  # not status: the checkpoint goes there
+    assert rule["operations"] == ["UPDATE", "DELETE"]
+    binding = only(helm.template(), "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert "matchResources" not in binding["spec"]  # every namespace, as the operator watches
+
+
+def test_worker_guard_binds_only_the_watched_namespaces(helm: Helm) -> None:
+    binding = only(
+        helm.template({"watchNamespaces": ["a", "b"]}), "ValidatingAdmissionPolicyBinding"
+    )
+    (expr,) = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+    assert expr == {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}

@@ -143,7 +143,9 @@ class StubApiServer:
             def do_GET(self) -> None:
                 mode = stub.mode
                 stub.requests.append((time.monotonic(), "GET", mode))
-                if self.path.split("?")[0] != stub.object_path:
+                # The batch itself or its status subresource (the SDK reads the latter):
+                # the API server answers both with the whole object.
+                if self.path.split("?")[0] not in (stub.object_path, stub.object_path + "/status"):
                     return self._answer(404, k8s_status(404, "NotFound", self.path))
                 if mode in ("hang", "apply-hang"):
                     return self._hang()

@@ -108,12 +108,16 @@ when it watches every namespace, in a Role per namespace otherwise.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
-# Each batch's own ServiceAccount, and a Role + RoleBinding that let it get and patch
-# only that batch (the operator holds those rights itself, so no escalate or bind).
+# Each batch's own ServiceAccount, and a Role + RoleBinding that let it read that batch
+# and patch only its status (the operator holds those rights itself, so no escalate or
+# bind). patch on roles narrows a Role made by an earlier version that granted more.
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get", "create"]
 - apiGroups: ["rbac.authorization.k8s.io"]
-  resources: ["roles", "rolebindings"]
+  resources: ["roles"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["rolebindings"]
   verbs: ["get", "create"]
 {{- end }}

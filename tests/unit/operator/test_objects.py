@@ -132,7 +132,7 @@ def test_build_pod_keeps_the_users_service_account() -> None:
 # -------------------------------------------------------------- worker_rbac
 
 
-def test_worker_rbac_role_may_only_get_and_patch_its_own_batch() -> None:
+def test_worker_rbac_role_may_read_its_batch_and_patch_only_its_status() -> None:
     sa, role, binding = objects.worker_rbac(make_batch())
     assert (sa["kind"], role["kind"], binding["kind"]) == ("ServiceAccount", "Role", "RoleBinding")
     assert {o["metadata"]["name"] for o in (sa, role, binding)} == {"docs-worker"}
@@ -140,10 +140,16 @@ def test_worker_rbac_role_may_only_get_and_patch_its_own_batch() -> None:
     assert role["rules"] == [
         {
             "apiGroups": [v1alpha1.GROUP],
-            "resources": ["resumablebatches", "resumablebatches/status"],
+            "resources": ["resumablebatches"],
+            "resourceNames": ["docs"],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": [v1alpha1.GROUP],
+            "resources": ["resumablebatches/status"],
             "resourceNames": ["docs"],
             "verbs": ["get", "patch"],
-        }
+        },
     ]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",

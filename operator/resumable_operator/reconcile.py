@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -137,6 +136,18 @@ class Decision:
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC, second precision, as Kubernetes writes times."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_precise_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with microseconds (as a MicroTime): for deadlines that must not
+    come early, such as ``retryAfter``; truncating to the second would cut up to a
+    second off a backoff, and all of a sub-second one."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def seconds_text(seconds: float) -> str:
+    """A delay as people read it: "4s", "0.25s", "1.5s" (to the microsecond, not rounded)."""
+    return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"
 
 
 def parse_time(text: str) -> datetime | None:
@@ -640,7 +651,8 @@ def _handle_end(
             told.type, told.reason, told.message + "; resuming"
         )
     delay = spec.retry.backoff.delay(status.restarts)
-    status.retry_after = format_time(now + timedelta(seconds=delay)) if delay > 0 else ""
+    # Exact, not to the second: the announced delay is the delay.
+    status.retry_after = format_precise_time(now + timedelta(seconds=delay)) if delay > 0 else ""
     if delay > 0:
         at = resume_index(status)
         condition(
@@ -648,13 +660,13 @@ def _handle_end(
             "True",
             cond.REASON_BACKOFF,
             f"Attempt {cp.attempt} ended with {what}; "
-            f"resuming at item {at + 1} in {math.ceil(delay)}s.",
+            f"resuming at item {at + 1} in {seconds_text(delay)}.",
         )
         event(
             "Warning",
             "AttemptFailed",
             f"Attempt {cp.attempt} ended with {what}; "
-            f"restart {status.restarts}/{spec.retry.max_restarts} in {math.ceil(delay)}s",
+            f"restart {status.restarts}/{spec.retry.max_restarts} in {seconds_text(delay)}",
         )
     return False
 

@@ -18,7 +18,14 @@ from resumable.v1alpha1 import Condition, ResumableBatch, SkippedItem, Stall
 from resumable_operator import conditions as cond
 from resumable_operator import objects
 from resumable_operator.jsonpatch import PatchTestFailedError, apply_patch
-from resumable_operator.reconcile import Decision, PodView, decide, format_time, resume_index
+from resumable_operator.reconcile import (
+    Decision,
+    PodView,
+    decide,
+    format_precise_time,
+    format_time,
+    resume_index,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -189,7 +196,7 @@ def test_exit_137_counts_a_restart_and_backs_off_before_resuming_at_the_checkpoi
     assert d.status.restarts == 1
     assert d.status.disruptions == 0
     assert d.create_pod is None  # not before the backoff
-    assert d.status.retry_after == format_time(died + timedelta(seconds=2))
+    assert d.status.retry_after == format_precise_time(died + timedelta(seconds=2))
     assert d.status.active_pod == ""
     assert d.status.phase == "BackingOff"
     assert d.status.last_failure == "exit 137"
@@ -230,6 +237,32 @@ def test_backoff_grows_with_each_restart() -> None:
         assert d.create_pod is not None
         assert d.create_pod.attempt == attempt + 1
     assert delays == [2.0, 6.0, 10.0, 10.0]
+
+
+@pytest.mark.parametrize(
+    ("initial", "said"), [(0.25, "in 0.25s"), (1.0, "in 1s"), (1.5, "in 1.5s"), (4.0, "in 4s")]
+)
+def test_the_next_attempt_waits_exactly_the_announced_backoff_even_below_a_second(
+    initial: float, said: str
+) -> None:
+    batch = started(make_batch(retry={"backoff": {"initialSeconds": initial}}))
+    saved(batch, 5)
+    # A failure seen at a moment with a fraction of a second, as the real clock gives.
+    died = T0 + timedelta(seconds=30, microseconds=750_000)
+    d = settle(batch, decide(batch, [failed()], died))
+    assert any(m.endswith(said) for m in messages(d)), messages(d)
+    assert d.requeue_after == pytest.approx(initial)
+    due = died + timedelta(seconds=initial)
+    # A microsecond early: still backing off, and the wait left is what remains.
+    early = decide(batch, [failed()], due - timedelta(microseconds=1))
+    assert early.create_pod is None
+    assert early.status.phase == "BackingOff"
+    assert early.requeue_after is not None
+    assert early.requeue_after <= max(0.05, 1e-6)
+    # Due: the next attempt starts.
+    d = decide(batch, [failed()], due)
+    assert d.create_pod is not None
+    assert d.create_pod.attempt == 2
 
 
 def test_oom_killed_is_named_in_the_resume_event() -> None:

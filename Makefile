@@ -41,10 +41,11 @@ test-unit: ## Run only the fast unit tests.
 	$(PYTEST) -m unit tests
 
 .PHONY: lint
-lint: ## ruff and mypy --strict on both packages.
+lint: ## ruff, mypy --strict and the import contracts (lint-imports) on every package.
 	$(VENV)/bin/ruff check sdk operator tests bench
 	$(VENV)/bin/ruff format --check sdk operator tests bench
-	$(VENV)/bin/mypy --strict sdk/resumable operator/resumable_operator
+	$(VENV)/bin/mypy --strict sdk/resumable operator/resumable_core operator/resumable_runner \
+		operator/resumable_cli operator/resumable_operator
 
 .PHONY: format
 format: ## Reformat the code with ruff.

@@ -1,6 +1,6 @@
 """resumable_operator: the kopf operator that runs ResumableBatch objects to completion.
 
-The decision logic (:mod:`resumable_operator.reconcile`) is pure and imports
-neither kopf nor the Kubernetes client, so the local runner reuses it; the kopf
-registration lives in :mod:`resumable_operator.handlers`.
+Thin: kopf's watch handlers (:mod:`resumable_operator.handlers`) enqueue keys; the
+controller reads, asks :mod:`resumable_core` what to do and executes it against the
+API server; leader election and metrics beside it.
 """

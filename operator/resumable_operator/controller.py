@@ -36,9 +36,9 @@ from pydantic import ValidationError
 from resumable import v1alpha1
 from resumable._kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
-from resumable_operator import conditions as cond
-from resumable_operator import metrics, objects
-from resumable_operator.reconcile import (
+from resumable_core import conditions as cond
+from resumable_core import objects
+from resumable_core.reconcile import (
     LABEL_BATCH,
     RESYNC_SECONDS,
     Decision,
@@ -50,6 +50,7 @@ from resumable_operator.reconcile import (
     finished_pods_to_prune,
     format_time,
 )
+from resumable_operator import metrics
 
 log = logging.getLogger("resumable_operator")
 

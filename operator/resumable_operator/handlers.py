@@ -22,11 +22,11 @@ import kopf
 
 from resumable import v1alpha1
 from resumable._kubeapi import KubeApi
+from resumable_core.reconcile import LABEL_BATCH
 from resumable_operator import metrics
 from resumable_operator.config import ANNOTATION_PREFIX, FINALIZER, OperatorConfig
 from resumable_operator.controller import Controller
 from resumable_operator.leader import LeaderElector
-from resumable_operator.reconcile import LABEL_BATCH
 
 
 @kopf.on.startup()

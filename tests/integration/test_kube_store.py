@@ -28,8 +28,8 @@ from resumable._errors import FencedError
 from resumable._kube import KubeStore
 from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
 from resumable.v1alpha1 import Checkpoint, CheckpointPolicy, ResumableBatch
-from resumable_operator.objects import status_patch
-from resumable_operator.reconcile import decide
+from resumable_core.objects import status_patch
+from resumable_core.reconcile import decide
 
 pytestmark = pytest.mark.integration
 

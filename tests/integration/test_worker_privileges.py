@@ -18,7 +18,7 @@ import pytest
 
 from resumable import v1alpha1
 from resumable._kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
-from resumable_operator import objects
+from resumable_core import objects
 from resumable_operator.controller import Controller
 from tests.integration.harness import Batches
 from tests.integration.test_controller import force_delete_pod, idle_manifest, pod_names

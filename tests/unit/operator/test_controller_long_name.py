@@ -16,8 +16,8 @@ from typing import Any, cast
 import pytest
 
 from resumable._kubeapi import ApiError, KubeApi
+from resumable_core.jsonpatch import apply_patch
 from resumable_operator.controller import Controller
-from resumable_operator.jsonpatch import apply_patch
 
 pytestmark = pytest.mark.unit
 

@@ -14,9 +14,9 @@ import pytest
 
 from resumable import v1alpha1
 from resumable.v1alpha1 import ResumableBatch
-from resumable_operator import objects
-from resumable_operator.jsonpatch import PatchTestFailedError, apply_patch
-from resumable_operator.reconcile import EventPlan, PodPlan
+from resumable_core import objects
+from resumable_core.jsonpatch import PatchTestFailedError, apply_patch
+from resumable_core.reconcile import EventPlan, PodPlan
 
 pytestmark = pytest.mark.unit
 

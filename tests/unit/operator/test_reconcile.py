@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from resumable.v1alpha1 import Condition, ResumableBatch, SkippedItem, Stall
-from resumable_operator import conditions as cond
-from resumable_operator import objects
-from resumable_operator.jsonpatch import PatchTestFailedError, apply_patch
-from resumable_operator.reconcile import (
+from resumable_core import conditions as cond
+from resumable_core import objects
+from resumable_core.jsonpatch import PatchTestFailedError, apply_patch
+from resumable_core.reconcile import (
     Decision,
     PodView,
     decide,

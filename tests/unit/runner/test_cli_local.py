@@ -784,7 +784,7 @@ def test_cluster_commands_without_the_kubernetes_client_say_what_to_install(
 ) -> None:
     code = (
         "import sys; sys.modules['kubernetes'] = None; "
-        "from resumable_operator.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from resumable_cli.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     for command in (["get"], ["describe", "x"], ["status", "x"]):
         done = subprocess.run(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from resumable.v1alpha1 import ResumableBatch
-from resumable_operator.runner import LocalRunner
+from resumable_runner.runner import LocalRunner
 from scenarios import SCENARIOS, Scenario, manifest
 
 pytestmark = pytest.mark.unit

@@ -40,7 +40,7 @@ from resumable.v1alpha1 import (
     SkippedItem,
     Stall,
 )
-from resumable_operator import conditions as cond
+from resumable_core import conditions as cond
 
 LABEL_BATCH = "resumable.dev/batch"
 LABEL_ATTEMPT = "resumable.dev/attempt"

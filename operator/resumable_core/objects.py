@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from resumable import v1alpha1
 from resumable.v1alpha1 import ResumableBatch
-from resumable_operator.reconcile import (
+from resumable_core.reconcile import (
     LABEL_ATTEMPT,
     LABEL_BATCH,
     LABEL_RUN_ID,

@@ -32,9 +32,9 @@ from typing import IO, Any, TextIO
 from resumable._errors import ResumableError
 from resumable._store import LocalStore, atomic_write
 from resumable.v1alpha1 import MAX_NAME_LENGTH, ResumableBatch, ResumableBatchStatus
-from resumable_operator import objects
-from resumable_operator.jsonpatch import PatchTestFailedError, apply_patch
-from resumable_operator.reconcile import Decision, EventPlan, PodView, decide
+from resumable_core import objects
+from resumable_core.jsonpatch import PatchTestFailedError, apply_patch
+from resumable_core.reconcile import Decision, EventPlan, PodView, decide
 
 #: How often the runner looks at its worker and the store.
 POLL_SECONDS = 0.1

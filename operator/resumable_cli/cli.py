@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from resumable._errors import ResumableError
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
-from resumable_operator.conditions import (
+from resumable_core.conditions import (
     FAILED,
     REASON_MAX_RESTARTS,
     REASON_NEVER_RETRY,
@@ -36,8 +36,8 @@ from resumable_operator.conditions import (
     find,
     is_true,
 )
-from resumable_operator.reconcile import EventPlan, progress_text, resume_index
-from resumable_operator.runner import (
+from resumable_core.reconcile import EventPlan, progress_text, resume_index
+from resumable_runner.runner import (
     LOGS_DIR,
     LocalRunError,
     LocalRunner,
@@ -608,7 +608,7 @@ class _NoPodYetError(CliError):
 
 def _worker_pods(api: Any, ns: str, name: str) -> list[dict[str, Any]]:
     """The batch's worker pods still kept, oldest attempt first."""
-    from resumable_operator.reconcile import LABEL_ATTEMPT, LABEL_BATCH
+    from resumable_core.reconcile import LABEL_ATTEMPT, LABEL_BATCH
 
     pods: list[dict[str, Any]] = api.request(
         "GET", f"/api/v1/namespaces/{ns}/pods", query={"labelSelector": f"{LABEL_BATCH}={name}"}
@@ -619,7 +619,7 @@ def _worker_pods(api: Any, ns: str, name: str) -> list[dict[str, Any]]:
 
 def _pod_for_logs(api: Any, ns: str, name: str, attempt: int | None) -> str:
     """The pod whose log `logs` shows: the attempt's, else the current or latest one."""
-    from resumable_operator.reconcile import KEEP_FINISHED_PODS, LABEL_ATTEMPT
+    from resumable_core.reconcile import KEEP_FINISHED_PODS, LABEL_ATTEMPT
 
     obj = _get_batch(api, ns, name)
     if attempt is None and (obj.get("status") or {}).get("activePod"):

@@ -46,6 +46,7 @@ lint: ## ruff, mypy --strict and the import contracts (lint-imports) on every pa
 	$(VENV)/bin/ruff format --check sdk operator tests bench
 	$(VENV)/bin/mypy --strict sdk/resumable operator/resumable_core operator/resumable_runner \
 		operator/resumable_cli operator/resumable_operator
+	$(VENV)/bin/lint-imports
 
 .PHONY: format
 format: ## Reformat the code with ruff.

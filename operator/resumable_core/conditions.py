@@ -1,50 +1,80 @@
-"""Conditions of a ResumableBatch: the types, the reasons, and an idempotent setter.
+"""Conditions of a ResumableBatch: an idempotent setter, and lookups.
 
 Conditions are the API (Kubernetes api-conventions); ``status.phase`` is only a
 display column derived from them. :func:`set_condition` keeps
 ``lastTransitionTime`` when only the reason or message changes and reports
 whether anything changed, so reconciling twice writes nothing the second time.
+The types and reasons are defined in :mod:`resumable.constants` and re-exported
+here for the code that reads them as ``cond.FAILED``.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+from resumable.constants import (
+    CONDITION_TYPES,
+    FAILED,
+    PROGRESSING,
+    REASON_BACKOFF,
+    REASON_COMPLETED,
+    REASON_MAX_RESTARTS,
+    REASON_NEVER_RETRY,
+    REASON_NOT_FINISHED,
+    REASON_NOT_SUSPENDED,
+    REASON_POD_CREATE_FAILED,
+    REASON_POD_CREATE_RETRYING,
+    REASON_POD_CREATED,
+    REASON_POISON,
+    REASON_RECONCILING,
+    REASON_RERUN,
+    REASON_RESTARTS_RAISED,
+    REASON_RESUMED,
+    REASON_RUNNING,
+    REASON_SPEC_CHANGED,
+    REASON_SUSPENDED,
+    REASON_TOTAL_ITEMS_MISMATCH,
+    REASON_WORKER_COUNT,
+    SUCCEEDED,
+    SUSPENDED,
+    TOTAL_ITEMS_MISMATCH,
+)
 from resumable.v1alpha1 import Condition
 
-SUCCEEDED = "Succeeded"
-FAILED = "Failed"
-SUSPENDED = "Suspended"
-PROGRESSING = "Progressing"
-ALL_TYPES = (PROGRESSING, SUSPENDED, SUCCEEDED, FAILED)
-#: Present (True) only while the worker's item count differs from spec.totalItems.
-TOTAL_ITEMS_MISMATCH = "TotalItemsMismatch"
+#: The four conditions every batch has, in the order status lists them.
+ALL_TYPES = CONDITION_TYPES
 
-# Reasons, CamelCase.
-REASON_RECONCILING = "Reconciling"
-REASON_POD_CREATED = "PodCreated"
-REASON_RUNNING = "Running"
-REASON_BACKOFF = "BackoffWaiting"
-REASON_RESUMED = "Resumed"
-REASON_COMPLETED = "Completed"
-REASON_MAX_RESTARTS = "MaxRestartsExceeded"
-REASON_NEVER_RETRY = "NeverRetryExitCode"
-REASON_POISON = "PoisonItem"
-REASON_SUSPENDED = "SuspendedBySpec"
-REASON_NOT_SUSPENDED = "NotSuspended"
-REASON_RERUN = "RerunRequested"
-REASON_NOT_FINISHED = "NotFinished"
-REASON_RESTARTS_RAISED = "MaxRestartsRaised"
-#: The API server refused the worker pod (or its ServiceAccount, Role, RoleBinding).
-REASON_POD_CREATE_FAILED = "PodCreateFailed"
-#: Progressing while a refusal that may pass (403, 429, 5xx) is retried: no pod yet.
-REASON_POD_CREATE_RETRYING = "PodCreateRetrying"
-#: The Warning event, and the condition's reason, when the counts differ.
-REASON_TOTAL_ITEMS_MISMATCH = "TotalItemsMismatch"
-REASON_WORKER_COUNT = "WorkerCountDiffers"
-#: A batch failed by a refused pod, a never-retry exit code or a poison item goes
-#: on from its checkpoint once its spec is edited.
-REASON_SPEC_CHANGED = "SpecChanged"
+__all__ = [
+    "ALL_TYPES",
+    "FAILED",
+    "PROGRESSING",
+    "REASON_BACKOFF",
+    "REASON_COMPLETED",
+    "REASON_MAX_RESTARTS",
+    "REASON_NEVER_RETRY",
+    "REASON_NOT_FINISHED",
+    "REASON_NOT_SUSPENDED",
+    "REASON_POD_CREATED",
+    "REASON_POD_CREATE_FAILED",
+    "REASON_POD_CREATE_RETRYING",
+    "REASON_POISON",
+    "REASON_RECONCILING",
+    "REASON_RERUN",
+    "REASON_RESTARTS_RAISED",
+    "REASON_RESUMED",
+    "REASON_RUNNING",
+    "REASON_SPEC_CHANGED",
+    "REASON_SUSPENDED",
+    "REASON_TOTAL_ITEMS_MISMATCH",
+    "REASON_WORKER_COUNT",
+    "SUCCEEDED",
+    "SUSPENDED",
+    "TOTAL_ITEMS_MISMATCH",
+    "Status",
+    "find",
+    "is_true",
+    "set_condition",
+]
 
 Status = Literal["True", "False", "Unknown"]
 

@@ -12,19 +12,13 @@ import copy
 import json
 from typing import Any, cast
 
+from resumable import constants as names
 from resumable import v1alpha1
+from resumable.constants import LABEL_ATTEMPT, LABEL_BATCH, LABEL_MANAGED_BY, LABEL_RUN_ID
+from resumable.constants import MANAGED_BY as MANAGED_BY
 from resumable.v1alpha1 import ResumableBatch
-from resumable_core.reconcile import (
-    LABEL_ATTEMPT,
-    LABEL_BATCH,
-    LABEL_RUN_ID,
-    EventPlan,
-    PodPhase,
-    PodPlan,
-    PodView,
-)
+from resumable_core.reconcile import EventPlan, PodPhase, PodPlan, PodView
 
-MANAGED_BY = "resumable-batch-operator"
 _PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
 
@@ -48,20 +42,20 @@ def worker_service_account(batch: ResumableBatch) -> str:
 def injected_env(batch: ResumableBatch, plan: PodPlan) -> list[dict[str, str]]:
     """The RESUMABLE_* variables every worker container gets."""
     env = {
-        "RESUMABLE_BATCH_NAME": batch.metadata.name,
-        "RESUMABLE_NAMESPACE": batch.metadata.namespace or "default",
-        "RESUMABLE_START_INDEX": str(plan.start_index),
-        "RESUMABLE_ATTEMPT": str(plan.attempt),
-        "RESUMABLE_RUN_ID": batch.spec.run_id,
-        "RESUMABLE_STORE": "kube",
-        "RESUMABLE_CHECKPOINT": json.dumps(
+        names.ENV_BATCH_NAME: batch.metadata.name,
+        names.ENV_NAMESPACE: batch.metadata.namespace or "default",
+        names.ENV_START_INDEX: str(plan.start_index),
+        names.ENV_ATTEMPT: str(plan.attempt),
+        names.ENV_RUN_ID: batch.spec.run_id,
+        names.ENV_STORE: "kube",
+        names.ENV_CHECKPOINT: json.dumps(
             batch.spec.checkpoint.model_dump(by_alias=True, exclude_none=True)
         ),
     }
     if plan.total_items is not None:
-        env["RESUMABLE_TOTAL_ITEMS"] = str(plan.total_items)
+        env[names.ENV_TOTAL_ITEMS] = str(plan.total_items)
     if plan.careful:
-        env["RESUMABLE_CAREFUL"] = "1"
+        env[names.ENV_CAREFUL] = "1"
     return [{"name": k, "value": v} for k, v in env.items()]
 
 
@@ -75,7 +69,7 @@ def build_pod(batch: ResumableBatch, plan: PodPlan) -> dict[str, Any]:
         {
             LABEL_BATCH: batch.metadata.name,
             LABEL_ATTEMPT: str(plan.attempt),
-            "app.kubernetes.io/managed-by": MANAGED_BY,
+            LABEL_MANAGED_BY: MANAGED_BY,
         }
     )
     if batch.spec.run_id:
@@ -134,7 +128,7 @@ def worker_rbac(batch: ResumableBatch) -> list[dict[str, Any]]:
     only its status (see :func:`worker_role_rules`)."""
     name = f"{batch.metadata.name}-worker"
     ns = batch.metadata.namespace
-    labels = {LABEL_BATCH: batch.metadata.name, "app.kubernetes.io/managed-by": MANAGED_BY}
+    labels = {LABEL_BATCH: batch.metadata.name, LABEL_MANAGED_BY: MANAGED_BY}
     meta = {
         "name": name,
         "namespace": ns,

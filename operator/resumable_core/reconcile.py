@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from resumable import constants as names
 from resumable._ranges import IndexSet
+from resumable.constants import LABEL_ATTEMPT, LABEL_BATCH, LABEL_RUN_ID
 from resumable.v1alpha1 import (
     MAX_ERROR_CHARS,
     MAX_SKIPPED_RECORDED,
@@ -42,9 +44,7 @@ from resumable.v1alpha1 import (
 )
 from resumable_core import conditions as cond
 
-LABEL_BATCH = "resumable.dev/batch"
-LABEL_ATTEMPT = "resumable.dev/attempt"
-LABEL_RUN_ID = "resumable.dev/run-id"
+__all__ = ["LABEL_ATTEMPT", "LABEL_BATCH", "LABEL_RUN_ID"]  # re-exported for the CLI
 
 #: Terminated pods kept for `kubectl logs`; older ones are deleted.
 KEEP_FINISHED_PODS = 3
@@ -296,16 +296,18 @@ def _decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisi
 
     # First sight: every condition present, a start time, the runId adopted.
     if not status.conditions:
-        condition(cond.SUCCEEDED, "Unknown", cond.REASON_RECONCILING, "The batch has not finished.")
-        condition(cond.FAILED, "False", cond.REASON_RECONCILING, "The batch has not failed.")
-        condition(cond.SUSPENDED, "False", cond.REASON_NOT_SUSPENDED, "The batch is not suspended.")
-        progressing("Unknown", cond.REASON_RECONCILING, "Starting.")
+        condition(
+            cond.SUCCEEDED, "Unknown", cond.REASON_RECONCILING, names.MESSAGE_NOT_SUCCEEDED_YET
+        )
+        condition(cond.FAILED, "False", cond.REASON_RECONCILING, names.MESSAGE_NOT_FAILED)
+        condition(cond.SUSPENDED, "False", cond.REASON_NOT_SUSPENDED, names.MESSAGE_NOT_SUSPENDED)
+        progressing("Unknown", cond.REASON_RECONCILING, names.MESSAGE_STARTING)
         status.start_time = status.start_time or stamp
         status.run_id = spec.run_id
         # The Progress column from the start, also for a batch created suspended.
         status.progress = status.progress or progress_text(0, total)
         items = f"{total} items to process" if total is not None else "the worker counts the items"
-        event("Normal", "Accepted", f"Batch accepted; {items}")
+        event("Normal", names.EVENT_ACCEPTED, f"Batch accepted; {items}")
 
     finished = cond.is_true(status.conditions, cond.SUCCEEDED) or cond.is_true(
         status.conditions, cond.FAILED
@@ -332,8 +334,8 @@ def _decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisi
         status.run_id = spec.run_id
         total = total_items(batch, status)  # the old run's worker count is gone with it
         status.progress = progress_text(0, total)
-        condition(cond.SUCCEEDED, "Unknown", cond.REASON_RERUN, "Rerun requested.")
-        condition(cond.FAILED, "False", cond.REASON_RERUN, "Rerun requested.")
+        condition(cond.SUCCEEDED, "Unknown", cond.REASON_RERUN, names.MESSAGE_RERUN)
+        condition(cond.FAILED, "False", cond.REASON_RERUN, names.MESSAGE_RERUN)
         progressing(
             "Unknown", cond.REASON_RERUN, f"Rerun {spec.run_id!r} requested: starting from item 1."
         )
@@ -360,9 +362,9 @@ def _decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisi
     if failed_by == cond.REASON_POD_CREATE_FAILED and edited:
         # The API server refused the worker pod; the spec was edited since (a fixed
         # template, say): try again from the checkpoint, not from item 1.
-        msg = "The spec changed: creating the worker pod again."
+        msg = names.MESSAGE_SPEC_CHANGED_CREATE_AGAIN
         condition(cond.FAILED, "False", cond.REASON_SPEC_CHANGED, msg)
-        condition(cond.SUCCEEDED, "Unknown", cond.REASON_SPEC_CHANGED, "Retrying.")
+        condition(cond.SUCCEEDED, "Unknown", cond.REASON_SPEC_CHANGED, names.MESSAGE_RETRYING)
         progressing("Unknown", cond.REASON_SPEC_CHANGED, msg)
         event("Normal", cond.REASON_SPEC_CHANGED, msg.removesuffix("."))
         status.completion_time = ""
@@ -381,7 +383,7 @@ def _decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisi
             f"({status.restarts} used): going on from item {at + 1}."
         )
         condition(cond.FAILED, "False", cond.REASON_RESTARTS_RAISED, msg)
-        condition(cond.SUCCEEDED, "Unknown", cond.REASON_RESTARTS_RAISED, "Retrying.")
+        condition(cond.SUCCEEDED, "Unknown", cond.REASON_RESTARTS_RAISED, names.MESSAGE_RETRYING)
         progressing("Unknown", cond.REASON_RESTARTS_RAISED, msg)
         event("Normal", cond.REASON_RESTARTS_RAISED, msg.removesuffix("."))
         # The attempt this starts is the restart after the failure that exhausted
@@ -426,7 +428,7 @@ def _decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisi
             cond.SUSPENDED,
             "True",
             cond.REASON_SUSPENDED,
-            "spec.suspend is true; the worker was stopped.",
+            names.MESSAGE_SUSPENDED,
         )
         at = resume_index(status)
         progressing(
@@ -440,17 +442,17 @@ def _decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisi
             # position is a lower bound (the condition above follows the flush).
             event(
                 "Normal",
-                "Suspended",
+                names.EVENT_SUSPENDED,
                 f"Suspending: stopping the worker; the batch resumes at item {of_total} "
                 "or later, as the worker saves what it finished on its way out",
             )
         elif not cond.is_true(old.conditions, cond.SUSPENDED):
-            event("Normal", "Suspended", f"Suspended at item {of_total}")  # nothing running
+            event(
+                "Normal", names.EVENT_SUSPENDED, f"Suspended at item {of_total}"
+            )  # nothing running
         return _finish_decision(old, status, decision)
     if cond.is_true(status.conditions, cond.SUSPENDED):
-        condition(
-            cond.SUSPENDED, "False", cond.REASON_NOT_SUSPENDED, "Resumed by spec.suspend=false."
-        )
+        condition(cond.SUSPENDED, "False", cond.REASON_NOT_SUSPENDED, names.MESSAGE_UNSUSPENDED)
         status.last_failure = "suspend"  # what the Resumed event names, not an older crash
 
     # The active attempt.
@@ -542,7 +544,7 @@ def _handle_end(
                 f"{status.disruptions} disruption(s); {cp.tokens} tokens, ${cp.cost_usd:.4f}"
             )
             condition(cond.SUCCEEDED, "True", cond.REASON_COMPLETED, msg)
-            condition(cond.FAILED, "False", cond.REASON_COMPLETED, "The batch succeeded.")
+            condition(cond.FAILED, "False", cond.REASON_COMPLETED, names.MESSAGE_SUCCEEDED)
             condition(cond.PROGRESSING, "False", cond.REASON_COMPLETED, msg)
             event("Normal", cond.REASON_COMPLETED, msg)
             decision.outcome = Outcome("succeeded", cond.REASON_COMPLETED)
@@ -579,7 +581,7 @@ def _handle_end(
         status.retry_after = ""
         event(
             "Normal",
-            "Disrupted",
+            names.EVENT_DISRUPTED,
             f"Worker {pod.name} ended by {what} at item {position + 1}; "
             "not counted against maxRestarts",
         )
@@ -634,7 +636,7 @@ def _handle_end(
         status.stall = None
         event(
             "Warning",
-            "ItemSkipped",
+            names.EVENT_ITEM_SKIPPED,
             f"Item {position + 1} skipped after {stall.attempts} attempt(s) died there: {error}",
         )
     if status.restarts >= spec.retry.max_restarts:
@@ -664,7 +666,7 @@ def _handle_end(
         )
         event(
             "Warning",
-            "AttemptFailed",
+            names.EVENT_ATTEMPT_FAILED,
             f"Attempt {cp.attempt} ended with {what}; "
             f"restart {status.restarts}/{spec.retry.max_restarts} in {seconds_text(delay)}",
         )
@@ -746,7 +748,7 @@ def _reopen_edited(
         status.stall = None
         event(
             "Warning",
-            "ItemSkipped",
+            names.EVENT_ITEM_SKIPPED,
             f"Item {stall.index + 1} skipped after {stall.attempts} attempt(s) died there: {error}",
         )
     at = resume_index(status)
@@ -756,7 +758,7 @@ def _reopen_edited(
             f"raise spec.retry.maxRestarts to go on from item {at + 1}."
         )
         condition(cond.FAILED, "True", cond.REASON_MAX_RESTARTS, msg)
-        condition(cond.SUCCEEDED, "False", cond.REASON_MAX_RESTARTS, "The batch failed.")
+        condition(cond.SUCCEEDED, "False", cond.REASON_MAX_RESTARTS, names.MESSAGE_FAILED)
         condition(cond.PROGRESSING, "False", cond.REASON_MAX_RESTARTS, msg)
         event("Warning", cond.REASON_MAX_RESTARTS, msg.removesuffix("."))
         return False
@@ -766,7 +768,7 @@ def _reopen_edited(
         f"{at + 1}, restart {status.restarts}/{retry.max_restarts}."
     )
     condition(cond.FAILED, "False", cond.REASON_SPEC_CHANGED, msg)
-    condition(cond.SUCCEEDED, "Unknown", cond.REASON_SPEC_CHANGED, "Retrying.")
+    condition(cond.SUCCEEDED, "Unknown", cond.REASON_SPEC_CHANGED, names.MESSAGE_RETRYING)
     condition(cond.PROGRESSING, "Unknown", cond.REASON_SPEC_CHANGED, msg)
     event("Normal", cond.REASON_SPEC_CHANGED, msg.removesuffix("."))
     status.completion_time = ""
@@ -789,7 +791,7 @@ def _fail(
     if ttl is not None:
         decision.requeue_after = float(ttl)  # then _finished() deletes the batch
     condition(cond.FAILED, "True", reason, msg)
-    condition(cond.SUCCEEDED, "False", reason, "The batch failed.")
+    condition(cond.SUCCEEDED, "False", reason, names.MESSAGE_FAILED)
     condition(cond.PROGRESSING, "False", reason, msg)
     event("Warning", reason, msg)
     decision.outcome = decision.outcome or Outcome("failed", reason)
@@ -826,7 +828,11 @@ def _start_attempt(
         # Attempt 1, a rerun, or a restart before anything was saved: say which.
         again = f" after {status.last_failure}" if status.last_failure and attempt > 1 else ""
         progressing("True", cond.REASON_POD_CREATED, f"Attempt {attempt} started at item 1/{of}.")
-        event("Normal", "Started", f"Started at item 1/{of}{again} (attempt {attempt}, pod {name})")
+        event(
+            "Normal",
+            names.EVENT_STARTED,
+            f"Started at item 1/{of}{again} (attempt {attempt}, pod {name})",
+        )
     else:
         after = status.last_failure or "a restart"
         # Every item saved, but the worker died before it could say the batch ended.

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from resumable import constants as names
 from resumable import v1alpha1
 from resumable._kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
@@ -59,7 +60,7 @@ Key = tuple[str, str]
 #: Longest wait between two tries of a create the API server turned down for now.
 CREATE_RETRY_MAX_SECONDS = 300.0
 #: Events that say an attempt's pod exists: held back until it does.
-_START_REASONS = frozenset({"Started", cond.REASON_RESUMED})
+_START_REASONS = frozenset({names.EVENT_STARTED, cond.REASON_RESUMED})
 #: Checkpoint fields every worker write changes: the operator's status patch that
 #: accounts for an attempt's end tests them, so a write it did not see wins.
 _FENCE_FIELDS = ("nextIndex", "finished", "updatedAt")

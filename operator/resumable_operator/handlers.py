@@ -22,7 +22,7 @@ import kopf
 
 from resumable import v1alpha1
 from resumable._kubeapi import KubeApi
-from resumable_core.reconcile import LABEL_BATCH
+from resumable.constants import LABEL_BATCH
 from resumable_operator import metrics
 from resumable_operator.config import ANNOTATION_PREFIX, FINALIZER, OperatorConfig
 from resumable_operator.controller import Controller

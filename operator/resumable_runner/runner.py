@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TextIO
 
+from resumable import constants as names
 from resumable._errors import ResumableError
 from resumable._store import LocalStore, atomic_write
 from resumable.v1alpha1 import MAX_NAME_LENGTH, ResumableBatch, ResumableBatchStatus
@@ -309,8 +310,8 @@ class LocalRunner:
                 env[var["name"]] = local(str(var["value"]))
         env.update(
             {
-                "RESUMABLE_STORE": "local",
-                "RESUMABLE_DIR": str(self.directory),
+                names.ENV_STORE: "local",
+                names.ENV_DIR: str(self.directory),
                 "PYTHONUNBUFFERED": "1",
             }
         )

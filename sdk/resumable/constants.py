@@ -1,0 +1,115 @@
+"""Names the ResumableBatch API shares: labels, conditions, reasons, events, worker variables.
+
+Defined once, beside the API models (:mod:`resumable.v1alpha1`), in the manner of
+JobSet's ``pkg/constants``: the operator's decisions (``resumable_core``), the
+objects it builds, the local runner, the CLI and the SDK import them from here.
+A condition reason used with a fixed message is paired with it (``REASON_X`` and
+``MESSAGE_X``). The values are API: `kubectl get`, events and alerts match them,
+so a value never changes; a name may.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# ----------------------------------------------------------------------- labels
+
+#: On every object made for a batch (pods, worker RBAC): the batch's name.
+LABEL_BATCH: Final = "resumable.dev/batch"
+#: On a worker pod: its attempt number.
+LABEL_ATTEMPT: Final = "resumable.dev/attempt"
+#: On a worker pod, when the batch has a spec.runId: the run it works for.
+LABEL_RUN_ID: Final = "resumable.dev/run-id"
+#: The recommended label naming the tool that manages an object.
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+#: Its value on the objects the operator makes; also the Events' reporting component.
+MANAGED_BY: Final = "resumable-batch-operator"
+
+# ------------------------------------------------------------------- conditions
+
+SUCCEEDED: Final = "Succeeded"
+FAILED: Final = "Failed"
+SUSPENDED: Final = "Suspended"
+PROGRESSING: Final = "Progressing"
+#: The four conditions every batch has, in the order status lists them.
+CONDITION_TYPES: Final = (PROGRESSING, SUSPENDED, SUCCEEDED, FAILED)
+#: Present (True) only while the worker's item count differs from spec.totalItems.
+TOTAL_ITEMS_MISMATCH: Final = "TotalItemsMismatch"
+
+# ------------------------------------------------------- condition reasons (CamelCase)
+
+#: First sight: nothing judged yet.
+REASON_RECONCILING: Final = "Reconciling"
+MESSAGE_NOT_SUCCEEDED_YET: Final = "The batch has not finished."
+MESSAGE_NOT_FAILED: Final = "The batch has not failed."
+MESSAGE_STARTING: Final = "Starting."
+#: An attempt's pod was created at item 1 (a first attempt, a rerun, nothing saved yet).
+REASON_POD_CREATED: Final = "PodCreated"
+REASON_RUNNING: Final = "Running"
+REASON_BACKOFF: Final = "BackoffWaiting"
+#: An attempt's pod was created to go on from the checkpoint (also its event's reason).
+REASON_RESUMED: Final = "Resumed"
+REASON_COMPLETED: Final = "Completed"
+#: Failed's message when the batch succeeded.
+MESSAGE_SUCCEEDED: Final = "The batch succeeded."
+REASON_MAX_RESTARTS: Final = "MaxRestartsExceeded"
+REASON_NEVER_RETRY: Final = "NeverRetryExitCode"
+REASON_POISON: Final = "PoisonItem"
+#: Succeeded's message when the batch failed, whatever the reason.
+MESSAGE_FAILED: Final = "The batch failed."
+REASON_SUSPENDED: Final = "SuspendedBySpec"
+MESSAGE_SUSPENDED: Final = "spec.suspend is true; the worker was stopped."
+REASON_NOT_SUSPENDED: Final = "NotSuspended"
+MESSAGE_NOT_SUSPENDED: Final = "The batch is not suspended."
+MESSAGE_UNSUSPENDED: Final = "Resumed by spec.suspend=false."
+REASON_RERUN: Final = "RerunRequested"
+MESSAGE_RERUN: Final = "Rerun requested."
+#: The worker exited 0 before its checkpoint said every item was done (an event).
+REASON_NOT_FINISHED: Final = "NotFinished"
+REASON_RESTARTS_RAISED: Final = "MaxRestartsRaised"
+#: Succeeded's message while a reopened batch goes on.
+MESSAGE_RETRYING: Final = "Retrying."
+#: The API server refused the worker pod (or its ServiceAccount, Role, RoleBinding).
+REASON_POD_CREATE_FAILED: Final = "PodCreateFailed"
+#: Progressing while a refusal that may pass (403, 429, 5xx) is retried: no pod yet.
+REASON_POD_CREATE_RETRYING: Final = "PodCreateRetrying"
+#: The Warning event, and the condition's reason, when the counts differ.
+REASON_TOTAL_ITEMS_MISMATCH: Final = "TotalItemsMismatch"
+REASON_WORKER_COUNT: Final = "WorkerCountDiffers"
+#: A batch failed by a refused pod, a never-retry exit code or a poison item goes
+#: on from its checkpoint once its spec is edited.
+REASON_SPEC_CHANGED: Final = "SpecChanged"
+#: Why a batch failed by a refused pod creates it again.
+MESSAGE_SPEC_CHANGED_CREATE_AGAIN: Final = "The spec changed: creating the worker pod again."
+
+# ---------------------------------------------------------------- event reasons
+# Events also use the condition reasons above (Completed, PodCreateFailed, ...);
+# these are the ones no condition carries.
+
+EVENT_ACCEPTED: Final = "Accepted"
+EVENT_STARTED: Final = "Started"
+EVENT_DISRUPTED: Final = "Disrupted"
+EVENT_ITEM_SKIPPED: Final = "ItemSkipped"
+EVENT_ATTEMPT_FAILED: Final = "AttemptFailed"
+EVENT_SUSPENDED: Final = "Suspended"
+
+# ------------------------------------------- worker environment (RESUMABLE_*)
+# Injected by the operator into every worker container (and by `resumable run`
+# into its subprocesses); read by the SDK's settings.
+
+ENV_PREFIX: Final = "RESUMABLE_"
+ENV_BATCH_NAME: Final = "RESUMABLE_BATCH_NAME"
+ENV_NAMESPACE: Final = "RESUMABLE_NAMESPACE"
+ENV_START_INDEX: Final = "RESUMABLE_START_INDEX"
+ENV_ATTEMPT: Final = "RESUMABLE_ATTEMPT"
+ENV_RUN_ID: Final = "RESUMABLE_RUN_ID"
+#: "kube" in a pod, "local" under `resumable run`.
+ENV_STORE: Final = "RESUMABLE_STORE"
+#: The checkpoint policy (spec.checkpoint) as JSON.
+ENV_CHECKPOINT: Final = "RESUMABLE_CHECKPOINT"
+#: spec.totalItems, when set.
+ENV_TOTAL_ITEMS: Final = "RESUMABLE_TOTAL_ITEMS"
+#: "1" for an attempt after an unexplained death: the worker marks each item in flight.
+ENV_CAREFUL: Final = "RESUMABLE_CAREFUL"
+#: The local store's directory (`resumable run` only).
+ENV_DIR: Final = "RESUMABLE_DIR"

@@ -26,17 +26,8 @@ from typing import Any, TextIO
 from resumable._errors import ResumableError
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
-from resumable_core.conditions import (
-    FAILED,
-    REASON_MAX_RESTARTS,
-    REASON_NEVER_RETRY,
-    REASON_POD_CREATE_FAILED,
-    REASON_POISON,
-    SUCCEEDED,
-    find,
-    is_true,
-)
-from resumable_core.reconcile import EventPlan, progress_text, resume_index
+from resumable_core import hints
+from resumable_core.reconcile import EventPlan, progress_text
 from resumable_runner.runner import (
     LOGS_DIR,
     LocalRunError,
@@ -77,7 +68,7 @@ class ProgressBar:
     def update(self, status: ResumableBatchStatus) -> None:
         """Redraw from a status."""
         cp = status.checkpoint
-        done = cp.items_done if cp.finished else len(IndexSet.parse(cp.completed))
+        done = hints.done_count(cp)
         total = self.total if self.total is not None else cp.total_items
         now = time.monotonic()
         if self.first_done is None:
@@ -232,41 +223,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.phase == "Suspended":
         write_line(out, f"suspended; run `resumable run {args.file}` again to resume")
         return 130
-    if result.attempts == 0 and result.phase in ("Succeeded", "Failed"):
-        write_line(out, ended_hint(batch, result, directory))
+    hint = hints.resume_hint(batch.spec, result.status)
+    if result.attempts == 0 and hint is not None:  # it had ended already: nothing ran
+        write_line(out, ended_hint(batch.metadata.name, hint, directory))
     return 0 if result.phase == "Succeeded" else 1
 
 
-#: Failures a changed spec reopens from the checkpoint (reconcile.decide).
-REOPENED_BY_SPEC_EDIT = (REASON_NEVER_RETRY, REASON_POISON, REASON_POD_CREATE_FAILED)
-
-
-def ended_hint(batch: ResumableBatch, result: RunResult, directory: Path) -> str:
+def ended_hint(name: str, hint: hints.ResumeHint, directory: Path) -> str:
     """What to do when `resumable run` finds the batch already ended (nothing ran)."""
-    if result.phase == "Succeeded":
+    if hint.way is hints.Way.RERUN:
         return (
-            f"nothing to do: {batch.metadata.name} already succeeded (state in {directory}); "
+            f"nothing to do: {name} already succeeded (state in {directory}); "
             "to run it again from item 1, change spec.runId in the manifest"
         )
-    failed = next((c for c in result.status.conditions if c.type == "Failed"), None)
-    position = result.status.checkpoint.next_index
-    if failed is not None and failed.reason in REOPENED_BY_SPEC_EDIT:
+    at = f"to go on from its checkpoint (item {hint.item})"
+    if hint.way is hints.Way.EDIT_SPEC:
         return (
-            f"nothing to do: {batch.metadata.name} already failed ({failed.reason}: "
-            f"{failed.message}) (state in {directory}); to go on from its checkpoint "
-            f"(item {position + 1}), fix the cause in the manifest's spec and run it again; "
+            f"nothing to do: {name} already failed ({hint.reason}: "
+            f"{hint.message}) (state in {directory}); {at}, fix the cause in the manifest's "
+            "spec and run it again; to start over from item 1, change spec.runId"
+        )
+    if hint.way is hints.Way.START_OVER:
+        why = f" ({hint.reason}: {hint.message})" if hint.reason else ""
+        return (
+            f"nothing to do: {name} already failed{why} (state in {directory}); "
             "to start over from item 1, change spec.runId"
         )
-    if failed is None or failed.reason != REASON_MAX_RESTARTS:
-        why = f" ({failed.reason}: {failed.message})" if failed is not None else ""
+    if hint.way is hints.Way.RESTARTS_RAISED:  # the runner acts on a raise when it runs
         return (
-            f"nothing to do: {batch.metadata.name} already failed{why} (state in {directory}); "
+            f"nothing to do: {name} already failed (state in {directory}); "
+            f"spec.retry.maxRestarts is already {hint.max_restarts}, above its "
+            f"{hint.restarts} restarts: run it again {at.removeprefix('to ')}; "
             "to start over from item 1, change spec.runId"
         )
     return (
-        f"nothing to do: {batch.metadata.name} already failed (state in {directory}); to go on "
-        f"from its checkpoint (item {position + 1}), raise spec.retry.maxRestarts above "
-        f"{result.status.restarts}; to start over from item 1, change spec.runId"
+        f"nothing to do: {name} already failed (state in {directory}); {at}, "
+        f"raise spec.retry.maxRestarts above {hint.restarts}; to start over from item 1, "
+        "change spec.runId"
     )
 
 
@@ -594,10 +587,6 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Phases after which no new worker pod will come (the CLI's `logs -f` stops there).
-_SETTLED_PHASES = ("Succeeded", "Failed", "Suspended")
-
-
 class _NoLogYetError(CliError):
     """The pod has no log to serve yet (not scheduled, or its container not started)."""
 
@@ -646,7 +635,7 @@ def _first_pod_to_follow(api: Any, ns: str, name: str, poll: float) -> str:
             return _pod_for_logs(api, ns, name, None)
         except _NoPodYetError:
             phase = (_get_batch(api, ns, name).get("status") or {}).get("phase")
-            if phase in _SETTLED_PHASES:
+            if phase in hints.SETTLED_PHASES:
                 raise
         time.sleep(poll)
 
@@ -794,7 +783,7 @@ def _follow(api: Any, ns: str, name: str, pod: str, tail: int | None, poll: floa
             active = status.get("activePod") or ""
             if active and active not in followed:
                 break
-            if status.get("phase") in _SETTLED_PHASES and not active:
+            if status.get("phase") in hints.SETTLED_PHASES and not active:
                 return
             time.sleep(poll)
         print(f"--- {name}: next attempt, pod {active} ---", file=sys.stderr, flush=True)
@@ -858,7 +847,7 @@ def _local_logs(args: argparse.Namespace) -> int:
                 print(f"--- {args.name}: next attempt ({attempt}) ---", file=sys.stderr, flush=True)
                 continue
             status = read_local_status(directory, args.name)
-            if status.phase in _SETTLED_PHASES or not runner_alive(directory):
+            if status.phase in hints.SETTLED_PHASES or not runner_alive(directory):
                 _copy_from(logs[attempt], position, out)
                 break
             time.sleep(args.interval)
@@ -889,50 +878,40 @@ def _copy_from(path: Path, position: int, out: Any) -> int:
     return position + len(data)
 
 
-def _ended_phase(batch: ResumableBatch) -> str:
-    """The phase of a batch that has ended (Succeeded or Failed), else an empty string."""
-    conditions = batch.status.conditions
-    if is_true(conditions, SUCCEEDED):
-        return "Succeeded"
-    if is_true(conditions, FAILED):
-        return "Failed"
-    return batch.status.phase if batch.status.phase in ("Succeeded", "Failed") else ""
+def ended_error(name: str, namespace: str | None, hint: hints.ResumeHint, verb: str) -> str:
+    """Why `suspend`/`resume` (verb) does nothing to an ended batch, and what to do instead.
 
-
-def _ended_error(args: argparse.Namespace, batch: ResumableBatch, verb: str) -> str:
-    """Why `suspend`/`resume` (verb) does nothing to an ended batch, and what to do instead."""
-    name = args.name
-    rerun = f"`resumable rerun {name}{f' -n {args.namespace}' if args.namespace else ''}`"
-    st = batch.status
-    if _ended_phase(batch) == "Succeeded":
+    ``namespace`` is the one the user gave (-n), if any: the rerun command repeats it.
+    """
+    rerun = f"`resumable rerun {name}{f' -n {namespace}' if namespace else ''}`"
+    if hint.way is hints.Way.RERUN:
         return (
             f"resumablebatch/{name} has succeeded, so there is nothing to {verb}: "
             f"{rerun} starts it again from item 1"
         )
-    failed = find(st.conditions, FAILED)
     why = ""
-    if failed is not None and failed.reason:
-        message = " ".join(failed.message.split())
-        why = f" ({failed.reason}{': ' + message if message else ''})"
-    at = f"its checkpoint (item {resume_index(st) + 1})"
-    if failed is not None and failed.reason == REASON_MAX_RESTARTS:
-        limit = batch.spec.retry.max_restarts
-        if limit > st.restarts:  # raised already; the operator has not acted on it yet
-            way = (
-                f"spec.retry.maxRestarts is already {limit}, above its {st.restarts} restarts: "
-                f"the operator goes on from {at} once it sees that; or {rerun} starts over "
-                "from item 1"
-            )
-        else:
-            way = (
-                f"raise spec.retry.maxRestarts above {st.restarts} (its restarts) to go on from "
-                f"{at}, or {rerun} to start over from item 1"
-            )
-    else:
+    if hint.reason:
+        message = " ".join(hint.message.split())
+        why = f" ({hint.reason}{': ' + message if message else ''})"
+    at = f"its checkpoint (item {hint.item})"
+    if hint.way is hints.Way.RESTARTS_RAISED:  # the operator has not acted on it yet
+        way = (
+            f"spec.retry.maxRestarts is already {hint.max_restarts}, above its "
+            f"{hint.restarts} restarts: the operator goes on from {at} once it sees that; "
+            f"or {rerun} starts over from item 1"
+        )
+    elif hint.way is hints.Way.RAISE_MAX_RESTARTS:
+        way = (
+            f"raise spec.retry.maxRestarts above {hint.restarts} (its restarts) to go on from "
+            f"{at}, or {rerun} to start over from item 1"
+        )
+    elif hint.way is hints.Way.EDIT_SPEC:
         way = (
             f"fix the cause and edit its spec (e.g. the template) to go on from {at}, "
             f"or {rerun} to start over from item 1"
         )
+    else:
+        way = f"no edit of its spec reopens it: {rerun} starts it over from item 1"
     return f"resumablebatch/{name} has failed{why}, so there is nothing to {verb}: {way}"
 
 
@@ -941,8 +920,9 @@ def cmd_suspend(args: argparse.Namespace) -> int:
     api = _api(args)
     ns = _namespace(args)
     batch = ResumableBatch.model_validate(_get_batch(api, ns, args.name))
-    if _ended_phase(batch):
-        raise CliError(_ended_error(args, batch, "suspend"))
+    hint = hints.resume_hint(batch.spec, batch.status)
+    if hint is not None:
+        raise CliError(ended_error(args.name, args.namespace, hint, "suspend"))
     _patch_spec(api, ns, args.name, {"suspend": True})
     print(f"resumablebatch/{args.name} suspended")
     return 0
@@ -953,8 +933,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     api = _api(args)
     ns = _namespace(args)
     batch = ResumableBatch.model_validate(_get_batch(api, ns, args.name))
-    if _ended_phase(batch):
-        raise CliError(_ended_error(args, batch, "resume"))
+    hint = hints.resume_hint(batch.spec, batch.status)
+    if hint is not None:
+        raise CliError(ended_error(args.name, args.namespace, hint, "resume"))
     if not batch.spec.suspend:  # nothing to change: say so rather than "resumed"
         if batch.status.phase == "Suspended":
             print(
@@ -1055,7 +1036,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         while True:
             bar.update(status)
-            if not args.watch or status.phase in _SETTLED_PHASES:
+            if not args.watch or status.phase in hints.SETTLED_PHASES:
                 break
             if alive is not None and not alive():
                 stopped = True  # killed: nothing will move it until it is run again
@@ -1079,7 +1060,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"phase: {status.phase or '(not reconciled yet)'}")
     if hint and not hinted and _not_reconciled(status):
         print(hint)
-    if alive is not None and status.phase not in _SETTLED_PHASES and not alive():
+    if alive is not None and status.phase not in hints.SETTLED_PHASES and not alive():
         stopped = True
         print("no `resumable run` is working on it: run it again to resume")
     return _status_exit(status.phase, stopped=stopped, interrupted=interrupted)

@@ -613,6 +613,19 @@ ENDED = {
         "from its checkpoint (item 5), or `resumable rerun ended -n {ns}` to start over from "
         "item 1",
     ),
+    "max-restarts-on-a-skipped-item": (
+        {
+            # Item 5 was skipped in the pass that spent the last restart: it goes on at 6.
+            **STOPPED_AT_5,
+            "skipped": [{"index": 4, "attempts": 1, "error": "worker died: exit 137"}],
+            "phase": "Failed",
+            "conditions": [condition("Failed", "MaxRestartsExceeded", "2 of 2 restarts used.")],
+        },
+        "resumablebatch/ended has failed (MaxRestartsExceeded: 2 of 2 restarts used.), so there "
+        "is nothing to {verb}: raise spec.retry.maxRestarts above 2 (its restarts) to go on "
+        "from its checkpoint (item 6), or `resumable rerun ended -n {ns}` to start over from "
+        "item 1",
+    ),
     "never-retry": (
         {
             **STOPPED_AT_5,

@@ -689,6 +689,46 @@ def test_a_failed_batch_says_how_to_go_on_and_a_raised_max_restarts_resumes_it(
     assert "attempt 4: resuming at item 5/30" in (state / "logs" / "stuck-4.log").read_text()
 
 
+def test_restarts_spent_on_a_skipped_poison_item_say_to_go_on_from_the_item_after_it(
+    tmp_path: Path,
+) -> None:
+    # Item 5 kills every worker: attempt 1 dies there unexplained, attempt 2 (careful)
+    # pins it, so it is skipped, in the same pass that spends the last restart. The
+    # worker's saved position is still item 5; the batch goes on at item 6.
+    poison = Scenario(
+        id="poison-skipped-on-the-last-restart",
+        items=12,
+        fault={"SUMMARIZER_POISON": "5"},
+        retry={"maxRestarts": 1, "maxItemAttempts": 1, "onPoisonItem": "Skip"},
+        phase="Failed",
+        restarts=1,
+    )
+    body = manifest(poison, "spent")
+    path = write_manifest(tmp_path / "spent.yaml", body)
+    state = tmp_path / "state"
+    args = ("run", str(path), "--state-dir", str(state), "--quiet")
+    failed = resumable(*args, cwd=tmp_path)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    status = read_status(state)
+    assert [s["index"] for s in status["skipped"]] == [4]
+    assert status["checkpoint"]["nextIndex"] == 4
+
+    again = resumable(*args, cwd=tmp_path)
+    assert again.returncode == 1
+    assert again.stdout.splitlines()[-1] == (
+        f"nothing to do: spent already failed (state in {state}); to go on from its "
+        "checkpoint (item 6), raise spec.retry.maxRestarts above 1; to start over from "
+        "item 1, change spec.runId"
+    )
+
+    body["spec"]["retry"]["maxRestarts"] = 2
+    write_manifest(path, body)
+    resumed = resumable(*args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "going on from item 6" in resumed.stdout
+    assert output_indices(state) == [i for i in range(12) if i != 4]
+
+
 def test_a_state_dir_holding_another_batch_is_refused(tmp_path: Path) -> None:
     state = tmp_path / "st"
     first = write_manifest(tmp_path / "first.yaml", GOOD)

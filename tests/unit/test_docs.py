@@ -6,7 +6,10 @@ heading there; every `make TARGET` it names is a target `make help` lists; every
 `resumable COMMAND` named in README.md or docs/ is a real subcommand taking the
 flags shown; the SDK example runs on a local store, and the same example with the
 README's manifest runs under the README's `resumable run` command. The README
-stays short (under 160 lines): reference material belongs in docs/.
+stays short (under 160 lines): reference material belongs in docs/. And the
+reference pages keep up with the code: docs/api.md names every spec, status and
+checkpoint field, condition type, reason and event; docs/sdk.md every RESUMABLE_*
+variable the SDK reads; docs/operator.md every setting and metric of the operator.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
+
+from resumable import constants, v1alpha1
 
 pytestmark = pytest.mark.unit
 
@@ -245,3 +251,71 @@ def test_the_readme_worker_and_manifest_run_with_its_local_command(tmp_path: Pat
     status = json.loads((tmp_path / ".resumable" / "my-batch" / "status.json").read_text())
     assert status["phase"] == "Succeeded"
     assert status["checkpoint"]["itemsDone"] == 200
+
+
+# ---------------------------------------------------- the reference pages match the code
+
+
+def page_text(name: str) -> str:
+    return (ROOT / "docs" / name).read_text()
+
+
+def wire_names(model: type[BaseModel]) -> set[str]:
+    """A model's field names as written in manifests (camelCase)."""
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+def test_the_api_page_names_every_spec_status_and_checkpoint_field() -> None:
+    text = page_text("api.md")
+    names = (
+        {f"spec.{n}" for n in wire_names(v1alpha1.ResumableBatchSpec)}
+        | {f"spec.checkpoint.{n}" for n in wire_names(v1alpha1.CheckpointPolicy)}
+        | {f"spec.retry.{n}" for n in wire_names(v1alpha1.RetryPolicy)}
+        | {f"`{n}`" for n in wire_names(v1alpha1.Backoff)}
+        | {f"`{n}`" for n in wire_names(v1alpha1.ResumableBatchStatus)}
+        | {f"`{n}`" for n in wire_names(v1alpha1.Checkpoint)}
+    )
+    assert "spec.retry.maxRestarts" in names
+    assert {n for n in names if n not in text} == set()
+
+
+def test_the_api_page_names_every_condition_type_reason_and_event() -> None:
+    values = {
+        value
+        for name, value in vars(constants).items()
+        if name.startswith(("REASON_", "EVENT_")) and isinstance(value, str)
+    } | {constants.SUCCEEDED, constants.FAILED, constants.SUSPENDED, constants.PROGRESSING}
+    assert "PodCreateRetrying" in values
+    text = page_text("api.md")
+    assert {v for v in values if f"`{v}`" not in text} == set()
+
+
+def test_the_sdk_page_names_every_worker_setting() -> None:
+    source = "\n".join(p.read_text() for p in (ROOT / "sdk" / "resumable").glob("*.py"))
+    spelled = set(re.findall(r"\bRESUMABLE_[A-Z_]*[A-Z]", source))
+    built = {
+        f"RESUMABLE_{n}"
+        for n in re.findall(r'(?:ENV_PREFIX \+ |_int\(env, |_flag\(env, )"([A-Z_]+)"', source)
+    }
+    read = (spelled | built) - {"RESUMABLE_"}
+    assert {"RESUMABLE_OUTPUT_DIR", "RESUMABLE_WORKER_ID", "RESUMABLE_STORE"} <= read
+    text = page_text("sdk.md")
+    assert {v for v in read if f"`{v}`" not in text} == set()
+
+
+def test_the_operator_page_names_every_setting_and_metric() -> None:
+    from resumable_operator import metrics
+
+    config = (ROOT / "operator" / "resumable_operator" / "config.py").read_text()
+    settings = {
+        f"RESUMABLE_OPERATOR_{n}"
+        for n in re.findall(r'(?<![.\w])(?:get|integer)\("([A-Z_]+)"', config)
+    }
+    assert "RESUMABLE_OPERATOR_LEASE_SECONDS" in settings
+    served = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in metrics.REGISTRY.collect()
+    }
+    assert "resumable_restarts_total" in served
+    text = page_text("operator.md")
+    assert {n for n in settings | served if f"`{n}" not in text} == set()

@@ -2,8 +2,9 @@
 
 Pure functions from models to manifests (the worker pod with its injected
 environment, the per-batch least-privilege ServiceAccount, Role and RoleBinding,
-Events) and from pod manifests back to :class:`PodView`. Used by the executor in
-:mod:`resumable_operator.controller`; tested without a cluster.
+Events) and from pod manifests back to :class:`PodView`. Used by the executors
+(:mod:`resumable_operator.controller`, the local runner); tested without a cluster.
+The fenced status patch is :mod:`resumable_core.patches`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from resumable import v1alpha1
 from resumable.constants import LABEL_ATTEMPT, LABEL_BATCH, LABEL_MANAGED_BY, LABEL_RUN_ID
 from resumable.constants import MANAGED_BY as MANAGED_BY
 from resumable.v1alpha1 import ResumableBatch
-from resumable_core.reconcile import EventPlan, PodPhase, PodPlan, PodView
+from resumable_core.decision import EventPlan, PodPhase, PodPlan, PodView
+from resumable_core.patches import status_patch as status_patch  # where it used to live
 
 _PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 
@@ -226,38 +228,3 @@ def event_manifest(batch: ResumableBatch, plan: EventPlan, stamp: str) -> dict[s
         "lastTimestamp": stamp,
         "count": 1,
     }
-
-
-def status_patch(old: dict[str, Any] | None, new: dict[str, Any]) -> list[dict[str, Any]]:
-    """A JSON patch taking status ``old`` to ``new``, fenced on the stored attempt.
-
-    Only changed top-level fields (and changed checkpoint fields) are written, so
-    the worker's concurrent checkpoint writes are not overwritten; the ``test``
-    on the attempt makes a concurrent replica's or worker's change a conflict.
-    """
-    if not old or "checkpoint" not in old:
-        return [{"op": "add", "path": "/status", "value": new}]
-    ops: list[dict[str, Any]] = [
-        {
-            "op": "test",
-            "path": "/status/checkpoint/attempt",
-            "value": old["checkpoint"].get("attempt", 0),
-        }
-    ]
-    for key, value in new.items():
-        if key == "checkpoint":
-            old_cp = old.get("checkpoint") or {}
-            for sub, sub_value in value.items():
-                if old_cp.get(sub) != sub_value:
-                    ops.append(
-                        {"op": "add", "path": f"/status/checkpoint/{sub}", "value": sub_value}
-                    )
-            for sub in old_cp:
-                if sub not in value:
-                    ops.append({"op": "remove", "path": f"/status/checkpoint/{sub}"})
-        elif old.get(key) != value:
-            ops.append({"op": "add", "path": f"/status/{key}", "value": value})
-    for key in old:
-        if key not in new:
-            ops.append({"op": "remove", "path": f"/status/{key}"})
-    return ops if len(ops) > 1 else []

@@ -25,9 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Literal
+from datetime import datetime, timedelta
 
 from resumable import constants as names
 from resumable._ranges import IndexSet
@@ -43,121 +41,43 @@ from resumable.v1alpha1 import (
     Stall,
 )
 from resumable_core import conditions as cond
+from resumable_core.decision import (
+    LOST_POD_SECONDS,
+    Decision,
+    EventPlan,
+    EventType,
+    Outcome,
+    PodPhase,
+    PodPlan,
+    PodView,
+)
+from resumable_core.times import format_precise_time, format_time, parse_time, seconds_text
 
-__all__ = ["LABEL_ATTEMPT", "LABEL_BATCH", "LABEL_RUN_ID"]  # re-exported for the CLI
+__all__ = [  # re-exported for the CLI and the executors
+    "LABEL_ATTEMPT",
+    "LABEL_BATCH",
+    "LABEL_RUN_ID",
+    "LOST_POD_SECONDS",
+    "Decision",
+    "EventPlan",
+    "EventType",
+    "Outcome",
+    "PodPhase",
+    "PodPlan",
+    "PodView",
+    "format_precise_time",
+    "format_time",
+    "parse_time",
+    "seconds_text",
+]
 
 #: Terminated pods kept for `kubectl logs`; older ones are deleted.
 KEEP_FINISHED_PODS = 3
 #: How often a running batch is looked at even without events (level-based safety net).
 RESYNC_SECONDS = 60.0
-#: A pod still not ended this long after its deletion deadline is on a lost node:
-#: it is force-deleted and its attempt ends as a disruption.
-LOST_POD_SECONDS = 120.0
 
-PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
-EventType = Literal["Normal", "Warning"]
 ConditionFn = Callable[[str, cond.Status, str, str], None]
 EventFn = Callable[[EventType, str, str], None]
-
-
-@dataclass(frozen=True)
-class PodView:
-    """What the decision needs to know about one worker pod (or local subprocess)."""
-
-    name: str
-    attempt: int
-    phase: PodPhase
-    exit_code: int | None = None
-    reason: str = ""
-    disruption: str = ""
-    deleting: bool = False
-    #: metadata.deletionTimestamp: when the kubelet should have stopped the pod.
-    delete_by: str = ""
-
-    @property
-    def finished(self) -> bool:
-        """True once the worker process has ended."""
-        return self.phase in ("Succeeded", "Failed")
-
-    def stuck_deleting(self, now: datetime) -> bool:
-        """Still not ended well past its deletion deadline: its node is gone or unreachable."""
-        deadline = parse_time(self.delete_by) if self.delete_by else None
-        return (
-            not self.finished
-            and deadline is not None
-            and now >= deadline + timedelta(seconds=LOST_POD_SECONDS)
-        )
-
-
-@dataclass(frozen=True)
-class PodPlan:
-    """A worker pod to create."""
-
-    name: str
-    attempt: int
-    start_index: int
-    total_items: int | None
-    careful: bool = False
-
-
-@dataclass(frozen=True)
-class EventPlan:
-    """A Kubernetes Event to record on the batch."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How an attempt ended, for metrics."""
-
-    kind: Literal["succeeded", "failed", "disrupted", "not-finished"]
-    reason: str
-
-
-@dataclass
-class Decision:
-    """What to do for one batch now. The executor applies status first, then the rest."""
-
-    status: ResumableBatchStatus
-    status_changed: bool = False
-    bump_attempt: bool = False
-    create_pod: PodPlan | None = None
-    delete_pods: list[tuple[str, bool]] = field(default_factory=list)  # (name, graceful)
-    events: list[EventPlan] = field(default_factory=list)
-    delete_batch: bool = False
-    requeue_after: float | None = None
-    outcome: Outcome | None = None
-    resumed_after_seconds: float | None = None
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC, second precision, as Kubernetes writes times."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def format_precise_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with microseconds (as a MicroTime): for deadlines that must not
-    come early, such as ``retryAfter``; truncating to the second would cut up to a
-    second off a backoff, and all of a sub-second one."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def seconds_text(seconds: float) -> str:
-    """A delay as people read it: "4s", "0.25s", "1.5s" (to the microsecond, not rounded)."""
-    return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"
-
-
-def parse_time(text: str) -> datetime | None:
-    """Parse an RFC 3339 time written by :func:`format_time` (or with fractions)."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def pod_name(batch: str, attempt: int) -> str:
@@ -316,7 +236,7 @@ def _decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisi
     # A new runId: a clean rerun from item 0.
     if spec.run_id != status.run_id:
         for pod in pods:
-            if not pod.finished and not pod.deleting:
+            if not pod.ended and not pod.deleting:
                 decision.delete_pods.append((pod.name, True))
         # A new fencing token: the old run's worker may still flush on its way out,
         # and its write must be refused, not land in the new run's empty checkpoint.
@@ -393,7 +313,7 @@ def _decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisi
         status.retry_after = ""
         finished = False
 
-    live = [p for p in pods if not p.finished]
+    live = [p for p in pods if not p.ended]
     active = by_name.get(status.active_pod) if status.active_pod else None
 
     # Stale pods (not the active attempt) must not run: delete them; one that a
@@ -419,7 +339,7 @@ def _decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisi
 
     # Suspension.
     if spec.suspend:
-        if active is not None and not active.finished and not active.deleting:
+        if active is not None and not active.ended and not active.deleting:
             decision.delete_pods.append((active.name, True))
         if status.active_pod:
             status.active_pod = ""
@@ -466,7 +386,7 @@ def _decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisi
                 disruption=active.disruption or "NodeLost",
                 deleting=True,
             )
-        if active is not None and not active.finished:
+        if active is not None and not active.ended:
             if active.deleting:
                 decision.requeue_after = 1.0  # wait for it to end before a new attempt
                 return _finish_decision(old, status, decision)
@@ -494,7 +414,7 @@ def _decide(batch: ResumableBatch, pods: list[PodView], now: datetime) -> Decisi
             return _finish_decision(old, status, decision)
 
     # No active pod: wait for the backoff, then start the next attempt.
-    if any(not p.finished and not p.stuck_deleting(now) for p in pods):
+    if any(not p.ended and not p.stuck_deleting(now) for p in pods):
         # Never two live pods: wait for the old one (unless a lost node holds it).
         decision.requeue_after = 1.0
         return _finish_decision(old, status, decision)
@@ -892,7 +812,7 @@ def _dump(status: ResumableBatchStatus) -> dict[str, object]:
 def finished_pods_to_prune(pods: list[PodView], active: str) -> list[str]:
     """Terminated pods beyond the newest few, oldest first."""
     done = sorted(
-        (p for p in pods if p.finished and p.name != active and not p.deleting),
+        (p for p in pods if p.ended and p.name != active and not p.deleting),
         key=lambda p: p.attempt,
     )
     return [p.name for p in done[:-KEEP_FINISHED_PODS]] if len(done) > KEEP_FINISHED_PODS else []

@@ -38,7 +38,7 @@ from resumable import v1alpha1
 from resumable._kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_core import conditions as cond
-from resumable_core import objects
+from resumable_core import objects, patches
 from resumable_core.reconcile import (
     LABEL_BATCH,
     RESYNC_SECONDS,
@@ -61,9 +61,6 @@ Key = tuple[str, str]
 CREATE_RETRY_MAX_SECONDS = 300.0
 #: Events that say an attempt's pod exists: held back until it does.
 _START_REASONS = frozenset({names.EVENT_STARTED, cond.REASON_RESUMED})
-#: Checkpoint fields every worker write changes: the operator's status patch that
-#: accounts for an attempt's end tests them, so a write it did not see wins.
-_FENCE_FIELDS = ("nextIndex", "finished", "updatedAt")
 
 CreateResult = Literal["created", "refused", "retry", "taken"]
 
@@ -365,12 +362,7 @@ class Controller:
         key = (ns, name)
         current: dict[str, Any] | None = raw.get("status")
         if decision.status_changed:
-            new = decision.status.model_dump(by_alias=True, exclude_none=True, mode="json")
-            ops = objects.status_patch(current, new)
-            if ops and ops[0]["op"] == "test" and (decision.outcome or decision.bump_attempt):
-                # Accounting for an attempt's end (or starting one) from the checkpoint
-                # as read: a worker write since then must make us read again.
-                ops[1:1] = _checkpoint_fence(current)
+            ops = patches.decision_patch(current, decision)
             if ops:
                 try:
                     written = self.api.request(
@@ -591,9 +583,7 @@ class Controller:
 
         Returns False when the batch changed meanwhile (409/422: a test op failed).
         """
-        ops = objects.status_patch(
-            current, status.model_dump(by_alias=True, exclude_none=True, mode="json")
-        )
+        ops = patches.status_patch(current, patches.dump_status(status))
         if not ops:
             return True
         try:
@@ -763,13 +753,3 @@ def _set_conditions(
         cond.set_condition(
             status.conditions, type_, value, reason, message, generation=generation, now=now
         )
-
-
-def _checkpoint_fence(status: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """``test`` ops on the checkpoint fields as read: a worker write since makes a 422."""
-    cp = (status or {}).get("checkpoint") or {}
-    return [
-        {"op": "test", "path": f"/status/checkpoint/{field_}", "value": cp[field_]}
-        for field_ in _FENCE_FIELDS
-        if field_ in cp
-    ]

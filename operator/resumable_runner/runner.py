@@ -33,7 +33,7 @@ from resumable import constants as names
 from resumable._errors import ResumableError
 from resumable._store import LocalStore, atomic_write
 from resumable.v1alpha1 import MAX_NAME_LENGTH, ResumableBatch, ResumableBatchStatus
-from resumable_core import objects
+from resumable_core import objects, patches
 from resumable_core.jsonpatch import PatchTestFailedError, apply_patch
 from resumable_core.reconcile import Decision, EventPlan, PodView, decide
 
@@ -238,7 +238,7 @@ class LocalRunner:
             self.batch.status = status
             decision = decide(self.batch, views, datetime.now(UTC))
             try:
-                self._write_status(status, decision)
+                write_status(self.store, status, decision)
             except PatchTestFailedError:
                 continue  # the worker wrote in between: decide again on fresh state
             self._apply(decision)
@@ -267,20 +267,6 @@ class LocalRunner:
             time.sleep(POLL_SECONDS)
 
     # ---------------------------------------------------------------- acting
-
-    def _write_status(self, old: ResumableBatchStatus, decision: Decision) -> None:
-        if not decision.status_changed:
-            return
-        with self.store.locked():
-            current = self.store.load() or ResumableBatchStatus()
-            before = old.model_dump(by_alias=True, exclude_none=True, mode="json")
-            after = decision.status.model_dump(by_alias=True, exclude_none=True, mode="json")
-            ops = objects.status_patch(before if self.store.status_path.exists() else None, after)
-            if not ops:
-                return
-            doc = {"status": current.model_dump(by_alias=True, exclude_none=True, mode="json")}
-            patched = apply_patch(doc, ops)
-            self.store.write_status(ResumableBatchStatus.model_validate(patched["status"]))
 
     def _apply(self, decision: Decision) -> None:
         for name, graceful in decision.delete_pods:
@@ -432,6 +418,25 @@ class LocalRunner:
             if pod.process.poll() is None and not pod.deleting:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pod.process.pid, sig)
+
+
+def write_status(store: LocalStore, read: ResumableBatchStatus, decision: Decision) -> None:
+    """Write a decision's status into the local store, fenced as in a cluster.
+
+    ``read`` is the status the decision was made from. The patch
+    (:func:`resumable_core.patches.decision_patch`) is applied under the store's
+    lock to what is stored now, so a worker write since the read (a new position,
+    a finished checkpoint) refuses it with PatchTestFailedError, as the API server
+    would with a 422: the caller decides again.
+    """
+    with store.locked():
+        before = patches.dump_status(read) if store.status_path.exists() else None
+        ops = patches.decision_patch(before, decision)
+        if not ops:
+            return
+        current = store.load() or ResumableBatchStatus()
+        patched = apply_patch({"status": patches.dump_status(current)}, ops)
+        store.write_status(ResumableBatchStatus.model_validate(patched["status"]))
 
 
 def read_local_status(directory: Path, name: str) -> ResumableBatchStatus:
@@ -644,4 +649,5 @@ __all__ = [
     "check_runnable",
     "load_manifest",
     "write_line",
+    "write_status",
 ]

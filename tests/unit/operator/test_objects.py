@@ -1,12 +1,11 @@
-"""objects.py: the manifests the operator creates, the pod views it reads, the fenced status patch.
+"""objects.py: the manifests the operator creates and the pod views it reads.
 
-Pure functions, checked on hand-built inputs; the status patch is applied with
-the local runner's jsonpatch.apply_patch, the same applier `resumable run` uses.
+Pure functions, checked on hand-built inputs. The fenced status patch is
+test_patches.py.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
@@ -15,8 +14,7 @@ import pytest
 from resumable import v1alpha1
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core import objects
-from resumable_core.jsonpatch import PatchTestFailedError, apply_patch
-from resumable_core.reconcile import EventPlan, PodPlan
+from resumable_core.decision import EventPlan, PodPlan
 
 pytestmark = pytest.mark.unit
 
@@ -192,12 +190,12 @@ def test_pod_view_reads_a_running_pod() -> None:
     assert view.exit_code is None
     assert view.disruption == ""
     assert not view.deleting
-    assert not view.finished
+    assert not view.ended
 
 
 def test_pod_view_reads_the_exit_code_and_reason() -> None:
     view = objects.pod_view(pod("Failed", terminated={"exitCode": 137, "reason": "Error"}))
-    assert (view.phase, view.exit_code, view.reason, view.finished) == (
+    assert (view.phase, view.exit_code, view.reason, view.ended) == (
         "Failed",
         137,
         "Error",
@@ -270,86 +268,6 @@ def test_event_manifest_points_at_the_batch() -> None:
         "Resumed at item 48/200",
     )
     assert event["metadata"] == {"generateName": "docs.", "namespace": "team-a"}
-
-
-# --------------------------------------------------------------- status_patch
-
-
-OLD: dict[str, Any] = {
-    "checkpoint": {"attempt": 2, "nextIndex": 20, "completed": "0-19", "itemsDone": 20},
-    "progress": "20/50",
-    "restarts": 1,
-    "activePod": "docs-2",
-    "retryAfter": "2025-03-01T12:00:02Z",
-}
-
-
-def test_status_patch_tests_the_attempt_and_writes_only_changed_fields() -> None:
-    new = copy.deepcopy(OLD)
-    new["checkpoint"]["attempt"] = 3
-    new["activePod"] = "docs-3"
-    del new["retryAfter"]
-    ops = objects.status_patch(OLD, new)
-    assert ops[0] == {"op": "test", "path": "/status/checkpoint/attempt", "value": 2}
-    assert sorted(ops[1:], key=lambda o: o["path"]) == [
-        {"op": "add", "path": "/status/activePod", "value": "docs-3"},
-        {"op": "add", "path": "/status/checkpoint/attempt", "value": 3},
-        {"op": "remove", "path": "/status/retryAfter"},
-    ]
-
-
-def test_status_patch_is_empty_when_nothing_changed() -> None:
-    assert objects.status_patch(OLD, copy.deepcopy(OLD)) == []
-
-
-def test_status_patch_on_an_empty_status_adds_it_whole() -> None:
-    new = {"checkpoint": {"attempt": 1}, "phase": "Running"}
-    assert objects.status_patch(None, new) == [{"op": "add", "path": "/status", "value": new}]
-    assert apply_patch({"spec": {}}, objects.status_patch({}, new)) == {"spec": {}, "status": new}
-
-
-def test_status_patch_applies_and_keeps_fields_it_did_not_change() -> None:
-    new = copy.deepcopy(OLD)
-    new["restarts"] = 2
-    new["checkpoint"]["attempt"] = 3
-    ops = objects.status_patch(OLD, new)
-    # Meanwhile the worker wrote a newer position; the operator's patch must not undo it.
-    current = {"spec": {"x": 1}, "status": copy.deepcopy(OLD)}
-    current["status"]["checkpoint"].update(nextIndex=25, completed="0-24", itemsDone=25)
-    patched = apply_patch(current, ops)
-    assert patched["status"]["restarts"] == 2
-    assert patched["status"]["checkpoint"] == {
-        "attempt": 3,
-        "nextIndex": 25,
-        "completed": "0-24",
-        "itemsDone": 25,
-    }
-    assert patched["spec"] == {"x": 1}
-    assert current["status"]["checkpoint"]["attempt"] == 2  # apply_patch copies
-
-
-def test_status_patch_is_refused_when_the_attempt_changed_underneath() -> None:
-    new = copy.deepcopy(OLD)
-    new["checkpoint"]["attempt"] = 3
-    ops = objects.status_patch(OLD, new)
-    current = {"status": copy.deepcopy(OLD)}
-    current["status"]["checkpoint"]["attempt"] = 3  # another replica started attempt 3 already
-    with pytest.raises(PatchTestFailedError):
-        apply_patch(current, ops)
-
-
-def test_status_patch_removes_checkpoint_fields_that_were_cleared() -> None:
-    old = copy.deepcopy(OLD)
-    old["checkpoint"]["lastError"] = "boom"
-    new = copy.deepcopy(OLD)
-    ops = objects.status_patch(old, new)
-    assert {"op": "remove", "path": "/status/checkpoint/lastError"} in ops
-    assert "lastError" not in apply_patch({"status": old}, ops)["status"]["checkpoint"]
-
-
-def test_apply_patch_test_op_on_a_missing_field_fails() -> None:
-    with pytest.raises(PatchTestFailedError):
-        apply_patch({"status": {}}, [{"op": "test", "path": "/status/checkpoint", "value": None}])
 
 
 def test_pod_view_reads_the_worker_container_not_a_sidecar_listed_first() -> None:

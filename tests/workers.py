@@ -33,9 +33,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+# Re-exported for tests/reliability/test_outage_throughput.py; the tests import it from
+# tests/waiting.py (importable as `waiting` here also when this file runs as the worker).
+from waiting import wait_for  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 SDK = ROOT / "sdk"
@@ -84,15 +88,6 @@ def read_log(path: Path) -> list[list[str]]:
     if not path.exists():
         return []
     return [line.split() for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Poll until predicate() is true; fail the test with ``what`` after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.002)
 
 
 # ------------------------------------------------------------------------ the worker

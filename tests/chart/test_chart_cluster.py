@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.chart.chartlib import CHART, VALUE_SETS, Helm, lease_rules, substitute
-from tests.integration.harness import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -219,7 +219,7 @@ def test_worker_guard_refuses_a_batchs_own_worker_changing_it_even_where_rbac_al
                 return exc.message if exc.status in (403, 422) else None
             return None  # the policy is not loaded yet: the API server picks it up in a moment
 
-        message = wait_for("the policy to refuse the worker", refused, timeout=30)
+        message = wait_for(refused, what="the policy to refuse the worker", timeout=30)
         assert "ServiceAccount guarded-worker runs the workers of ResumableBatch guarded" in message
         with pytest.raises(ApiError):
             worker.request("DELETE", batch_path(namespace, "guarded"))

@@ -43,7 +43,8 @@ from tests.chart.chartlib import (
     env_of,
     substitute,
 )
-from tests.integration.harness import Batches, OperatorProcess, free_port, outputs_in, wait_for
+from tests.integration.harness import Batches, OperatorProcess, free_port, outputs_in
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -301,11 +302,6 @@ def service_account_kubeconfig(controlplane: Any, installed: Installed, path: Pa
     return kubeconfig
 
 
-@pytest.fixture
-def api(kubeconfig: Path) -> KubeApi:
-    return KubeApi.from_environment(kubeconfig=str(kubeconfig))
-
-
 def _run_as_chart(
     controlplane: Any, installed: Installed, namespace: str, tmp_path: Path, *, namespaces: str
 ) -> OperatorProcess:
@@ -487,7 +483,7 @@ class ChartReplicas:
     def elected(self) -> tuple[int, int, str]:
         """Wait until one of two leads and the other stands by, seeing the leader as the
         holder; (leader's index, standby's index, leader's identity)."""
-        found = wait_for("one replica to lead, the other to stand by", self.roles, timeout=30)
+        found = wait_for(self.roles, what="one replica to lead, the other to stand by", timeout=30)
         assert sorted(found) == ["leading", "standby"], found
         lead, standby = found.index("leading"), found.index("standby")
         match = _LEADING.search(self.operators[lead].log())
@@ -568,8 +564,8 @@ def test_two_replicas_keep_exactly_one_operator_active(
             killed_at = time.monotonic()
             operators[lead].stop(sig=signal.SIGKILL)
             wait_for(
-                "the standby to take the Lease",
                 lambda: _LEADING.search(operators[standby].log()),
+                what="the standby to take the Lease",
                 timeout=5 * LEASE_SECONDS,
             )
             took = time.monotonic() - killed_at
@@ -589,12 +585,12 @@ def test_two_replicas_keep_exactly_one_operator_active(
             # A rollout: a new replica stands by, the leader stops gracefully (SIGTERM) and
             # releases the Lease, so the new one leads sooner than a lease duration.
             newcomer = replicas.start()
-            wait_for("the new replica to stand by", lambda: "standby: " in newcomer.log())
+            wait_for(lambda: "standby: " in newcomer.log(), what="the new replica to stand by")
             stopped_at = time.monotonic()
             operators[standby].stop()
             wait_for(
-                "the new replica to take the released Lease",
                 lambda: _LEADING.search(newcomer.log()),
+                what="the new replica to take the released Lease",
                 timeout=2 * LEASE_SECONDS,
             )
             handover = time.monotonic() - stopped_at

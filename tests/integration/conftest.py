@@ -1,24 +1,17 @@
 """Integration tier: a real kube-apiserver + etcd started by the test suite.
 
 The fixtures (controlplane, kubeconfig, k8s_client, kubectl, kubelet, namespace)
-come from tests/kube/plugin.py, loaded for every tier by pyproject's addopts;
-this file adds the API helpers the operator and CLI tests share.
+come from tests/kube/plugin.py, loaded for every tier by pyproject's addopts, and
+``api`` from tests/conftest.py; this file adds the batch helpers the operator and
+CLI tests share.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from resumable._kubeapi import KubeApi
 from tests.integration.harness import Batches
-
-
-@pytest.fixture
-def api(kubeconfig: Path) -> KubeApi:
-    """The admin's API client."""
-    return KubeApi.from_environment(kubeconfig=str(kubeconfig))
 
 
 @pytest.fixture

@@ -12,14 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from resumable._kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
-
-T = TypeVar("T")
+from tests.waiting import wait_for
 
 
 def free_port() -> int:
@@ -27,20 +24,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(
-    what: str, probe: Callable[[], T | None], *, timeout: float = 60.0, every: float = 0.1
-) -> T:
-    """Poll until probe returns something truthy; fail naming what was awaited."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 class OperatorProcess:
@@ -76,7 +59,7 @@ class OperatorProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        wait_for("the operator's /metrics", self._metrics_up, timeout=30)
+        wait_for(self._metrics_up, what="the operator's /metrics", timeout=30)
         return self
 
     def _metrics_up(self) -> bool:
@@ -165,8 +148,8 @@ class Batches:
     def wait_condition(self, name: str, type_: str, *, timeout: float = 90.0) -> dict[str, Any]:
         """Wait until the condition is True."""
         return wait_for(
-            f"{name} condition {type_}=True",
             lambda: (c := self.condition(name, type_)) is not None and c["status"] == "True" and c,
+            what=f"{name} condition {type_}=True",
             timeout=timeout,
         )
 
@@ -180,7 +163,7 @@ class Batches:
                     return obj
             return None
 
-        return wait_for(f"{name} to end", ended, timeout=timeout)
+        return wait_for(ended, what=f"{name} to end", timeout=timeout)
 
     def pods(self, name: str) -> list[dict[str, Any]]:
         """The batch's worker pods, oldest attempt first."""

@@ -22,8 +22,9 @@ import pytest
 from resumable._kubeapi import JSON_PATCH, KubeApi, batch_path, load_api_client
 from resumable_operator.controller import Controller
 from scenarios import Scenario
-from tests.integration.harness import Batches, wait_for
+from tests.integration.harness import Batches
 from tests.integration.test_operator import batch_manifest
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +173,8 @@ def test_worker_finishing_just_before_the_pod_list_is_a_success_not_a_rerun(
         # The worker writes its finished checkpoint and exits just before the pod LIST.
         if method == "GET" and path.endswith("/pods") and "labelSelector" in query:
             wait_for(
-                "race-1 to succeed", lambda: pod_phase(batches, "race", "race-1") == "Succeeded"
+                lambda: pod_phase(batches, "race", "race-1") == "Succeeded",
+                what="race-1 to succeed",
             )
 
     api.hook = finish_before_listing

@@ -34,11 +34,6 @@ from resumable_core.reconcile import decide
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def api(kubeconfig: Path) -> KubeApi:
-    return KubeApi.from_environment(kubeconfig=str(kubeconfig))
-
-
 def create_batch(api: KubeApi, namespace: str, name: str, total: int) -> dict[str, Any]:
     """POST a ResumableBatch (the worker command is never run here)."""
     manifest = {

@@ -15,7 +15,7 @@ import pytest
 
 from resumable._kubeapi import KubeApi
 from resumable_operator.leader import LeaderElector, LeaseView
-from tests.integration.harness import wait_for
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def test_a_standby_takes_over_one_lease_duration_after_the_leader_stops_renewing
     assert b.try_once() is False
     seen = time.monotonic()  # the standby's clock starts at its first look
     # The leader dies: no more renewals. The standby keeps looking.
-    wait_for("the standby to take over", b.try_once, timeout=10 * LEASE_SECONDS, every=0.2)
+    wait_for(b.try_once, what="the standby to take over", timeout=10 * LEASE_SECONDS, every=0.2)
     waited = time.monotonic() - seen
     assert LEASE_SECONDS <= waited < LEASE_SECONDS + 2, waited
     spec = lease(api, namespace)

@@ -17,7 +17,8 @@ import pytest
 
 from resumable._kubeapi import ApiError, KubeApi, batch_path
 from scenarios import SCENARIOS, Scenario, manifest
-from tests.integration.harness import Batches, OperatorProcess, outputs_in, wait_for
+from tests.integration.harness import Batches, OperatorProcess, outputs_in
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +128,7 @@ def test_eviction_is_not_counted_against_max_restarts(
 ) -> None:
     out = tmp_path / "out"
     batches.create(batch_manifest(LONG, "evicted", out, retry={"maxRestarts": 0}, delay=0.05))
-    wait_for("progress", lambda: progress(batches, "evicted") >= 10)
+    wait_for(lambda: progress(batches, "evicted") >= 10, what="progress")
     kubelet.evict(namespace, "evicted-1")
     obj = batches.wait_ended("evicted")
     assert obj["status"]["phase"] == "Succeeded"
@@ -142,7 +143,7 @@ def test_suspend_stops_the_worker_and_resume_continues_from_the_checkpoint(
 ) -> None:
     out = tmp_path / "out"
     batches.create(batch_manifest(LONG, "pausable", out, delay=0.05))
-    wait_for("progress", lambda: progress(batches, "pausable") >= 10)
+    wait_for(lambda: progress(batches, "pausable") >= 10, what="progress")
     batches.patch_spec("pausable", {"suspend": True})
     batches.wait_condition("pausable", "Suspended")
     kubelet.wait_terminated(namespace, "pausable-1")
@@ -164,7 +165,9 @@ def test_new_run_id_starts_a_clean_rerun_from_item_1(
     batches.create(batch_manifest(SCENARIOS[0], "rerun", out))
     batches.wait_ended("rerun")
     batches.patch_spec("rerun", {"runId": "second"})
-    wait_for("the rerun to start", lambda: batches.get("rerun")["status"].get("runId") == "second")
+    wait_for(
+        lambda: batches.get("rerun")["status"].get("runId") == "second", what="the rerun to start"
+    )
     obj = batches.wait_ended("rerun")
     assert obj["status"]["phase"] == "Succeeded"
     pods = [
@@ -183,7 +186,7 @@ def test_operator_restarted_mid_run_resumes_without_a_second_pod(
     out = tmp_path / "out"
     first = OperatorProcess(kubeconfig, namespace, tmp_path / "op1.log").start()
     batches.create(batch_manifest(LONG, "restarted", out, delay=0.05))
-    wait_for("progress", lambda: progress(batches, "restarted") >= 5)
+    wait_for(lambda: progress(batches, "restarted") >= 5, what="progress")
     first.stop(sig=9)  # crash
     kubelet.kill(namespace, "restarted-1")  # the worker dies while no operator runs
     kubelet.wait_terminated(namespace, "restarted-1")
@@ -222,12 +225,12 @@ def test_with_leader_election_only_the_leader_acts_and_a_standby_takes_over_when
     first = replica("op-1").start()
     second: OperatorProcess | None = None
     try:
-        wait_for("op-1 to lead", lambda: "leading: op-1_" in first.log())
+        wait_for(lambda: "leading: op-1_" in first.log(), what="op-1 to lead")
         second = replica("op-2").start()
         standby = second
-        wait_for("op-2 to stand by", lambda: "is held by op-1_" in standby.log())
+        wait_for(lambda: "is held by op-1_" in standby.log(), what="op-2 to stand by")
         batches.create(batch_manifest(LONG, "failover", out, delay=0.05))
-        wait_for("progress", lambda: progress(batches, "failover") >= 5)
+        wait_for(lambda: progress(batches, "failover") >= 5, what="progress")
         assert "resumable_operator_leader 1.0" in first.metrics()
         # The standby watched the same checkpoints but acted on none and counted none.
         assert "resumable_operator_leader 0.0" in second.metrics()
@@ -255,7 +258,7 @@ def test_stale_worker_is_fenced_when_a_newer_attempt_owns_the_batch(
 ) -> None:
     out = tmp_path / "out"
     batches.create(batch_manifest(LONG, "fenced", out, delay=0.05))
-    wait_for("progress", lambda: progress(batches, "fenced") >= 5)
+    wait_for(lambda: progress(batches, "fenced") >= 5, what="progress")
     attempt = batches.get("fenced")["status"]["checkpoint"]["attempt"]
     batches.patch_status(
         "fenced",
@@ -370,7 +373,7 @@ def test_finished_batch_is_deleted_after_its_ttl(
         batch_manifest(scenario, "shortlived", tmp_path / "out", ttlSecondsAfterFinished=2)
     )
     batches.wait_ended("shortlived")
-    wait_for("the batch to be deleted", lambda: not batches.exists("shortlived"), timeout=30)
+    wait_for(lambda: not batches.exists("shortlived"), what="the batch to be deleted", timeout=30)
 
 
 def test_kubectl_plugin_name_runs_the_cli(tmp_path: Path) -> None:
@@ -388,7 +391,7 @@ def test_oom_killed_worker_is_restarted_and_counted_with_its_reason(
 ) -> None:
     out = tmp_path / "out"
     batches.create(batch_manifest(LONG, "oom", out, delay=0.05))
-    wait_for("progress", lambda: progress(batches, "oom") >= 5)
+    wait_for(lambda: progress(batches, "oom") >= 5, what="progress")
     kubelet.kill(namespace, "oom-1", oom=True)
     obj = batches.wait_ended("oom")
     assert obj["status"]["phase"] == "Succeeded"
@@ -407,7 +410,7 @@ def test_deleting_the_worker_pod_is_a_disruption_not_a_counted_failure(
     # deleting) or only finds it gone, maxRestarts 0 must not fail the batch.
     out = tmp_path / "out"
     batches.create(batch_manifest(LONG, "deleted", out, retry={"maxRestarts": 0}, delay=0.05))
-    wait_for("progress", lambda: progress(batches, "deleted") >= 5)
+    wait_for(lambda: progress(batches, "deleted") >= 5, what="progress")
     batches.api.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/deleted-1")
     obj = batches.wait_ended("deleted")
     assert obj["status"]["phase"] == "Succeeded", obj["status"].get("lastFailure")
@@ -435,7 +438,7 @@ def test_raising_max_restarts_continues_a_failed_batch_from_its_checkpoint(
         failed = batches.condition("stuck", "Failed") or {}
         return failed.get("status") == "False"
 
-    wait_for("the batch to reopen", reopened)
+    wait_for(reopened, what="the batch to reopen")
     obj = batches.wait_ended("stuck")
     assert obj["status"]["phase"] == "Succeeded"
     # 2 before the raise, plus stuck-4 started by it; the rest of the budget was not needed.

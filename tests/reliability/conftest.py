@@ -11,6 +11,8 @@ HTTP port per test, from the kmock pytest plugin):
 - ``kmock_env``: sets KUBECONFIG to that file for the test (for code that loads
   its config itself, like the SDK and kopf); returns the path.
 - ``kmock_client``: a kubernetes.client.ApiClient for the mock (closed after the test).
+- ``kmock_api``: a :class:`resumable.kubeapi.KubeApi` on the mock whose requests time
+  out after 0.5 s, so a slow answer is a timeout at once (closed after the test).
 - ``rb_resource``: registers the ResumableBatch resource (resumable.dev/v1alpha1,
   resumablebatches, namespaced, with the status subresource) in the mock's
   discovery; returns its kmock.resource for criteria.
@@ -34,6 +36,8 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 import kmock as km  # noqa: E402
+
+from resumable._kubeapi import KubeApi, load_api_client  # noqa: E402
 
 GROUP, VERSION, PLURAL = "resumable.dev", "v1alpha1", "resumablebatches"
 
@@ -89,6 +93,15 @@ def kmock_client(kmock_kubeconfig: Path) -> Iterator[Any]:
         yield api
     finally:
         api.close()
+
+
+@pytest.fixture
+def kmock_api(kmock_kubeconfig: Path) -> Iterator[KubeApi]:
+    client = load_api_client(kubeconfig=str(kmock_kubeconfig))
+    try:
+        yield KubeApi(client, timeout=0.5)
+    finally:
+        client.close()
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ from resumable._kube import KubeStore, StoreRefusedError
 from resumable._kubeapi import ApiError, KubeApi, batch_path, load_api_client
 from resumable.v1alpha1 import Checkpoint
 from tests.reliability.stub_apiserver import StubApiServer
-from tests.workers import start_worker, wait_for, worker_env
+from tests.waiting import wait_for
+from tests.workers import start_worker, worker_env
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(120)]
 
@@ -138,7 +139,9 @@ def start_writing(
 ) -> Worker:
     """A worker started as by :func:`start`, once two of its checkpoint writes landed."""
     worker = start(server, tmp_path, workers, script=script, **extra)
-    wait_for(lambda: len(server.applied) >= 2, timeout=30, what="two checkpoint writes")
+    wait_for(
+        lambda: len(server.applied) >= 2, timeout=30, what="two checkpoint writes", every=0.002
+    )
     return worker
 
 
@@ -314,7 +317,7 @@ def test_a_newer_attempt_still_fences_the_exit_write(
 ) -> None:
     # No boundary writes (everySeconds an hour): the exit write is the only one.
     worker = start(server, tmp_path, workers, RESUMABLE_CHECKPOINT='{"everySeconds": 3600}')
-    wait_for(lambda: len(worker.events("commit")) >= 5, timeout=30, what="five items")
+    wait_for(lambda: len(worker.events("commit")) >= 5, timeout=30, what="five items", every=0.002)
     with server.lock:  # the operator gave up on attempt 1 and started attempt 2
         server.obj["status"]["checkpoint"]["attempt"] = 2
 
@@ -335,7 +338,7 @@ def test_the_end_of_a_batch_during_an_outage_waits_out_one_deadline_not_three(
     server: StubApiServer, tmp_path: Path, workers: list[Worker]
 ) -> None:
     worker = start(server, tmp_path, workers, script=None, WORKER_ITEMS="20", WORKER_DELAY="0.02")
-    wait_for(lambda: bool(worker.events("start")), timeout=30, what="the first item")
+    wait_for(lambda: bool(worker.events("start")), timeout=30, what="the first item", every=0.002)
     server.mode = "503"  # the worker has read its checkpoint; every write now fails
     began = time.monotonic()
     output, _ = worker.proc.communicate(timeout=90)
@@ -364,7 +367,12 @@ def test_boundary_writes_into_a_blackhole_block_no_longer_than_the_boundary_dead
     time.sleep(6.0)  # that write gave up; the next one, a second later, hangs too
     server.mode = "ok"
     before = len(server.applied)
-    wait_for(lambda: len(server.applied) > before, timeout=15, what="a write after the outage")
+    wait_for(
+        lambda: len(server.applied) > before,
+        timeout=15,
+        what="a write after the outage",
+        every=0.002,
+    )
     _, code, output = worker.terminate()
 
     assert code == 143, output
@@ -410,7 +418,7 @@ def test_a_refusal_that_is_not_fencing_is_one_resumable_error_with_the_servers_m
     server: StubApiServer, tmp_path: Path, workers: list[Worker], refusal: str, message: str
 ) -> None:
     worker = start(server, tmp_path, workers)
-    wait_for(lambda: len(server.applied) >= 1, timeout=30, what="a checkpoint write")
+    wait_for(lambda: len(server.applied) >= 1, timeout=30, what="a checkpoint write", every=0.002)
     server.mode = refusal
     output, _ = worker.proc.communicate(timeout=30)
 

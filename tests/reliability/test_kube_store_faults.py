@@ -26,7 +26,7 @@ import copy
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ import resumable
 from resumable import _kube
 from resumable._errors import ConfigError, FencedError, StoreUnavailableError
 from resumable._kube import KubeStore
-from resumable._kubeapi import KubeApi, batch_path, load_api_client
+from resumable._kubeapi import KubeApi, batch_path
 from resumable.v1alpha1 import Checkpoint, CheckpointPolicy
 from tests.reliability.faults import k8s_status
 
@@ -143,22 +143,13 @@ async def release() -> AsyncIterator[asyncio.Event]:
 
 
 @pytest.fixture
-def api(kmock_kubeconfig: Path) -> Iterator[KubeApi]:
-    client = load_api_client(kubeconfig=str(kmock_kubeconfig))
-    try:
-        yield KubeApi(client, timeout=0.5)
-    finally:
-        client.close()
-
-
-@pytest.fixture
 def batch(kmock: km.RawHandler) -> BatchServer:
     return BatchServer(kmock, initial_status())
 
 
 @pytest.fixture
-def store(api: KubeApi) -> KubeStore:
-    return KubeStore(api, NS, NAME)
+def store(kmock_api: KubeApi) -> KubeStore:
+    return KubeStore(kmock_api, NS, NAME)
 
 
 def checkpoint_at(next_index: int, *, attempt: int = 1, total: int = 20) -> Checkpoint:

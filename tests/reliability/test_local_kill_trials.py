@@ -30,9 +30,10 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from workers import expected_output, read_log, start_worker, wait_for, worker_env
+from workers import expected_output, read_log, start_worker, worker_env
 
 from resumable import IndexSet
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(240)]
 
@@ -108,6 +109,7 @@ def run_trial(
                     partial(in_window_or_exited, trial.log, proc, target),
                     timeout=60,
                     what=f"checkpoint write {target} of pid {proc.pid}",
+                    every=0.002,
                 )
             else:
                 time.sleep(rng.uniform(0.05, kill_within))

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from workers import expected_output, read_log, start_worker, wait_for, worker_env
+from workers import expected_output, read_log, start_worker, worker_env
 
 from resumable import IndexSet
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
@@ -62,7 +63,12 @@ def test_signal_mid_item_saves_all_committed_and_restart_redoes_only_the_in_flig
     tmp_path: Path, signum: int, code: int
 ) -> None:
     store, log_path, env, proc = start_unsaving_worker(tmp_path, 40)
-    wait_for(lambda: len(indices(read_log(log_path), "commit")) >= 6, timeout=30, what="6 commits")
+    wait_for(
+        lambda: len(indices(read_log(log_path), "commit")) >= 6,
+        timeout=30,
+        what="6 commits",
+        every=0.002,
+    )
     proc.send_signal(signum)
     proc.communicate(timeout=30)
     assert proc.returncode == code
@@ -104,6 +110,7 @@ def test_sigterm_during_a_checkpoint_write_lets_that_write_finish_before_exiting
         lambda: sum(line[0] == "window" for line in read_log(log_path)) >= 3,
         timeout=30,
         what="the third checkpoint write",
+        every=0.002,
     )
     proc.send_signal(signal.SIGTERM)  # lands while the write sleeps inside the store
     proc.communicate(timeout=30)
@@ -198,7 +205,12 @@ def test_sigkill_mid_item_leaves_the_in_flight_marker_and_the_restart_counts_its
     # in-flight marker (a page of the marker file, stored to without a system call)
     # says the worker had reached item 8, so items 1-8 are counted as redone.
     store, log_path, env, proc = start_unsaving_worker(tmp_path, 20)
-    wait_for(lambda: 7 in indices(read_log(log_path), "commit"), timeout=30, what="item 8 commits")
+    wait_for(
+        lambda: 7 in indices(read_log(log_path), "commit"),
+        timeout=30,
+        what="item 8 commits",
+        every=0.002,
+    )
     proc.kill()
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL

@@ -1,4 +1,4 @@
-"""Every tier: the admin's API client on the test control plane.
+"""Every tier: the tier marker from the test's folder, and the admin's API client.
 
 Loaded for every test. The control-plane fixtures (controlplane, kubeconfig,
 k8s_client, kubectl, kubelet, namespace) come from tests/kube/plugin.py, loaded
@@ -12,6 +12,16 @@ from pathlib import Path
 import pytest
 
 from resumable._kubeapi import KubeApi
+from tests.tiers import tier_of
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's tier (tests/tiers.py); files set none themselves."""
+    for item in items:
+        tier = tier_of(Path(item.path))
+        if tier is not None:
+            item.add_marker(tier)
 
 
 @pytest.fixture

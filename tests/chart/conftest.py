@@ -1,6 +1,6 @@
-"""Chart tests: `unit` ones render the chart with helm; `integration` ones apply it to the
-real test API server (fixtures from tests/kube/plugin.py, loaded for every tier by
-pyproject's addopts).
+"""Chart tests (integration tier): test_chart_render.py renders the chart with helm;
+the others apply it to the real test API server (fixtures from tests/kube/plugin.py,
+loaded for every tier by pyproject's addopts).
 
 helm is $HELM or tests/tools/helm.sh's cached build (built on first use). Without
 it the tests skip with the reason, except in CI (CI=true), where they fail.

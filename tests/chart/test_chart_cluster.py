@@ -18,8 +18,6 @@ import pytest
 from tests.chart.chartlib import CHART, VALUE_SETS, Helm, lease_rules, substitute
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.integration
-
 CRD = "resumablebatches.resumable.dev"
 
 

@@ -46,8 +46,6 @@ from tests.chart.chartlib import (
 from tests.integration.harness import Batches, OperatorProcess, free_port, outputs_in
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.integration
-
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 LEASES = ("coordination.k8s.io", "leases")
 

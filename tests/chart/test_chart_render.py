@@ -33,8 +33,6 @@ from tests.chart.chartlib import (
 )
 from tests.tools import chart_crds
 
-pytestmark = pytest.mark.unit
-
 NS = "team-a"
 
 

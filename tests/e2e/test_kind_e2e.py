@@ -17,7 +17,6 @@ SCRIPT = Path(__file__).with_name("kind-e2e.sh")
 SKIPPED = 3  # the script's exit code for a missing prerequisite
 
 
-@pytest.mark.e2e
 @pytest.mark.timeout(2400)
 def test_killed_worker_resumes_at_item_21_on_kind() -> None:
     proc = subprocess.run(

@@ -22,8 +22,6 @@ from kubernetes import client
 from tests.kube.controlplane import REPO_ROOT, ControlPlane
 from tests.kube.kubelet import ProcessKubelet
 
-pytestmark = pytest.mark.integration
-
 GROUP, VERSION, PLURAL = "resumable.dev", "v1alpha1", "resumablebatches"
 CRD_NAME = f"{PLURAL}.{GROUP}"
 EXAMPLE = REPO_ROOT / "examples" / "summarizer-batch.yaml"

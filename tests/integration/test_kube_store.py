@@ -31,8 +31,6 @@ from resumable.v1alpha1 import Checkpoint, CheckpointPolicy, ResumableBatch
 from resumable_core.objects import status_patch
 from resumable_core.reconcile import decide
 
-pytestmark = pytest.mark.integration
-
 
 def create_batch(api: KubeApi, namespace: str, name: str, total: int) -> dict[str, Any]:
     """POST a ResumableBatch (the worker command is never run here)."""

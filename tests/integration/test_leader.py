@@ -17,8 +17,6 @@ from resumable._kubeapi import KubeApi
 from resumable_operator.leader import LeaderElector, LeaseView
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.integration
-
 LEASE_SECONDS = 3.0
 
 

@@ -20,8 +20,6 @@ from scenarios import SCENARIOS, Scenario, manifest
 from tests.integration.harness import Batches, OperatorProcess, outputs_in
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def operator(

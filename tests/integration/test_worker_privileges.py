@@ -23,8 +23,6 @@ from resumable_operator.controller import Controller
 from tests.integration.harness import Batches
 from tests.integration.test_controller import force_delete_pod, idle_manifest, pod_names
 
-pytestmark = pytest.mark.integration
-
 ESCALATE = [{"op": "add", "path": "/spec/template/spec/serviceAccountName", "value": "powerful"}]
 #: The rules an operator before 0.3 gave every worker: patch on the batch itself.
 OLD_RULES = [

@@ -42,13 +42,6 @@ from resumable._kubeapi import KubeApi, load_api_client  # noqa: E402
 GROUP, VERSION, PLURAL = "resumable.dev", "v1alpha1", "resumablebatches"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.path)).parents:
-            item.add_marker(pytest.mark.reliability)
-
-
 @pytest.fixture
 def kmock_url(kmock: km.RawHandler) -> str:
     return str(kmock.url).rstrip("/")

@@ -23,11 +23,7 @@ from tests.reliability.faults import k8s_status
 # KubernetesScaffold: discovery only, no object store. (The default KubernetesEmulator
 # applies writes to its store before the reactions run, so it answers 404 for
 # objects it does not hold; seed kmock.objects[...] first when using it.)
-pytestmark = [
-    pytest.mark.reliability,
-    pytest.mark.asyncio,
-    pytest.mark.kmock(cls=km.KubernetesScaffold),
-]
+pytestmark = [pytest.mark.asyncio, pytest.mark.kmock(cls=km.KubernetesScaffold)]
 
 GROUP, VERSION, PLURAL = "resumable.dev", "v1alpha1", "resumablebatches"
 STATUS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/ns1/{PLURAL}/b1/status"

@@ -34,7 +34,7 @@ from tests.reliability.stub_apiserver import StubApiServer
 from tests.waiting import wait_for
 from tests.workers import start_worker, worker_env
 
-pytestmark = [pytest.mark.reliability, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 NS, NAME = "ns1", "b1"
 #: SIGTERM to exit: FINAL_DEADLINE (20 s) plus the interpreter's teardown, well

@@ -47,7 +47,6 @@ from resumable.v1alpha1 import Checkpoint, CheckpointPolicy
 from tests.reliability.faults import k8s_status
 
 pytestmark = [
-    pytest.mark.reliability,
     pytest.mark.asyncio,
     pytest.mark.kmock(cls=km.KubernetesScaffold),
     pytest.mark.timeout(60),

@@ -35,7 +35,7 @@ from workers import expected_output, read_log, start_worker, worker_env
 from resumable import IndexSet
 from tests.waiting import wait_for
 
-pytestmark = [pytest.mark.reliability, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 SEED = int(os.environ.get("KILL_TRIALS_SEED", random.randrange(2**32)))
 EVERY_ITEM = json.dumps({"everyItems": 1, "minIntervalSeconds": 0})

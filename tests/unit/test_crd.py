@@ -16,8 +16,6 @@ from pydantic import ValidationError
 from resumable import _crd
 from resumable.v1alpha1 import RUN_ID_PATTERN, ResumableBatch, ResumableBatchSpec
 
-pytestmark = pytest.mark.unit
-
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / _crd.CRD_FILENAME
 

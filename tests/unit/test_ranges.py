@@ -8,8 +8,6 @@ from hypothesis import strategies as st
 
 from resumable import IndexSet
 
-pytestmark = pytest.mark.unit
-
 # Small indices so that sets have runs, holes and adjacent ranges to merge.
 indices = st.sets(st.integers(min_value=0, max_value=120), max_size=80)
 ranges = st.lists(

@@ -12,8 +12,6 @@ import pytest
 
 from resumable._kubeapi import ApiError, call_with_retries
 
-pytestmark = pytest.mark.unit
-
 
 class SimulatedTime:
     """A monotonic clock that only moves when something sleeps on it."""

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from runkit import MakeRun, read_status
-
-pytestmark = pytest.mark.unit
 
 
 def test_break_saves_progress_and_a_second_loop_is_still_flushed_at_close(

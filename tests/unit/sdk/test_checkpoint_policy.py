@@ -10,8 +10,6 @@ from runkit import FakeClock, MakeRun, RecordingStore, read_status
 from resumable import CheckpointPolicy
 from resumable._policy import Coalescer
 
-pytestmark = pytest.mark.unit
-
 NEVER = 86_400.0  # every_seconds that does not fire within a test
 
 

@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 from runkit import MakeRun, abandon, read_status
 
-pytestmark = pytest.mark.unit
-
 
 def process(make_run: MakeRun, values: list[int], **kwargs: object) -> list[int]:
     """Run one attempt to the end; return the indices it yielded."""

@@ -10,8 +10,6 @@ from runkit import MakeRun
 
 from resumable import CorruptCheckpointError, LocalStore
 
-pytestmark = pytest.mark.unit
-
 CORRUPT = {
     "garbage": (b"{not json at all", "cannot read checkpoint"),
     "truncated": (b'{"checkpoint": {"nextIndex": 4', "cannot read checkpoint"),

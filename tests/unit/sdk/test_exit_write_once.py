@@ -20,8 +20,6 @@ from resumable import Run, StoreUnavailableError
 from resumable._errors import ResumableError
 from resumable.v1alpha1 import Checkpoint
 
-pytestmark = pytest.mark.unit
-
 
 class AwayStore(RecordingStore):
     """A LocalStore whose writes fail while ``away`` (as the kube store's do after its deadline)."""

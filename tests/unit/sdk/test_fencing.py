@@ -10,8 +10,6 @@ from runkit import MakeRun, RecordingStore, read_status
 
 from resumable import CheckpointPolicy, FencedError, Item, LocalStore, Run, Settings, start
 
-pytestmark = pytest.mark.unit
-
 EVERY_ITEM = CheckpointPolicy(every_items=1, min_interval_seconds=0)
 
 

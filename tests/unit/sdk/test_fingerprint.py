@@ -22,8 +22,6 @@ from resumable import (
     start,
 )
 
-pytestmark = pytest.mark.unit
-
 SDK = Path(__file__).resolve().parents[3] / "sdk"
 
 DOCUMENTS = [f"doc-{i}" for i in range(10)]

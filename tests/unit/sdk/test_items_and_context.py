@@ -11,8 +11,6 @@ from runkit import MakeRun, RecordingStore, read_status
 
 from resumable import CheckpointPolicy, ResumableError, Run
 
-pytestmark = pytest.mark.unit
-
 EVERY_ITEM = CheckpointPolicy(every_items=1, min_interval_seconds=0)
 
 

@@ -19,8 +19,6 @@ from resumable._errors import FencedError
 from resumable._store import SYNCFS_THRESHOLD, atomic_write, create_new
 from resumable.v1alpha1 import Checkpoint, Condition, ResumableBatchStatus
 
-pytestmark = pytest.mark.unit
-
 
 def advance(store: LocalStore, attempt: int, *, to: int) -> None:
     """Save the checkpoint "items 0..to-1 done" for attempt, fenced on the one before it."""

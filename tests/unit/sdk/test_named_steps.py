@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 from runkit import MakeRun, abandon
 
-pytestmark = pytest.mark.unit
-
 
 class Counter:
     """A step body that counts its calls and returns a fixed result."""

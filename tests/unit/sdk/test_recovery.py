@@ -19,7 +19,7 @@ from workers import SDK
 
 from resumable.examples.summarizer import PRICE_PER_TOKEN_USD, fake_llm, make_documents
 
-pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
+pytestmark = pytest.mark.timeout(120)
 
 ITEMS = 50
 

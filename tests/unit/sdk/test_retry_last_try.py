@@ -15,8 +15,6 @@ import pytest
 
 from resumable._kubeapi import ApiError, call_with_retries
 
-pytestmark = pytest.mark.unit
-
 
 class SimulatedTime:
     def __init__(self) -> None:

@@ -26,8 +26,6 @@ from resumable import CheckpointPolicy, ConfigError, CorruptCheckpointError, Loc
 from resumable._errors import StoreUnavailableError
 from resumable.v1alpha1 import Checkpoint
 
-pytestmark = pytest.mark.unit
-
 
 def test_cancelling_an_async_worker_stops_the_loop_and_blames_no_item(
     make_run: MakeRun, store_dir: Path

@@ -9,8 +9,6 @@ import pytest
 
 from resumable import CheckpointPolicy, ConfigError, Settings
 
-pytestmark = pytest.mark.unit
-
 
 def test_no_variables_give_a_local_store_under_dot_resumable() -> None:
     settings = Settings.from_env({})

@@ -20,7 +20,7 @@ from workers import expected_output, read_log, start_worker, worker_env
 from resumable import IndexSet
 from tests.waiting import wait_for
 
-pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
+pytestmark = pytest.mark.timeout(60)
 
 NO_PERIODIC_WRITES = json.dumps({"everySeconds": 3600, "minIntervalSeconds": 3600})
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "e2e" / "kind-e2e.sh"
 WALKTHROUGH = ROOT / "docs" / "walkthrough.md"
 
 #: The script's variables, as the walkthrough spells them out.
 SPELLED_OUT = {'"$cluster"': "resumable-batch", '"$timeout"': "300s"}
-
-pytestmark = pytest.mark.unit
 
 
 def script_commands() -> list[str]:

@@ -4,9 +4,12 @@ Every write is a JSON patch on the status subresource whose ``test`` ops check
 the attempt number (the fencing token the operator wrote before it created this
 pod) and the position this worker last saved, so an older attempt can never
 overwrite newer progress and the position never moves backwards. 429s, 5xx and
-timeouts are retried with backoff and jitter; if the API server stays away the
-run keeps its pending progress and flushes it at a later item boundary.
-Outputs never go to status: they go to a directory (a mounted volume).
+timeouts are retried with backoff and jitter. A boundary write is usually one
+quick try (:meth:`KubeStore.try_checkpoint`): if the API server is away the run
+keeps its pending progress, goes on with its items and tries again later (see
+resumable._policy), and waits for a patient write only once its unsaved work
+reached the limit. Outputs never go to status: they go to a directory (a
+mounted volume).
 
 Every write has a deadline, and no request outlives it. Once the worker is
 shutting down (SIGTERM, SIGINT: :meth:`KubeStore.begin_shutdown`), every read and
@@ -36,8 +39,12 @@ from resumable._settings import Settings
 from resumable._store import DirectoryOutputs, OutputStore
 from resumable.v1alpha1 import Checkpoint, ResumableBatchStatus
 
-#: Seconds a checkpoint write keeps retrying at an item boundary before it defers.
+#: Seconds a patient boundary write keeps retrying: one the run waits for, once its
+#: unsaved work reached the limit (resumable._policy.UNSAVED_GRACE_SECONDS).
 BOUNDARY_DEADLINE = 5.0
+#: Seconds a quick boundary write (:meth:`KubeStore.try_checkpoint`) waits for its one
+#: answer: a server that does not answer costs the items this long, not BOUNDARY_DEADLINE.
+QUICK_TRY = 1.0
 #: Seconds the final write (exit, SIGTERM) keeps retrying; within a pod's grace period.
 #: After SIGTERM or SIGINT every write ends within this long of the signal.
 FINAL_DEADLINE = 20.0
@@ -172,9 +179,57 @@ class KubeStore:
         expect_next: int,
         final: bool = False,
     ) -> None:
-        """Fenced JSON patch of status.checkpoint and status.progress."""
+        """Fenced JSON patch of status.checkpoint and status.progress.
+
+        Retried until BOUNDARY_DEADLINE (FINAL_DEADLINE when ``final``); the API
+        server still away then is a StoreUnavailableError.
+        """
+        self._save(
+            checkpoint,
+            progress=progress,
+            expect_attempt=expect_attempt,
+            expect_next=expect_next,
+            final=final,
+            quick=False,
+        )
+
+    def try_checkpoint(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        progress: str,
+        expect_attempt: int,
+        expect_next: int,
+    ) -> None:
+        """A boundary write in one quick try: one request, answered within QUICK_TRY.
+
+        Fenced and refused as :meth:`save_checkpoint` is; a server that refuses
+        the connection, answers 429 or 5xx, or does not answer in time is a
+        StoreUnavailableError at once, not retried (the run tries again later,
+        while its items go on). A try that timed out may have landed: the next
+        write knows it (see ``_unconfirmed``).
+        """
+        self._save(
+            checkpoint,
+            progress=progress,
+            expect_attempt=expect_attempt,
+            expect_next=expect_next,
+            final=False,
+            quick=True,
+        )
+
+    def _save(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        progress: str,
+        expect_attempt: int,
+        expect_next: int,
+        final: bool,
+        quick: bool,
+    ) -> None:
         value = checkpoint.model_dump(by_alias=True, exclude_none=True, mode="json")
-        until = self._until(FINAL_DEADLINE if final else BOUNDARY_DEADLINE)
+        until = self._until(QUICK_TRY if quick else FINAL_DEADLINE if final else BOUNDARY_DEADLINE)
 
         def patch(expected_next: int, ours: Collection[tuple[int, int]] = ()) -> int | None:
             ops: list[dict[str, Any]] = [
@@ -191,6 +246,7 @@ class KubeStore:
                 until=until,
                 sent=value,
                 ours=ours,
+                quick=quick,
             )
 
         # Earlier writes reported failed, which the server may hold. This write
@@ -215,15 +271,17 @@ class KubeStore:
         until: float | None = None,
         sent: dict[str, Any] | None = None,
         ours: Collection[tuple[int, int]] = (),
+        quick: bool = False,
     ) -> int | None:
-        """Send ops; retry until ``until``, and turn refusals into errors that say why.
+        """Send ops; retry until ``until`` (``quick``: once), and turn refusals into errors.
 
         Returns the nextIndex the server holds when the ``test`` op failed on one
         of ``ours``, the (attempt, nextIndex) of earlier writes reported failed
         (nothing was written); None when the patch was applied. A failed ``test``
         op is a FencedError, a missing batch a ConfigError, any other refusal a
         StoreRefusedError; the API server still away at ``until`` (by default
-        the write's deadline from now) is a StoreUnavailableError.
+        the write's deadline from now), or after the one try of a ``quick``
+        write, is a StoreUnavailableError.
         """
         path = batch_path(self.namespace, self.name, status=True)
         if until is None:
@@ -240,7 +298,10 @@ class KubeStore:
         self.interruptible = not final and threading.current_thread() is threading.main_thread()
         try:
             try:
-                self._retry(send, until)
+                if quick:
+                    send()
+                else:
+                    self._retry(send, until)
             except ApiError as exc:
                 if exc.retryable:
                     raise StoreUnavailableError(f"{self.describe()}: {exc}") from exc

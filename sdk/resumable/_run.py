@@ -5,6 +5,10 @@ start, yields the items not done yet, records each item after its block succeeds
 (output first, then the position), writes checkpoints as the policy allows, and
 always flushes on a clean exit, an exception, SIGTERM, SIGINT and interpreter
 exit. Created by :func:`resumable.start`; the public names are re-exported there.
+
+While the store is away, items go on: a failed boundary write is tried again
+later (resumable._policy's retry schedule), and only once writes have failed for
+UNSAVED_GRACE_SECONDS does the run wait for one to land before the next item.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import re
 import signal
 import sys
@@ -228,13 +233,22 @@ class Run:
         steps: OutputStore,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings
         self.context: dict[str, Any] = {}
         self._store = checkpoints
         self._outputs = outputs
         self._steps = steps
+        # Time and chance, injected: the clock of the policy, the pause between
+        # tries while the run waits for the store, the jitter of the retry gaps.
         self._clock = clock
+        self._sleep = sleep
+        self._jitter = jitter
+        # True while the main thread pauses between tries at the unsaved-work
+        # limit: a signal then ends the wait at once (see _on_signal).
+        self._waiting = False
         self._coalescer = Coalescer(settings.policy, last_write=clock())
         self._lock = threading.RLock()
         self._critical = 0
@@ -677,32 +691,115 @@ class Run:
         self._raise_deferred_signal()
 
     def _write(self, final: bool) -> None:
-        """The body of _flush, with signals deferred."""
+        """The body of _flush, with signals deferred.
+
+        A final write (exit, end of batch, ``run.checkpoint()``) is the store's
+        patient one and raises when the store stays away. A boundary write is one
+        quick try (the store's ``try_checkpoint`` where it has one): when the store
+        is away (StoreUnavailableError) the progress stays pending, the items go
+        on and the coalescer says when to try again; once writes have failed for
+        UNSAVED_GRACE_SECONDS, the run waits here until one lands.
+        """
+        if final:
+            self._save(final=True)
+            return
+        coalescer = self._coalescer
+        started = self._clock()
+        if coalescer.must_wait(started):
+            self._wait_for_a_write()
+            return
+        if coalescer.backing_off(started):
+            return  # asked for before its retry is due (careful mode): it stays pending
+        try:
+            self._save(final=False, quick=True)
+        except StoreUnavailableError as exc:
+            self._away = str(exc)
+            coalescer.failed(started=started, now=self._clock(), jitter=self._jitter())
+
+    #: Why the last boundary write failed for want of the store, for the message
+    #: the run prints when it stops to wait.
+    _away = ""
+
+    def _wait_for_a_write(self) -> None:
+        """The unsaved-work limit is reached: take no new item until a write lands.
+
+        Patient writes (the store's BOUNDARY_DEADLINE each), backing off between
+        them, until one lands, the store refuses or fences (raised as ever), or a
+        signal arrives: it ends the wait at once (the exit's final write follows).
+        """
+        coalescer = self._coalescer
+        began = self._clock()
+        failing = began - (coalescer.failing_since or began)
+        print(
+            f"resumable: {self._store.describe()}: no checkpoint saved for "
+            f"{began - coalescer.last_write:.0f} s, writes failing for {failing:.0f} s "
+            f"({self._away or 'the store is away'}); no new item until one lands",
+            file=sys.stderr,
+        )
+        while self._deferred_signal is None:
+            started = self._clock()
+            try:
+                self._save(final=False)
+            except StoreUnavailableError as exc:
+                self._away = str(exc)
+                now = self._clock()
+                retry_at = coalescer.failed(
+                    started=started, now=now, jitter=self._jitter(), waiting=True
+                )
+                if retry_at > now:
+                    self._pause(retry_at - now)
+                continue
+            print(
+                f"resumable: {self._store.describe()}: checkpoint saved after waiting "
+                f"{self._clock() - began:.0f} s; items go on",
+                file=sys.stderr,
+            )
+            return
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep between two tries; in the main thread a signal ends it at once."""
+        main = threading.current_thread() is threading.main_thread()
+        self._waiting = main
+        try:
+            self._sleep(seconds)
+        finally:
+            self._waiting = False
+
+    def _save(self, *, final: bool, quick: bool = False) -> None:
+        """Make outputs durable, then write the position that covers them.
+
+        ``quick``: the store's one quick try (``try_checkpoint``), where it has one.
+        """
         new = self._build_checkpoint()
         progress = (
             f"{new.items_done}/{self._total}" if self._total is not None else str(new.items_done)
         )
+        write_once = getattr(self._store, "try_checkpoint", None) if quick else None
         try:
             self._outputs.sync()
             self._steps.sync()
-            self._store.save_checkpoint(
-                new,
-                progress=progress,
-                expect_attempt=self.attempt,
-                expect_next=self._saved_next,
-                final=final,
-            )
+            if write_once is not None:
+                write_once(
+                    new,
+                    progress=progress,
+                    expect_attempt=self.attempt,
+                    expect_next=self._saved_next,
+                )
+            else:
+                self._store.save_checkpoint(
+                    new,
+                    progress=progress,
+                    expect_attempt=self.attempt,
+                    expect_next=self._saved_next,
+                    final=final,
+                )
         except FencedError:
             self._fenced = True
             raise
         except StoreUnavailableError:
             if final:
                 self._failed_at = self._iteration
-                raise
-            # Keep the pending progress; try again one policy interval later
-            # instead of blocking at every item boundary while the server is away.
-            self._coalescer.deferred(self._clock())
-            return
+            raise
         except ResumableError:
             self._failed_at = self._iteration  # e.g. refused by the server
             raise
@@ -743,6 +840,11 @@ class Run:
                 # the exit's final write starts at once (the store counts the
                 # write as one that may have landed).
                 store.interruptible = False
+                raise Terminated(signum)
+            if self._waiting:
+                # The pause between two tries at the unsaved-work limit: nothing
+                # is half done, and the exit's final write should start now.
+                self._waiting = False
                 raise Terminated(signum)
             self._deferred_signal = signum
             return

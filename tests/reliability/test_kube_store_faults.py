@@ -350,19 +350,21 @@ async def test_an_outage_longer_than_the_deadline_loses_no_progress(
                 down.set()  # the API server goes away after item 5 is saved
             if item.index == 12:
                 # Still down: items 5..11 were done and kept pending, none saved.
-                seen["outputs_while_down"] = output_indices(tmp_path)
+                seen["done_while_down"] = run.summary().done
                 seen["saved_while_down"] = batch.checkpoint.get("nextIndex")
                 seen["patches_while_down"] = patches(kmock)
-                down.clear()  # back: the next boundary flushes everything pending
+                down.clear()  # back: the next try flushes everything pending
+                time.sleep(max(0.0, run._coalescer.retry_at - time.monotonic()))  # its retry
             with item:
                 item.output = {"doubled": item.value * 2}
         return run.summary()
 
     summary = await asyncio.to_thread(work)
 
-    assert seen["outputs_while_down"] == list(range(12))  # the worker kept going
+    assert seen["done_while_down"] == 12  # the worker kept going
     assert seen["saved_while_down"] == 5  # the last position saved before the outage
-    assert seen["patches_while_down"] > len(batch.history)  # writes were tried and failed
+    # Five writes landed, then one quick try failed: not one try per item.
+    assert seen["patches_while_down"] == 6
     positions = [h["checkpoint"]["nextIndex"] for h in batch.history]
     # One write per item until the outage, then the first write after it covers
     # every item done meanwhile (13 = items 0..12), then one per item again.
@@ -411,7 +413,7 @@ async def test_the_final_write_waits_out_a_short_outage(
     assert batch.history[0]["checkpoint"]["finished"] is True  # the only write
     assert batch.checkpoint["itemsDone"] == 4
     assert batch.checkpoint["completed"] == ""
-    assert patches(kmock) > 4
+    assert patches(kmock) > 2  # item 0's try, then the final write's, until one landed
     assert output_indices(tmp_path) == [0, 1, 2, 3]
 
 

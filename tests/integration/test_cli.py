@@ -28,8 +28,6 @@ from resumable._kubeapi import KubeApi, batch_path
 from scenarios import SCENARIOS, Scenario, manifest
 from tests.integration.harness import Batches, OperatorProcess, free_port
 
-pytestmark = pytest.mark.integration
-
 BIN = Path(sys.executable).parent
 RESUMABLE = BIN / "resumable"
 

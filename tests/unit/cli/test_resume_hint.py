@@ -19,12 +19,11 @@ from typing import Any
 import pytest
 
 from resumable.v1alpha1 import ResumableBatch
-from resumable_cli.cli import ended_error, ended_hint
+from resumable_cli.control import ended_error
+from resumable_cli.run import ended_hint
 from resumable_core import conditions as cond
 from resumable_core.hints import ResumeHint, Way, resume_hint
 from resumable_core.reconcile import decide, resume_index, spec_digest
-
-pytestmark = pytest.mark.unit
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 NO_BACKOFF = {"initialSeconds": 0, "maxSeconds": 0, "factor": 1}

@@ -22,8 +22,6 @@ import yaml
 from resumable._ranges import IndexSet
 from scenarios import SCENARIOS, Scenario, manifest
 
-pytestmark = pytest.mark.unit
-
 BIN = Path(sys.executable).parent
 RESUMABLE = BIN / "resumable"
 ROOT = Path(__file__).resolve().parents[3]
@@ -813,6 +811,33 @@ def test_status_help_says_when_the_watch_ends_and_what_the_exit_codes_mean(
     ) in result.stdout
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["status", "--help"], ["bogus"]])
+def test_help_and_usage_errors_import_no_command_and_neither_pydantic_nor_kubernetes(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    # A command's module is imported only when it runs, so --help stays fast.
+    code = (
+        "import sys\n"
+        "from resumable_cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('pydantic', 'kubernetes', 'resumable', 'resumable_core', 'resumable_runner')\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
+        "commands = sorted(m for m in sys.modules if m.startswith('resumable_cli.'))\n"
+        "print(loaded, commands, file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stderr.splitlines()[-1] == "[] ['resumable_cli.app', 'resumable_cli.errors']"
+
+
 def test_no_subcommand_is_a_usage_error(tmp_path: Path) -> None:
     result = resumable(cwd=tmp_path)
     assert result.returncode == 2
@@ -824,7 +849,7 @@ def test_cluster_commands_without_the_kubernetes_client_say_what_to_install(
 ) -> None:
     code = (
         "import sys; sys.modules['kubernetes'] = None; "
-        "from resumable_cli.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from resumable_cli import main; sys.exit(main(sys.argv[1:]))"
     )
     for command in (["get"], ["describe", "x"], ["status", "x"]):
         done = subprocess.run(

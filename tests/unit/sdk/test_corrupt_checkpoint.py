@@ -1,9 +1,13 @@
-"""A corrupt or unreadable checkpoint is a clear error naming the file, never a silent restart."""
+"""A corrupt or unreadable checkpoint is a clear error naming the file, never a silent restart.
+
+So is one the schema lets through but a run cannot use (ranges, context types).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from runkit import MakeRun
@@ -82,3 +86,26 @@ def test_an_empty_store_directory_starts_fresh(make_run: MakeRun, store_dir: Pat
     store_dir.mkdir(parents=True)
     run = make_run()
     assert (run.attempt, run.resumed_from) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "says"),
+    [
+        ({"completed": "0-4x", "nextIndex": 5}, "bad index range '0-4x'"),
+        ({"completed": "4-0", "nextIndex": 5}, "bad index range '4-0'"),
+        ({"context": {"iteration": "many"}}, "context.iteration must be an integer"),
+        ({"context": {"user": ["not", "a", "dict"]}}, "context.user must be an object"),
+    ],
+    ids=["completed-not-ranges", "completed-reversed", "iteration-not-a-number", "user-a-list"],
+)
+def test_state_the_schema_allows_but_a_run_cannot_use_is_an_error_naming_the_file(
+    store_dir: Path, make_run: MakeRun, checkpoint: dict[str, Any], says: str
+) -> None:
+    store_dir.mkdir()
+    status = {"checkpoint": {"attempt": 1, **checkpoint}}
+    (store_dir / "status.json").write_text(json.dumps(status))
+    with pytest.raises(CorruptCheckpointError) as caught:
+        make_run()
+    assert str(caught.value).startswith(f"{store_dir / 'status.json'}: not a valid checkpoint")
+    assert says in str(caught.value)
+    assert json.loads((store_dir / "status.json").read_text()) == status  # left as it was

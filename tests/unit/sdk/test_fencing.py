@@ -1,7 +1,13 @@
-"""Fencing: the attempt number guards every write; an older attempt never overwrites a newer one."""
+"""Fencing: the attempt number guards every write; an older attempt never overwrites a newer one.
+
+Nor does a forked child write its parent's progress when it exits.
+"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +103,30 @@ def test_start_claims_the_next_attempt_and_runs_the_batch_on_the_local_store(
     assert run.attempt == 4
     assert [item.index for item in run.items(range(3))] == [0, 1, 2]
     assert read_status(store_dir)["checkpoint"]["finished"] is True
+
+
+def test_a_forked_child_that_exits_normally_does_not_write_its_parents_progress(
+    tmp_path: Path,
+) -> None:
+    script = textwrap.dedent(
+        """
+        import os, sys
+        import resumable
+        run = resumable.start("forky", directory=sys.argv[1])
+        for item in run.items(range(6)):
+            with item:
+                if item.index == 3:
+                    pid = os.fork()
+                    if pid == 0:
+                        sys.exit(0)  # unwinds the generator and runs atexit in the child
+                    os.waitpid(pid, 0)
+        print(run.summary().done)
+        """
+    )
+    store = tmp_path / "store"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(store)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr  # the parent was not fenced by its child
+    assert done.stdout.strip() == "6"
+    assert read_status(store)["checkpoint"]["finished"] is True

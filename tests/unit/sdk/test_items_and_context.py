@@ -1,15 +1,22 @@
-"""Items and runtime context: stable keys, error handling, and the context saved with each write."""
+"""Items and runtime context: stable keys, error handling, and the context saved with each write.
+
+Error handling includes what is not an item's error: a cancelled async worker, and
+a store outage while the item's own exception is being saved.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runkit import MakeRun, RecordingStore, read_status
+from runkit import FakeClock, MakeRun, RecordingStore, read_status
 
-from resumable import CheckpointPolicy, ResumableError, Run
+from resumable import CheckpointPolicy, LocalStore, ResumableError, Run
+from resumable._errors import StoreUnavailableError
+from resumable.v1alpha1 import Checkpoint
 
 EVERY_ITEM = CheckpointPolicy(every_items=1, min_interval_seconds=0)
 
@@ -232,3 +239,65 @@ def test_a_list_of_another_length_than_total_items_is_named_on_stderr(
             pass
     assert capsys.readouterr().err == said
     assert run.summary().finished
+
+
+def test_cancelling_an_async_worker_stops_the_loop_and_blames_no_item(
+    make_run: MakeRun, store_dir: Path
+) -> None:
+    run = make_run()
+    seen: list[int] = []
+
+    async def worker() -> None:
+        for item in run.items(range(20), errors="continue"):
+            with item:
+                seen.append(item.index)
+                await asyncio.sleep(0.05)
+
+    async def main() -> None:
+        async with asyncio.timeout(0.3):
+            await worker()
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(main())
+    assert len(seen) < 20  # the cancellation was not swallowed as an item error
+    run.close()
+    assert read_status(store_dir)["checkpoint"].get("lastError", "") == ""
+
+
+def test_errors_continue_saves_failed_items_with_the_policy_not_one_write_each(
+    store_dir: Path, make_run: MakeRun
+) -> None:
+    store = RecordingStore(store_dir)
+    clock = FakeClock()
+    run = make_run(store=store, clock=clock, policy=CheckpointPolicy(every_items=50))
+    for item in run.items(range(200), errors="continue"):
+        with item:
+            if item.index % 2:
+                raise RuntimeError(f"upstream refused item {item.number}")
+    # 200 items, 100 of them failed: a write per 50 items, and the final one.
+    assert len(store.writes) <= 6, len(store.writes)
+    last = store.writes[-1]
+    assert last.last_error == "RuntimeError: upstream refused item 200"
+    assert last.last_error_index == 199
+
+
+class UnreachableStore(LocalStore):
+    """A LocalStore whose checkpoint writes fail as an unreachable API server's do."""
+
+    def save_checkpoint(self, checkpoint: Checkpoint, **kwargs: Any) -> None:
+        raise StoreUnavailableError(f"{self.describe()}: 503: unavailable")
+
+
+def test_a_store_outage_does_not_replace_the_failing_items_own_exception(
+    store_dir: Path, make_run: MakeRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = make_run(store=UnreachableStore(store_dir))
+
+    def work() -> None:
+        for item in run.items(range(3)):
+            with item:
+                raise KeyError("missing-field")
+
+    with pytest.raises(KeyError, match="missing-field"):
+        work()
+    assert "could not save the error of item 1: " in capsys.readouterr().err

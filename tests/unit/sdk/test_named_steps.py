@@ -143,3 +143,14 @@ def test_a_batch_started_over_beside_an_old_volume_never_gets_its_step_results(
     named = Counter("run 'run'")
     assert start(tmp_path / "state-1", run_id="run").step("research", named) == "run 'run'"
     assert named.calls == 1
+
+
+def test_a_step_whose_result_is_not_json_fails_on_the_first_attempt_naming_it(
+    make_run: MakeRun,
+) -> None:
+    class Plan:
+        def __init__(self) -> None:
+            self.queries = ["a", "b"]
+
+    with pytest.raises(TypeError, match=r"step 'run-plan': its result must be JSON .* not Plan"):
+        make_run().step("plan", Plan)

@@ -1,12 +1,20 @@
-"""Settings.from_env: RESUMABLE_* variables, each bad value a ConfigError naming the variable."""
+"""Settings.from_env: RESUMABLE_* variables, each bad value a ConfigError naming the variable.
+
+Also what start() makes of them: the runner's store under `resumable run`, and a
+kube store without the Kubernetes client installed is one line saying what to install.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import resumable
 from resumable import CheckpointPolicy, ConfigError, Settings
 
 
@@ -93,3 +101,46 @@ def test_a_cluster_without_a_named_batch_still_uses_the_local_store() -> None:
     assert Settings.from_env(env).store == "local"
     named = {**env, "RESUMABLE_BATCH_NAME": "docs"}
     assert Settings.from_env(named).store == "kube"
+
+
+def test_start_with_a_name_uses_the_runners_store_under_resumable_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RESUMABLE_DIR", str(tmp_path / "runner-state"))
+    run = resumable.start("summarizer")
+    try:
+        assert run._store.describe() == str(tmp_path / "runner-state" / "status.json")
+    finally:
+        run.close()
+
+
+@pytest.mark.parametrize("value", ["2", "y", "maybe"])
+def test_a_boolean_setting_that_is_neither_yes_nor_no_is_an_error_naming_it(value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"RESUMABLE_CAREFUL='{value}' is not a boolean"):
+        Settings.from_env({"RESUMABLE_CAREFUL": value})
+    assert Settings.from_env({"RESUMABLE_CAREFUL": "0"}).careful is False
+    assert Settings.from_env({"RESUMABLE_CAREFUL": "true"}).careful is True
+
+
+WITHOUT_KUBERNETES = "import sys; sys.modules['kubernetes'] = None; "
+
+
+def test_the_kube_store_without_the_kubernetes_client_says_what_to_install(
+    tmp_path: Path,
+) -> None:
+    code = WITHOUT_KUBERNETES + "import resumable; resumable.start()"
+    env = {
+        **os.environ,
+        "RESUMABLE_STORE": "kube",
+        "RESUMABLE_BATCH_NAME": "b",
+        "RESUMABLE_NAMESPACE": "ns",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "resumable._errors.ConfigError: RESUMABLE_STORE=kube needs the Kubernetes client: "
+        "pip install 'resumable-batch[kube]'"
+    )

@@ -1,5 +1,8 @@
 """SIGTERM, SIGINT and a clean early exit flush pending progress; the in-flight item is redone.
 
+A SIGTERM that cuts a write short still exits 143; a run started outside the main
+thread, where no handler can be installed, warns that signals will not save.
+
 Real worker processes (tests/workers.py) under a policy that never writes on its
 own, so whatever the checkpoint holds at the end was written by the flush.
 """
@@ -11,13 +14,15 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from workers import expected_output, read_log, start_worker, worker_env
 
-from resumable import IndexSet
+import resumable
+from resumable import IndexSet, Settings
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -222,3 +227,68 @@ def test_sigkill_mid_item_leaves_the_in_flight_marker_and_the_restart_counts_its
     done = finish(env)
     assert done.returncode == 0, done.stdout
     assert checkpoint(store)["context"]["redone"] == started[-1]  # type: ignore[index]
+
+
+def test_a_run_started_outside_the_main_thread_warns_that_signals_will_not_save(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    caught: list[Warning] = []
+
+    def start_in_thread() -> None:
+        import warnings
+
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            run = resumable.start(settings=Settings(batch_name="t", directory=tmp_path / "s"))
+            run.close()
+        caught.extend(w.message for w in seen)  # type: ignore[misc]
+
+    thread = threading.Thread(target=start_in_thread)
+    thread.start()
+    thread.join()
+    assert any("outside the main thread" in str(w) for w in caught), caught
+
+
+def test_sigterm_in_a_write_inside_the_loop_exits_143_even_if_the_last_save_fails(
+    tmp_path: Path,
+) -> None:
+    # An item used without `with item:` is committed inside items(); a SIGTERM that
+    # cuts that write short must leave with 143, not with the failed exit save.
+    script = textwrap.dedent(
+        """
+        import signal, sys
+        from resumable import CheckpointPolicy, LocalStore, Run, Settings
+        from resumable._errors import StoreUnavailableError
+        from resumable._run import Terminated
+
+        class Cut(LocalStore):
+            calls = 0
+            def save_checkpoint(self, checkpoint, **kwargs):
+                Cut.calls += 1
+                if Cut.calls == 1:
+                    raise Terminated(signal.SIGTERM)  # the signal, mid-write
+                raise StoreUnavailableError("resumablebatch ns/b: 503: unavailable")
+
+        store = Cut(sys.argv[1])
+        settings = Settings(
+            batch_name="b", directory=store.root, handle_signals=False,
+            policy=CheckpointPolicy(every_items=1, min_interval_seconds=0),
+        )
+        run = Run(settings, store, store.outputs, store.steps)
+        for item in run.items(range(5)):
+            pass  # committed when the loop moves on
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 143, done.stderr
+    assert done.stderr == (
+        "resumable: progress not saved as the loop ended: StoreUnavailableError: "
+        "resumablebatch ns/b: 503: unavailable\n"
+    )

@@ -48,7 +48,7 @@ from resumable_core.reconcile import (
     PodView,
     decide,
     derive_phase,
-    finished_pods_to_prune,
+    ended_pods_to_prune,
     format_time,
 )
 from resumable_operator import metrics
@@ -432,7 +432,7 @@ class Controller:
             self._event(batch, event.type, event.reason, event.message, stamp)
         if decision.outcome is not None and decision.outcome.kind != "succeeded":
             metrics.RESTARTS.labels(reason=decision.outcome.reason).inc()
-        for pod_name in finished_pods_to_prune(views, decision.status.active_pod):
+        for pod_name in ended_pods_to_prune(views, decision.status.active_pod):
             self._delete_pod(ns, pod_name, graceful=False)
         if decision.delete_batch:
             try:

@@ -1,0 +1,66 @@
+"""Where a batch stands: its item count, where the next attempt starts, the display columns.
+
+Read by the decision logic (:mod:`resumable_core.reconcile` and its policies), the
+CLI (``resumable status``) and the hints; pure functions of the batch and status.
+"""
+
+from __future__ import annotations
+
+from resumable._ranges import IndexSet
+from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
+from resumable_core import conditions as cond
+
+
+def total_items(batch: ResumableBatch, status: ResumableBatchStatus | None = None) -> int | None:
+    """The item count: the worker's own once it reported one, else spec.totalItems.
+
+    A worker whose list is not spec.totalItems long goes by its list (the SDK warns
+    in its log), so progress and messages go by it too.
+    """
+    reported = (status if status is not None else batch.status).checkpoint.total_items
+    return reported if reported is not None else batch.spec.total_items
+
+
+def progress_text(done: int, total: int | None) -> str:
+    """The Progress column: "47/200", or "47" while the total is unknown."""
+    return f"{done}/{total}" if total is not None else str(done)
+
+
+def items_saved(status: ResumableBatchStatus) -> int:
+    """Items the checkpoint holds as done: its count once finished, else the completed set."""
+    cp = status.checkpoint
+    return cp.items_done if cp.finished else len(IndexSet.parse(cp.completed))
+
+
+def resume_index(status: ResumableBatchStatus) -> int:
+    """Where the next attempt starts: the first item neither completed nor skipped."""
+    cp = status.checkpoint
+    if cp.finished:
+        return 0
+    completed = IndexSet.parse(cp.completed)
+    skipped = {s.index for s in status.skipped}
+    index = cp.next_index
+    while True:
+        index = completed.first_missing(index)
+        if index not in skipped:
+            return index
+        index += 1
+
+
+def derive_phase(status: ResumableBatchStatus) -> str:
+    """The display phase, from the conditions (and the active attempt)."""
+    c = status.conditions
+    if cond.is_true(c, cond.SUCCEEDED):
+        return "Succeeded"
+    if cond.is_true(c, cond.FAILED):
+        return "Failed"
+    if cond.is_true(c, cond.SUSPENDED):
+        return "Suspended"
+    if status.active_pod:
+        progressing = cond.find(c, cond.PROGRESSING)
+        if progressing is not None and progressing.reason == cond.REASON_POD_CREATE_RETRYING:
+            return "Pending"  # the attempt is recorded, its pod not created yet
+        return "Running"
+    if status.retry_after:
+        return "BackingOff"
+    return "Pending"

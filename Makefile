@@ -34,7 +34,7 @@ helm: ## Build (or reuse from cache) the helm binary for the chart tests.
 .PHONY: test
 test: controlplane helm ## Run every test tier (unit, integration, reliability; e2e skips without Docker).
 	KUBEBUILDER_ASSETS="$$(bash tests/controlplane/build.sh)" HELM="$$(bash tests/tools/helm.sh)" \
-		$(PYTEST) tests
+		$(PYTEST) tests --durations=20
 
 .PHONY: test-unit
 test-unit: ## Run only the fast unit tests.

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchSpec, ResumableBatchStatus
 from resumable_core import conditions as cond
-from resumable_core.decision import Decision, EventPlan, EventType, PodView
+from resumable_core.decision import Decision, EventPlan, EventType, PodCreate, PodView
 from resumable_core.progress import derive_phase, total_items
 from resumable_core.times import format_time
 
@@ -33,13 +33,23 @@ class SyncContext:
     decision: Decision
     #: ``now`` as status times are written.
     stamp: str
+    #: The executor's report on creating the active attempt's pod, if any.
+    create: PodCreate | None = None
 
     @classmethod
-    def begin(cls, batch: ResumableBatch, pods: list[PodView], now: datetime) -> SyncContext:
+    def begin(
+        cls,
+        batch: ResumableBatch,
+        pods: list[PodView],
+        now: datetime,
+        *,
+        create: PodCreate | None = None,
+    ) -> SyncContext:
         """A context whose status starts as a copy of the batch's, at this generation."""
         status = batch.status.model_copy(deep=True)
         status.observed_generation = batch.metadata.generation
-        return cls(batch, pods, now, batch.status, status, Decision(status), format_time(now))
+        decision = Decision(status)
+        return cls(batch, pods, now, batch.status, status, decision, format_time(now), create)
 
     @property
     def spec(self) -> ResumableBatchSpec:
@@ -77,9 +87,11 @@ class SyncContext:
             now=self.stamp,
         )
 
-    def event(self, type_: EventType, reason: str, message: str) -> int:
+    def event(
+        self, type_: EventType, reason: str, message: str, *, once_pod_exists: bool = False
+    ) -> int:
         """Record an Event on the batch; returns its index, for :meth:`amend_event`."""
-        self.decision.events.append(EventPlan(type_, reason, message))
+        self.decision.events.append(EventPlan(type_, reason, message, once_pod_exists))
         return len(self.decision.events) - 1
 
     def amend_event(self, index: int, suffix: str) -> None:

@@ -1,9 +1,11 @@
 """What :func:`resumable_core.reconcile.decide` reads and returns.
 
-Observations (:class:`PodView`: a worker pod or local subprocess as observed) and
-the :class:`Decision` with its plans (a pod to create, events to record). Value
-objects only: the executors (``resumable_operator.controller``,
-``resumable_runner.runner``) build the observations and carry out the plans.
+Observations (:class:`PodView`: a worker pod or local subprocess as observed;
+:class:`PodCreate`: what became of creating the active attempt's pod, which no
+pod view shows yet) and the :class:`Decision` with its plans (a pod to create,
+events to record). Value objects only: the executors
+(``resumable_operator.controller``, ``resumable_runner.runner``) build the
+observations and carry out the plans; only decide() changes a batch's status.
 """
 
 from __future__ import annotations
@@ -52,6 +54,31 @@ class PodView:
         )
 
 
+#: What became of a pod create the executor tried: ``created``; ``retrying`` (refused
+#: for now: 403 quota or a missing service account, 429, 5xx; tried again later);
+#: ``refused`` (invalid, 400/422: no retry can help); ``taken`` (the name is held by
+#: another object's pod, e.g. an earlier batch of the same name).
+CreateResult = Literal["created", "retrying", "refused", "taken"]
+
+
+@dataclass(frozen=True)
+class PodCreate:
+    """The executor's report on creating the active attempt's pod.
+
+    Passed to decide() (``create=``) while the pod is not among the pods observed:
+    right after a try, and on later passes while the executor retries or after
+    it found the name taken.
+    """
+
+    pod: str
+    attempt: int
+    result: CreateResult
+    #: The API server's reason, for ``retrying``, ``refused`` and ``taken``.
+    message: str = ""
+    #: ``retrying`` just now: seconds until the next try. None while waiting for it.
+    retry_in: float | None = None
+
+
 @dataclass(frozen=True)
 class PodPlan:
     """A worker pod to create."""
@@ -70,6 +97,10 @@ class EventPlan:
     type: EventType
     reason: str
     message: str
+    #: Only true once the attempt's pod exists (Started, Resumed): an executor whose
+    #: create did not go through drops it; decide() announces the start again when
+    #: told the pod was created after all.
+    once_pod_exists: bool = False
 
 
 @dataclass(frozen=True)

@@ -30,16 +30,19 @@ from resumable.v1alpha1 import ResumableBatch
 from resumable_core.context import SyncContext
 from resumable_core.decision import (
     LOST_POD_SECONDS,
+    CreateResult,
     Decision,
     EventPlan,
     EventType,
     Outcome,
+    PodCreate,
     PodPhase,
     PodPlan,
     PodView,
 )
 from resumable_core.policy import (
     accept,
+    active,
     attempts,
     backoff,
     pods,
@@ -51,6 +54,7 @@ from resumable_core.policy import (
 )
 from resumable_core.policy.attempts import RESYNC_SECONDS, pod_name
 from resumable_core.policy.failures import classify
+from resumable_core.policy.podcreate import CREATE_RETRY_MAX_SECONDS
 from resumable_core.policy.pods import KEEP_ENDED_PODS, ended_pods_to_prune
 from resumable_core.policy.reopen import FIXING_FIELDS, spec_digest
 from resumable_core.progress import derive_phase, progress_text, resume_index, total_items
@@ -60,6 +64,7 @@ from resumable_core.times import format_precise_time, format_time, parse_time, s
 KEEP_FINISHED_PODS = KEEP_ENDED_PODS
 
 __all__ = [
+    "CREATE_RETRY_MAX_SECONDS",
     "FIXING_FIELDS",
     "KEEP_ENDED_PODS",
     "KEEP_FINISHED_PODS",
@@ -68,10 +73,12 @@ __all__ = [
     "LABEL_RUN_ID",
     "LOST_POD_SECONDS",
     "RESYNC_SECONDS",
+    "CreateResult",
     "Decision",
     "EventPlan",
     "EventType",
     "Outcome",
+    "PodCreate",
     "PodPhase",
     "PodPlan",
     "PodView",
@@ -91,9 +98,19 @@ __all__ = [
 ]
 
 
-def decide(batch: ResumableBatch, pods_seen: list[PodView], now: datetime) -> Decision:
-    """Decide the next actions for one batch from what is observed now."""
-    ctx = SyncContext.begin(batch, pods_seen, now)
+def decide(
+    batch: ResumableBatch,
+    pods_seen: list[PodView],
+    now: datetime,
+    *,
+    create: PodCreate | None = None,
+) -> Decision:
+    """Decide the next actions for one batch from what is observed now.
+
+    ``create`` is the executor's report on creating the active attempt's pod while
+    no pod view shows it (see :mod:`resumable_core.policy.podcreate`).
+    """
+    ctx = SyncContext.begin(batch, pods_seen, now, create=create)
     _sync(ctx)
     reopen.record_failed_spec(ctx)
     return ctx.conclude()
@@ -120,7 +137,7 @@ def _sync(ctx: SyncContext) -> None:
         suspend.suspend(ctx)
         return
     suspend.lift_suspension(ctx)
-    if ctx.status.active_pod and attempts.watch_active_attempt(ctx):
+    if ctx.status.active_pod and active.watch_active_attempt(ctx):
         return
     if pods.old_pods_still_live(ctx) or backoff.waiting_out_backoff(ctx):
         return

@@ -10,7 +10,10 @@ made and changes only its status and decision:
 * :mod:`.pods`: stale and leftover pods, and which ended pods to keep;
 * :mod:`.terminal`: a batch that succeeded or failed, and its TTL;
 * :mod:`.suspend`: spec.suspend;
-* :mod:`.attempts`: starting an attempt, and watching the active one;
+* :mod:`.attempts`: starting an attempt;
+* :mod:`.active`: watching the active attempt until its pod ends;
+* :mod:`.podcreate`: what became of creating its pod (created, refused for
+  now, refused as invalid, name taken), as the executor reports it;
 * :mod:`.failures`: how an attempt ended, and what follows (a table of actions),
   poison items included;
 * :mod:`.backoff`: the restart budget and the delay before the next attempt.

@@ -1,5 +1,4 @@
-"""Attempts: starting one (its pod's name, where it starts, how it is announced),
-and watching the active one until its pod ends.
+"""Starting an attempt: its pod's name, where it starts, how it is announced.
 
 The protocol: the new attempt number is written to ``status.checkpoint.attempt``
 (the fencing token) with ``status.activePod``, *then* the pod is created with the
@@ -15,8 +14,7 @@ from resumable import constants as names
 from resumable._ranges import IndexSet
 from resumable_core import conditions as cond
 from resumable_core.context import SyncContext
-from resumable_core.decision import PodPlan, PodView
-from resumable_core.policy import failures
+from resumable_core.decision import PodPlan
 from resumable_core.progress import progress_text, resume_index
 from resumable_core.times import parse_time
 
@@ -58,7 +56,11 @@ def plan_pod(ctx: SyncContext) -> PodPlan:
 
 
 def announce_start(ctx: SyncContext) -> None:
-    """Progressing and the Started (or Resumed) event for the active attempt."""
+    """Progressing and the Started (or Resumed) event for the active attempt.
+
+    The event is for once its pod exists; so is ``resumed_after_seconds``, the
+    time from the failure to the new pod (a metric).
+    """
     status, total = ctx.status, ctx.total
     attempt, name = status.checkpoint.attempt, status.active_pod
     start = resume_index(status)
@@ -76,6 +78,7 @@ def announce_start(ctx: SyncContext) -> None:
             "Normal",
             names.EVENT_STARTED,
             f"Started at item 1/{of}{again} (attempt {attempt}, pod {name})",
+            once_pod_exists=True,
         )
         return
     after = status.last_failure or "a restart"
@@ -87,46 +90,7 @@ def announce_start(ctx: SyncContext) -> None:
     )
     msg = f"Resumed {where} after {after} (attempt {attempt})"
     ctx.set_condition(cond.PROGRESSING, "True", cond.REASON_RESUMED, msg + ".")
-    ctx.event("Normal", cond.REASON_RESUMED, msg)
+    ctx.event("Normal", cond.REASON_RESUMED, msg, once_pod_exists=True)
     failed_at = parse_time(status.failed_at)
     if failed_at is not None:
         ctx.decision.resumed_after_seconds = max(0.0, (ctx.now - failed_at).total_seconds())
-
-
-def watch_active_attempt(ctx: SyncContext) -> bool:
-    """The active attempt: wait while its pod runs, account for its end once it ended
-    (or vanished). Returns True when the decision is complete (no new attempt now)."""
-    status = ctx.status
-    active = ctx.pod(status.active_pod)
-    if active is not None and active.stuck_deleting(ctx.now):
-        ctx.delete_pod(active.name, graceful=False)
-        active = PodView(
-            name=active.name,
-            attempt=active.attempt,
-            phase="Failed",
-            disruption=active.disruption or "NodeLost",
-            deleting=True,
-        )
-    if active is not None and not active.ended:
-        if active.deleting:
-            ctx.decision.requeue_after = 1.0  # wait for it to end before a new attempt
-            return True
-        if active.phase == "Running":
-            ctx.set_condition(
-                cond.PROGRESSING,
-                "True",
-                cond.REASON_RUNNING,
-                f"Attempt {status.checkpoint.attempt} running from item "
-                f"{resume_index(status) + 1}.",
-            )
-        ctx.decision.requeue_after = RESYNC_SECONDS
-        return True
-    if active is None:
-        # Created-and-vanished or never created: a disruption either way.
-        active = PodView(
-            name=status.active_pod,
-            attempt=status.checkpoint.attempt,
-            phase="Failed",
-            disruption="PodDeleted",
-        )
-    return failures.account_for_end(ctx, active)

@@ -114,6 +114,7 @@ def _fail_never_retry(ctx: SyncContext, end: AttemptEnd) -> bool:
         f"Attempt {ctx.status.checkpoint.attempt} ended with {end.what}, listed in "
         "retry.neverRetryExitCodes; not retried."
     )
+    ctx.decision.outcome = Outcome("failed", cond.REASON_NEVER_RETRY)
     terminal.fail(ctx, cond.REASON_NEVER_RETRY, msg)
     return True
 

@@ -49,7 +49,11 @@ def succeed(ctx: SyncContext) -> None:
 
 
 def fail(ctx: SyncContext, reason: str, msg: str) -> None:
-    """The batch Failed, for ``reason``; ``msg`` says why (condition and Warning event)."""
+    """The batch Failed, for ``reason``; ``msg`` says why (condition and Warning event).
+
+    The attempt's outcome (for metrics) is the caller's to set: a pod that was
+    never created ends no attempt.
+    """
     status = ctx.status
     status.completion_time = ctx.stamp
     status.retry_after = ""
@@ -57,7 +61,6 @@ def fail(ctx: SyncContext, reason: str, msg: str) -> None:
     ctx.set_condition(cond.SUCCEEDED, "False", reason, names.MESSAGE_FAILED)
     ctx.set_condition(cond.PROGRESSING, "False", reason, msg)
     ctx.event("Warning", reason, msg)
-    ctx.decision.outcome = ctx.decision.outcome or Outcome("failed", reason)
     _look_again_at_ttl(ctx)
 
 

@@ -20,6 +20,7 @@ from resumable_core import objects
 from resumable_core.jsonpatch import PatchTestFailedError, apply_patch
 from resumable_core.reconcile import (
     Decision,
+    PodCreate,
     PodView,
     decide,
     format_precise_time,
@@ -171,17 +172,6 @@ def test_running_pod_second_identical_decision_changes_nothing() -> None:
 def test_pending_pod_right_after_creation_is_waited_for() -> None:
     batch = started(make_batch())
     assert_no_op(batch, [PodView("b-1", 1, "Pending")], T0)
-
-
-def test_an_attempt_whose_pod_create_is_being_retried_shows_phase_pending() -> None:
-    batch = started(make_batch())
-    # What the executor writes while the API server refuses the pod for now.
-    cond.set_condition(
-        batch.status.conditions, cond.PROGRESSING, "True", cond.REASON_POD_CREATE_RETRYING,
-        "Cannot create pod b-1 yet: 403: quota", generation=1, now=format_time(T0),
-    )  # fmt: skip
-    batch.status.phase = "Pending"
-    assert_no_op(batch, [PodView("b-1", 1, "Pending")], T0 + timedelta(minutes=1))
 
 
 # -------------------------------------------------------- failure and backoff
@@ -420,14 +410,11 @@ def test_a_failed_batch_stays_failed_while_max_restarts_is_not_above_the_used_on
 def test_a_batch_failed_by_a_refused_pod_tries_again_from_its_checkpoint_once_edited() -> None:
     batch = started(make_batch(retry={"backoff": NO_BACKOFF}))
     saved(batch, 7)
-    # The executor failed it: the API server refused the next pod as invalid.
     d = settle(batch, decide(batch, [failed(code=1)], T0))
-    cond.set_condition(
-        batch.status.conditions, cond.FAILED, "True", cond.REASON_POD_CREATE_FAILED,
-        "pods is invalid", generation=1, now=format_time(T0),
-    )  # fmt: skip
-    batch.status.active_pod = ""
-    settle(batch, decide(batch, [failed(code=1)], T0))
+    assert d.create_pod is not None
+    # The API server refused the next pod as invalid (test_pod_create.py).
+    refused = PodCreate(d.create_pod.name, d.create_pod.attempt, "refused", "pods is invalid")
+    settle(batch, decide(batch, [failed(code=1)], T0, create=refused))
     assert batch.status.phase == "Failed"
     assert_no_op(batch, [failed(code=1)], T0)  # unchanged spec: stays failed
     batch.spec.template.spec.containers[0].image = "worker:fixed"  # the template was fixed

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from resumable.constants import LABEL_ATTEMPT, LABEL_BATCH
 from resumable_cli import kube
 from resumable_cli.errors import CliError
 from resumable_core import hints
-from resumable_core.reconcile import KEEP_FINISHED_PODS, LABEL_ATTEMPT, LABEL_BATCH
+from resumable_core.policy.pods import KEEP_ENDED_PODS
 from resumable_runner.runner import (
     LOGS_DIR,
     LocalRunError,
@@ -60,7 +61,7 @@ def _pod_for_logs(api: Any, ns: str, name: str, attempt: int | None) -> str:
         if not pods:
             raise CliError(
                 f'resumablebatch "{name}" has no pod of attempt {attempt} (the operator '
-                f"keeps the pods of the last {KEEP_FINISHED_PODS} attempts that ended)"
+                f"keeps the pods of the last {KEEP_ENDED_PODS} attempts that ended)"
             )
     if not pods:
         raise _NoPodYetError(f'resumablebatch "{name}" has no worker pods')

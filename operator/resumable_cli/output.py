@@ -13,8 +13,7 @@ from typing import TextIO
 
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatchStatus
-from resumable_core import hints
-from resumable_core.reconcile import progress_text
+from resumable_core.progress import items_saved, progress_text
 from resumable_runner.runner import write_line
 
 __all__ = ["ProgressBar", "duration", "one_based", "print_table", "write_line"]
@@ -38,7 +37,7 @@ class ProgressBar:
     def update(self, status: ResumableBatchStatus) -> None:
         """Redraw from a status."""
         cp = status.checkpoint
-        done = hints.done_count(cp)
+        done = items_saved(status)
         total = self.total if self.total is not None else cp.total_items
         now = time.monotonic()
         if self.first_done is None:

@@ -22,7 +22,8 @@ from resumable.v1alpha1 import ResumableBatch
 from resumable_cli import output
 from resumable_cli.errors import CliError
 from resumable_core import hints
-from resumable_core.reconcile import EventPlan, progress_text
+from resumable_core.decision import EventPlan
+from resumable_core.progress import progress_text
 from resumable_runner.runner import (
     LocalRunError,
     LocalRunner,

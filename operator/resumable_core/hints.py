@@ -1,13 +1,13 @@
 """How an ended batch can go on: one rule behind every "how to go on" hint.
 
 A batch that has succeeded or failed does nothing more until someone acts, and
-what they can do is the reconciler's rule (:mod:`resumable_core.reconcile`): a
+what they can do is the reconciler's rule (:mod:`resumable_core.policy.reopen`): a
 batch failed by a never-retry exit code, a poison item or a refused worker pod
 goes on from its checkpoint once its spec is edited; one that spent its restarts,
 once ``spec.retry.maxRestarts`` is raised above them; any other, and a batch that
 succeeded, only by a clean rerun from item 1 (a new ``spec.runId``). It goes on
-from reconcile's :func:`~resumable_core.reconcile.resume_index`, the first item
-neither completed nor skipped, so a skipped poison item is not named as the place
+from :func:`~resumable_core.progress.resume_index`, the first item neither
+completed nor skipped, so a skipped poison item is not named as the place
 to go on from.
 
 Called by :mod:`resumable_cli`: by ``resumable run`` when the local state says the
@@ -21,15 +21,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from resumable._ranges import IndexSet
-from resumable.v1alpha1 import Checkpoint, ResumableBatchSpec, ResumableBatchStatus
+from resumable.v1alpha1 import ResumableBatchSpec, ResumableBatchStatus
 from resumable_core import conditions as cond
-from resumable_core.reconcile import resume_index
+from resumable_core.progress import resume_index
 
-#: Failure reasons an edit of the spec reopens from the checkpoint (reconcile's
-#: reopen rule: the edit may have fixed the template or the rules that judged the
-#: failure). Spent restarts reopen by their own rule, a raised maxRestarts.
-#: Belongs beside the reopen policy in the core; kept here until it has one.
+#: Failure reasons an edit of the spec reopens from the checkpoint (the reopen rule,
+#: resumable_core.policy.reopen: the edit may have fixed the template or the rules
+#: that judged the failure). Spent restarts reopen by their own rule, a raised
+#: maxRestarts. Belongs in policy.reopen, which spells the same reasons inline.
 REOPENED_BY_SPEC_EDIT = frozenset(
     {cond.REASON_NEVER_RETRY, cond.REASON_POISON, cond.REASON_POD_CREATE_FAILED}
 )
@@ -101,15 +100,3 @@ def resume_hint(spec: ResumableBatchSpec, status: ResumableBatchStatus) -> Resum
         way = Way.START_OVER
     item = 1 if way is Way.START_OVER else resume_index(status) + 1
     return ResumeHint(phase, way, item, reason, message, status.restarts, limit)
-
-
-def done_count(checkpoint: Checkpoint) -> int:
-    """Items done so far: the completed ranges' size, or the saved count once finished.
-
-    A finished checkpoint clears its position (``completed`` too) and keeps the counts.
-    The same count reconcile computes for its Progress column; it belongs beside
-    :func:`~resumable_core.reconcile.progress_text`, kept here until it moves there.
-    """
-    if checkpoint.finished:
-        return checkpoint.items_done
-    return len(IndexSet.parse(checkpoint.completed))

@@ -23,7 +23,9 @@ from resumable_cli.control import ended_error
 from resumable_cli.run import ended_hint
 from resumable_core import conditions as cond
 from resumable_core.hints import ResumeHint, Way, resume_hint
-from resumable_core.reconcile import decide, resume_index, spec_digest
+from resumable_core.policy.reopen import spec_digest
+from resumable_core.progress import resume_index
+from resumable_core.reconcile import decide
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 NO_BACKOFF = {"initialSeconds": 0, "maxSeconds": 0, "factor": 1}

@@ -9,15 +9,17 @@ same against the real kube-apiserver behind a proxy that drops it.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runkit import FakeClock, MakeRun, RecordingStore
+from runkit import FakeClock, RecordingStore
 
-from resumable import CheckpointPolicy, Run, StoreUnavailableError
+from resumable import CheckpointPolicy, ResumableError, Run, Settings, StoreUnavailableError
 from resumable._errors import FencedError, StoreRefusedError
 from resumable._policy import (
     RETRY_CAP_SECONDS,
@@ -204,11 +206,31 @@ def store(store_dir: Path, timeline: Timeline) -> OutageStore:
     return OutageStore(store_dir, timeline.clock)
 
 
-def make(make_run: MakeRun, store: OutageStore, timeline: Timeline) -> Run:
-    run = make_run(store=store, clock=timeline.clock)
-    run._sleep = timeline.sleep  # as Run(sleep=..., jitter=...) would take them
-    run._jitter = lambda: 0.5
-    return run
+@pytest.fixture
+def runs() -> Iterator[list[Run]]:
+    made: list[Run] = []
+    yield made
+    for run in made:
+        with contextlib.suppress(ResumableError):
+            run.close()
+        atexit.unregister(run._atexit)
+
+
+@pytest.fixture
+def run(store: OutageStore, timeline: Timeline, runs: list[Run]) -> Run:
+    """A run on the store, its time and jitter injected as Run takes them."""
+    settings = Settings(batch_name="unit", directory=store.root, handle_signals=False)
+    made = Run(
+        settings,
+        store,
+        store.outputs,
+        store.steps,
+        clock=timeline.clock,
+        sleep=timeline.sleep,
+        jitter=lambda: 0.5,
+    )
+    runs.append(made)
+    return made
 
 
 def work(run: Run, timeline: Timeline, items: int, *, step: float) -> list[float]:
@@ -226,9 +248,8 @@ def work(run: Run, timeline: Timeline, items: int, *, step: float) -> list[float
 
 
 def test_items_go_on_while_boundary_writes_fail_and_the_next_write_saves_them_all(
-    make_run: MakeRun, store: OutageStore, timeline: Timeline
+    run: Run, store: OutageStore, timeline: Timeline
 ) -> None:
-    run = make(make_run, store, timeline)
     store.down = (2.5, 20.0)
     work(run, timeline, 400, step=0.125)  # 50 s of items
 
@@ -245,12 +266,11 @@ def test_items_go_on_while_boundary_writes_fail_and_the_next_write_saves_them_al
 
 
 def test_at_the_limit_the_run_takes_no_new_item_until_a_write_lands(
-    make_run: MakeRun,
+    run: Run,
     store: OutageStore,
     timeline: Timeline,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    run = make(make_run, store, timeline)
     back = 5.25 + GRACE + 30.0
     store.down = (5.25, back)
     starts = work(run, timeline, 300, step=0.5)
@@ -279,9 +299,8 @@ def test_at_the_limit_the_run_takes_no_new_item_until_a_write_lands(
 
 
 def test_a_signal_while_the_run_waits_at_the_limit_ends_the_wait_at_once(
-    make_run: MakeRun, store: OutageStore, timeline: Timeline
+    run: Run, store: OutageStore, timeline: Timeline
 ) -> None:
-    run = make(make_run, store, timeline)
     store.down = (5.25, float("inf"))
     seen: list[bool] = []
 
@@ -299,11 +318,10 @@ def test_a_signal_while_the_run_waits_at_the_limit_ends_the_wait_at_once(
 
 
 def test_a_signal_deferred_between_two_tries_at_the_limit_ends_the_wait(
-    make_run: MakeRun, store: OutageStore, timeline: Timeline
+    run: Run, store: OutageStore, timeline: Timeline
 ) -> None:
     # Outside the pause (in another thread, say) the signal is deferred: the wait
     # stops before its next try and the signal is raised on the way out.
-    run = make(make_run, store, timeline)
     store.down = (5.25, float("inf"))
 
     def deferred() -> None:
@@ -321,12 +339,11 @@ def forbidden(message: str) -> StoreRefusedError:
 
 @pytest.mark.parametrize("refusal", [FencedError, forbidden], ids=["fenced", "refused"])
 def test_a_fenced_or_refused_quick_try_is_raised_at_once_as_before(
-    make_run: MakeRun,
+    run: Run,
     store: OutageStore,
     timeline: Timeline,
     refusal: Callable[[str], Exception],
 ) -> None:
-    run = make(make_run, store, timeline)
     tried = 0
 
     def work_until_refused() -> None:
@@ -346,9 +363,8 @@ def test_a_fenced_or_refused_quick_try_is_raised_at_once_as_before(
 
 
 def test_the_exit_write_after_failed_boundary_writes_is_the_final_one(
-    make_run: MakeRun, store: OutageStore, timeline: Timeline
+    run: Run, store: OutageStore, timeline: Timeline
 ) -> None:
-    run = make(make_run, store, timeline)
     store.down = (1.5, float("inf"))
     loop = run.items(range(100))
     for _ in range(30):

@@ -36,6 +36,26 @@ test: controlplane helm ## Run every test tier (unit, integration, reliability; 
 	KUBEBUILDER_ASSETS="$$(bash tests/controlplane/build.sh)" HELM="$$(bash tests/tools/helm.sh)" \
 		$(PYTEST) tests --durations=20
 
+# The lowest kubernetes client pyproject.toml allows (its `kubernetes>=N` lines, which
+# must agree), and the tests of every call we make into that client: the SDK's KubeApi,
+# the operator's leader election and the CLI against the real server, and the client's
+# own retries and timeouts on kmock. Its own venv, inside $(VENV) so nothing else sees it.
+KUBERNETES_FLOOR = $(shell sed -n 's/^ *"kubernetes>=\([0-9][0-9.]*\)",.*/\1/p' pyproject.toml | sort -u)
+FLOOR_VENV ?= $(VENV)/floor
+FLOOR_TESTS := tests/unit/sdk/test_kubeapi_error_classes.py tests/integration/test_kube_store.py \
+	tests/integration/test_kubeapi_errors.py tests/integration/test_leader.py \
+	tests/integration/test_cli.py tests/reliability/test_client_faults.py \
+	tests/reliability/test_kube_store_faults.py
+
+.PHONY: test-floor
+test-floor: controlplane ## Run the client-facing tests on the lowest kubernetes client pyproject allows.
+	$(if $(filter 1,$(words $(KUBERNETES_FLOOR))),,$(error pyproject.toml: one kubernetes>=N floor expected, found '$(KUBERNETES_FLOOR)'))
+	python3 -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -e '.[operator,dev]' 'kubernetes==$(KUBERNETES_FLOOR)'
+	$(FLOOR_VENV)/bin/python -c 'import kubernetes; print("kubernetes client", kubernetes.__version__)'
+	KUBEBUILDER_ASSETS="$$(bash tests/controlplane/build.sh)" \
+		$(FLOOR_VENV)/bin/python -m pytest $(FLOOR_TESTS) --durations=5
+
 .PHONY: test-unit
 test-unit: ## Run only the fast unit tests.
 	$(PYTEST) -m unit tests

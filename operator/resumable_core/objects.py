@@ -228,3 +228,15 @@ def event_manifest(batch: ResumableBatch, plan: EventPlan, stamp: str) -> dict[s
         "lastTimestamp": stamp,
         "count": 1,
     }
+
+
+def controller_ref(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The object's controller ownerReference, if it has one."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return next((r for r in refs if r.get("controller")), None)
+
+
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """True when one of the object's ownerReferences names that uid."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid for r in refs)

@@ -23,10 +23,10 @@ import kopf
 from resumable import v1alpha1
 from resumable._kubeapi import KubeApi
 from resumable.constants import LABEL_BATCH
-from resumable_operator import metrics
 from resumable_operator.config import ANNOTATION_PREFIX, FINALIZER, OperatorConfig
 from resumable_operator.controller import Controller
 from resumable_operator.leader import LeaderElector
+from resumable_operator.metrics import Metrics
 
 
 @kopf.on.startup()
@@ -46,9 +46,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if config.namespaces:
         # Listed namespaces need no namespace scanning (and no permission to list them).
         settings.scanning.disabled = True
+    metrics = Metrics()
     metrics.serve(config.metrics_port)
     api = KubeApi.from_environment()
-    controller = Controller(api, workers=config.workers)
+    controller = Controller(api, workers=config.workers, metrics=metrics)
     memo["controller"] = controller
     if not config.leader_election:
         controller.start()

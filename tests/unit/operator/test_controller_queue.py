@@ -85,8 +85,8 @@ class YieldingSet(set[tuple[str, str]]):
 
 async def test_enqueue_from_many_threads_never_runs_two_reconciles_of_one_batch_at_once() -> None:
     ctl = Tracked()
-    ctl._queued = YieldingSet()
-    ctl._running = YieldingSet()
+    ctl.queue._queued = YieldingSet()
+    ctl.queue._running = YieldingSet()
     ctl.start()
     keys = [("ns", "a"), ("ns", "b")]
     last_call: dict[tuple[str, str], float] = {}

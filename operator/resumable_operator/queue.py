@@ -1,0 +1,154 @@
+"""The controller's keyed work queue, in the manner of client-go's workqueue.
+
+kopf's watch handlers add ``(namespace, name)`` keys; a few workers take keys one
+at a time and hand each to the controller's reconcile, run in a thread. A key is
+never processed by two workers at once: added while it is being processed, it
+is processed once more after. Keys already queued collapse, and a key added with
+a delay waits on a timer (the earliest wins). A reconcile that raises is tried
+again after :data:`ERROR_RETRY_SECONDS`; one that returns a delay is added again
+after it.
+
+The queue, its sets and the timers belong to the event loop's thread:
+:meth:`WorkQueue.add` and :meth:`WorkQueue.forget` called from another thread
+hand themselves over to the loop. Used by :class:`resumable_operator.controller.Controller`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("resumable_operator")
+
+Key = tuple[str, str]
+#: Processes one key; returns seconds until it should be processed again, or None.
+Process = Callable[[str, str], float | None]
+
+#: Wait before processing a key again whose processing raised.
+ERROR_RETRY_SECONDS = 5.0
+
+
+class WorkQueue:
+    """Keys to process, at most one worker per key, with delayed adds."""
+
+    def __init__(self, process: Process, *, workers: int) -> None:
+        self.process = process
+        self.workers = workers
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._running: set[Key] = set()
+        self._again: set[Key] = set()
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._lock = threading.Lock()
+        self._in_flight = 0  # keys being processed in worker threads (under _lock)
+
+    def start(self) -> None:
+        """Start the workers on the running event loop. Keys added before are
+        processed first."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        for index in range(self.workers):
+            self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-{index}"))
+
+    async def stop(self, *, wait: float) -> None:
+        """Cancel the timers and the workers, then wait up to ``wait`` seconds for
+        the keys still being processed in threads."""
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        deadline = time.monotonic() + wait
+        while self.in_flight() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.in_flight():
+            log.warning("stopped with %d reconcile(s) still running", self.in_flight())
+
+    def in_flight(self) -> int:
+        """Keys being processed now."""
+        with self._lock:
+            return self._in_flight
+
+    def add(self, key: Key, *, delay: float = 0.0) -> None:
+        """Process the key, now or after a delay. Duplicates collapse. Any thread."""
+        if self._off_loop():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(functools.partial(self.add, key, delay=delay))
+            return
+        if delay > 0:
+            self._add_after(key, delay)
+        elif key in self._running:
+            self._again.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def forget(self, key: Key) -> None:
+        """Drop the key's timer. Any thread."""
+        if self._off_loop():
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._cancel_timer, key)
+        else:
+            self._cancel_timer(key)
+
+    def _off_loop(self) -> bool:
+        """True when called from a thread other than the running loop's."""
+        return self._loop is not None and threading.get_ident() != self._loop_thread
+
+    def _add_after(self, key: Key, delay: float) -> None:
+        loop = self._loop or asyncio.get_running_loop()
+        existing = self._timers.get(key)
+        due = loop.time() + delay
+        if existing is not None and existing.when() <= due:
+            return  # an earlier timer stands
+        if existing is not None:
+            existing.cancel()
+        self._timers[key] = loop.call_at(due, self._fire, key)
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    def _cancel_timer(self, key: Key) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            if key in self._running:  # never two workers on one key
+                self._again.add(key)
+                continue
+            self._running.add(key)
+            try:
+                again_in = await asyncio.to_thread(self._process_counted, key)
+            except Exception:
+                log.exception(
+                    "reconcile of %s/%s failed; retrying in %.0fs", *key, ERROR_RETRY_SECONDS
+                )
+                again_in = ERROR_RETRY_SECONDS
+            finally:
+                self._running.discard(key)
+            if key in self._again:
+                self._again.discard(key)
+                self.add(key)
+            elif again_in is not None:
+                self.add(key, delay=again_in)
+
+    def _process_counted(self, key: Key) -> float | None:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            return self.process(*key)
+        finally:
+            with self._lock:
+                self._in_flight -= 1

@@ -6,6 +6,7 @@ CLI (``resumable status``) and the hints; pure functions of the batch and status
 
 from __future__ import annotations
 
+from resumable import constants as names
 from resumable._ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_core import conditions as cond
@@ -51,16 +52,16 @@ def derive_phase(status: ResumableBatchStatus) -> str:
     """The display phase, from the conditions (and the active attempt)."""
     c = status.conditions
     if cond.is_true(c, cond.SUCCEEDED):
-        return "Succeeded"
+        return names.PHASE_SUCCEEDED
     if cond.is_true(c, cond.FAILED):
-        return "Failed"
+        return names.PHASE_FAILED
     if cond.is_true(c, cond.SUSPENDED):
-        return "Suspended"
+        return names.PHASE_SUSPENDED
     if status.active_pod:
         progressing = cond.find(c, cond.PROGRESSING)
         if progressing is not None and progressing.reason == cond.REASON_POD_CREATE_RETRYING:
-            return "Pending"  # the attempt is recorded, its pod not created yet
-        return "Running"
+            return names.PHASE_PENDING  # the attempt is recorded, its pod not created yet
+        return names.PHASE_RUNNING
     if status.retry_after:
-        return "BackingOff"
-    return "Pending"
+        return names.PHASE_BACKING_OFF
+    return names.PHASE_PENDING

@@ -139,6 +139,11 @@ def _sync(ctx: SyncContext) -> None:
     suspend.lift_suspension(ctx)
     if ctx.status.active_pod and active.watch_active_attempt(ctx):
         return
-    if pods.old_pods_still_live(ctx) or backoff.waiting_out_backoff(ctx):
+    if pods.a_pod_still_live(ctx):
+        ctx.decision.requeue_after = 1.0  # never two live pods: wait for the old one
+        return
+    remaining = backoff.backoff_remaining(ctx)
+    if remaining is not None:
+        ctx.decision.requeue_after = remaining
         return
     attempts.start_attempt(ctx)

@@ -247,7 +247,7 @@ class LocalRunner:
             self.on_tick(decision.status)
             phase = decision.status.phase
             live = [p for p in self.pods.values() if p.process.poll() is None]
-            if phase in ("Succeeded", "Failed", "Suspended") and not live:
+            if phase in names.PHASES_AT_REST and not live:
                 self._join_output()
                 return RunResult(phase, decision.status, list(self.events), attempts)
             self._wait(decision.requeue_after)

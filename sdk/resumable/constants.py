@@ -36,6 +36,18 @@ CONDITION_TYPES: Final = (PROGRESSING, SUSPENDED, SUCCEEDED, FAILED)
 #: Present (True) only while the worker's item count differs from spec.totalItems.
 TOTAL_ITEMS_MISMATCH: Final = "TotalItemsMismatch"
 
+# ------------------------------------------------------------------ phases
+# status.phase is a display column derived from the conditions; read conditions.
+
+PHASE_PENDING: Final = "Pending"
+PHASE_RUNNING: Final = "Running"
+PHASE_BACKING_OFF: Final = "BackingOff"
+PHASE_SUSPENDED: Final = "Suspended"
+PHASE_SUCCEEDED: Final = "Succeeded"
+PHASE_FAILED: Final = "Failed"
+#: The phases `resumable run` stops at (with no worker left running).
+PHASES_AT_REST: Final = (PHASE_SUCCEEDED, PHASE_FAILED, PHASE_SUSPENDED)
+
 # ------------------------------------------------------- condition reasons (CamelCase)
 
 #: First sight: nothing judged yet.

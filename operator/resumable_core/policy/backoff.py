@@ -49,10 +49,9 @@ def schedule_next_attempt(ctx: SyncContext, what: str) -> None:
     )
 
 
-def waiting_out_backoff(ctx: SyncContext) -> bool:
-    """True while status.retryAfter is ahead: look again when it is due."""
+def backoff_remaining(ctx: SyncContext) -> float | None:
+    """Seconds until status.retryAfter (at least 0.05), or None when it is not ahead."""
     retry_at = parse_time(ctx.status.retry_after)
-    if retry_at is not None and retry_at > ctx.now:
-        ctx.decision.requeue_after = max(0.05, (retry_at - ctx.now).total_seconds())
-        return True
-    return False
+    if retry_at is None or retry_at <= ctx.now:
+        return None
+    return max(0.05, (retry_at - ctx.now).total_seconds())

@@ -32,13 +32,10 @@ def stop_live_pods(ctx: SyncContext) -> None:
             ctx.delete_pod(pod.name, graceful=True)
 
 
-def old_pods_still_live(ctx: SyncContext) -> bool:
-    """True while a pod other than a lost node's is still live: never two live pods.
-    The next attempt waits for it (and looks again in a second)."""
-    if any(not p.ended and not p.stuck_deleting(ctx.now) for p in ctx.pods):
-        ctx.decision.requeue_after = 1.0
-        return True
-    return False
+def a_pod_still_live(ctx: SyncContext) -> bool:
+    """True while a pod is live that a lost node does not hold: the next attempt
+    waits for it, so that two pods never run at once."""
+    return any(not p.ended and not p.stuck_deleting(ctx.now) for p in ctx.pods)
 
 
 def ended_pods_to_prune(pods: list[PodView], active: str) -> list[str]:

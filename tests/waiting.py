@@ -1,8 +1,7 @@
 """wait_for: poll until a probe answers, or fail the test naming what never came.
 
-The one wait every tier uses (tests/integration/harness.py, tests/workers.py and
-the tests themselves). Standard library only: tests/workers.py, which also runs
-as the worker script, imports it.
+The one wait every tier uses: the tests themselves, tests/integration/harness.py
+and tests/kube/test_kubelet.py.
 """
 
 from __future__ import annotations

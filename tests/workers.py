@@ -37,10 +37,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-# Re-exported for tests/reliability/test_outage_throughput.py; the tests import it from
-# tests/waiting.py (importable as `waiting` here also when this file runs as the worker).
-from waiting import wait_for  # noqa: F401
-
 ROOT = Path(__file__).resolve().parents[1]
 SDK = ROOT / "sdk"
 

@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except Exception as exc:
-        kubeapi = sys.modules.get("resumable._kubeapi")
+        kubeapi = sys.modules.get("resumable.kubeapi")
         if kubeapi is None or not isinstance(exc, kubeapi.ApiError):
             raise
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

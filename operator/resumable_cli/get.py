@@ -27,7 +27,7 @@ def _row(obj: dict[str, Any]) -> list[str]:
 def cmd_get(args: argparse.Namespace) -> int:
     """List batches with their progress."""
     api = kube.connect(args)  # first: without the kubernetes client it says what to install
-    from resumable._kubeapi import batch_path
+    from resumable.kubeapi import batch_path
 
     ns = kube.namespace(args)
     if args.name:

@@ -18,13 +18,13 @@ from resumable_cli.errors import CliError
 
 
 def connect(args: argparse.Namespace) -> Any:
-    """The API client (a ``resumable._kubeapi.KubeApi``) for --kubeconfig and --context.
+    """The API client (a ``resumable.kubeapi.KubeApi``) for --kubeconfig and --context.
 
     Without the kubernetes client, or without a kubeconfig, a one-line CliError says
     what is missing (and where a local batch of that name keeps its state, if any).
     """
     try:
-        from resumable._kubeapi import KubeApi
+        from resumable.kubeapi import KubeApi
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise CliError(
             "cluster commands need the kubernetes client: pip install 'resumable-batch[operator]'"
@@ -97,22 +97,20 @@ class BatchNotFoundError(CliError):
 
 def get_batch(api: Any, ns: str, name: str) -> dict[str, Any]:
     """The batch object as the API server returns it; BatchNotFoundError when absent."""
-    from resumable._kubeapi import ApiError, batch_path
+    from resumable.kubeapi import ApiError, NotFoundError, batch_path
 
     try:
         result: dict[str, Any] = api.request("GET", batch_path(ns, name))
+    except NotFoundError:
+        raise BatchNotFoundError(f'resumablebatch "{name}" not found in namespace "{ns}"') from None
     except ApiError as exc:
-        if exc.status == 404:
-            raise BatchNotFoundError(
-                f'resumablebatch "{name}" not found in namespace "{ns}"'
-            ) from None
         raise CliError(f"cannot read resumablebatch {ns}/{name}: {exc.message}") from None
     return result
 
 
 def patch_spec(api: Any, ns: str, name: str, spec: dict[str, Any]) -> None:
     """Merge-patch the batch's spec (after a read, so a missing batch says so)."""
-    from resumable._kubeapi import MERGE_PATCH, ApiError, batch_path
+    from resumable.kubeapi import MERGE_PATCH, ApiError, batch_path
 
     get_batch(api, ns, name)
     try:

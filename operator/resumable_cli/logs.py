@@ -102,40 +102,36 @@ def _stream_log(
 
     ``before_output`` is called once, before the first byte is written.
     """
-    from resumable._kubeapi import _server_message
+    from resumable.kubeapi import ApiError, BadRequestError, NotFoundError, UnreachableError
 
-    query: list[tuple[str, str]] = []
+    query: dict[str, str | int | bool] = {}
     if follow:
-        query.append(("follow", "true"))
+        query["follow"] = True
     if tail is not None:
-        query.append(("tailLines", str(tail)))
-    method, url, headers = api.api_client.param_serialize(
-        method="GET",
-        resource_path=f"/api/v1/namespaces/{ns}/pods/{pod}/log",
-        query_params=query,
-        header_params={"Accept": "*/*"},
-        auth_settings=["BearerToken"],
-    )[:3]
+        query["tailLines"] = tail
     try:
         # Following: a connect timeout, but no read timeout (a quiet worker is not a
         # dead connection).
-        timeout = (api.timeout, None) if follow else api.timeout
-        response = api.api_client.call_api(
-            method, url, header_params=headers, _request_timeout=timeout
+        chunks = api.stream(
+            f"/api/v1/namespaces/{ns}/pods/{pod}/log",
+            query=query,
+            read_timeout=None if follow else api.timeout,
         )
-    except Exception as exc:  # transport errors: refused, reset, timed out
-        raise CliError(f"cannot read logs of pod {pod}: {exc}") from None
-    if response.status >= 400:  # the client does not raise for these: the body is an error
-        reason = _server_message(response.read()) or str(response.reason)
-        error = _NoLogYetError if response.status in (400, 404) else CliError
-        raise error(f"cannot read logs of pod {pod}: {' '.join(reason.split())}")
+    except (BadRequestError, NotFoundError) as exc:  # not started yet, or not created yet
+        reason = " ".join(exc.message.split())
+        raise _NoLogYetError(f"cannot read logs of pod {pod}: {reason}") from None
+    except UnreachableError as exc:
+        raise CliError(f"cannot read logs of pod {pod}: {exc.message}") from None
+    except ApiError as exc:
+        raise CliError(f"cannot read logs of pod {pod}: {' '.join(exc.message.split())}") from None
     copied = 0
-    chunks = response.response.stream(64 * 1024, decode_content=True)
     while True:
         try:
             chunk = next(chunks, b"")
-        except Exception as exc:  # the connection broke mid-stream
-            raise _StreamBrokenError(f"the log stream of pod {pod} broke: {exc}", copied) from None
+        except UnreachableError as exc:  # the connection broke mid-stream
+            raise _StreamBrokenError(
+                f"the log stream of pod {pod} broke: {exc.message}", copied
+            ) from None
         if not chunk:
             return copied
         if not copied and before_output is not None:
@@ -147,13 +143,13 @@ def _stream_log(
 
 def _pod_phase(api: Any, ns: str, pod: str) -> str:
     """The pod's phase, or "" when it is gone."""
-    from resumable._kubeapi import ApiError
+    from resumable.kubeapi import ApiError, NotFoundError
 
     try:
         obj = api.request("GET", f"/api/v1/namespaces/{ns}/pods/{pod}")
+    except NotFoundError:
+        return ""
     except ApiError as exc:
-        if exc.status == 404:
-            return ""
         raise CliError(f"cannot read pod {ns}/{pod}: {exc.message}") from None
     return str((obj.get("status") or {}).get("phase", ""))
 

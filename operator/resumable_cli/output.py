@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from resumable._ranges import IndexSet
+from resumable.ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatchStatus
 from resumable_core.progress import items_saved, progress_text
 from resumable_runner.runner import write_line

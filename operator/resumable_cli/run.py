@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from resumable._errors import ResumableError
+from resumable.errors import ResumableError
 from resumable.v1alpha1 import ResumableBatch
 from resumable_cli import output
 from resumable_cli.errors import CliError

@@ -7,7 +7,7 @@ CLI (``resumable status``) and the hints; pure functions of the batch and status
 from __future__ import annotations
 
 from resumable import constants as names
-from resumable._ranges import IndexSet
+from resumable.ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_core import conditions as cond
 

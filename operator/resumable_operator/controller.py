@@ -23,6 +23,7 @@ none once the controller is stopped (leadership lost, shutting down).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from resumable._kubeapi import ApiError, KubeApi, batch_path
+from resumable.kubeapi import KubeApi, NotFoundError, batch_path
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_core import objects
 from resumable_core.decision import Decision, PodCreate, PodView
@@ -168,11 +169,9 @@ class Controller:
         listed = self.pods.list(namespace, name)
         try:
             raw = self.api.request("GET", batch_path(namespace, name))
-        except ApiError as exc:
-            if exc.status == 404:
-                self.forget(namespace, name)
-                return None
-            raise
+        except NotFoundError:
+            self.forget(namespace, name)
+            return None
         try:
             batch = ResumableBatch.model_validate(raw)
         except ValidationError as exc:
@@ -270,11 +269,8 @@ class Controller:
 
     def _delete_batch(self, ns: str, name: str) -> None:
         """Its TTL passed: delete the batch (the garbage collector takes its pods)."""
-        try:
+        with contextlib.suppress(NotFoundError):  # gone already
             self.api.request("DELETE", batch_path(ns, name))
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
         self.forget(ns, name)
 
 

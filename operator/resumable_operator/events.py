@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from resumable._kubeapi import ApiError, KubeApi
+from resumable.kubeapi import ApiError, KubeApi
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core import objects
 from resumable_core.decision import EventPlan

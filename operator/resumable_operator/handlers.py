@@ -21,8 +21,8 @@ from typing import Any
 import kopf
 
 from resumable import v1alpha1
-from resumable._kubeapi import KubeApi
 from resumable.constants import LABEL_BATCH
+from resumable.kubeapi import KubeApi
 from resumable_operator.config import ANNOTATION_PREFIX, FINALIZER, OperatorConfig
 from resumable_operator.controller import Controller
 from resumable_operator.leader import LeaderElector

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from resumable._kubeapi import ApiError, KubeApi
+from resumable.kubeapi import ApiError, KubeApi, NotFoundError
 
 log = logging.getLogger("resumable_operator")
 
@@ -158,10 +158,8 @@ class LeaderElector:
     def _read(self) -> LeaseView | None:
         try:
             obj = self.api.request("GET", self.path, until=self._until())
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except NotFoundError:
+            return None
         return LeaseView.from_object(obj)
 
     def try_once(self) -> bool:

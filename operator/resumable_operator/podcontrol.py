@@ -21,6 +21,7 @@ older operator narrowed).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -29,8 +30,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from resumable import v1alpha1
-from resumable._kubeapi import MERGE_PATCH, ApiError, KubeApi
 from resumable.constants import LABEL_BATCH
+from resumable.kubeapi import (
+    MERGE_PATCH,
+    ApiError,
+    BadRequestError,
+    ConflictError,
+    InvalidError,
+    KubeApi,
+    NotFoundError,
+)
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core import objects
 from resumable_core.decision import CreateResult, PodCreate, PodPlan
@@ -73,12 +82,10 @@ class PodControl:
                 f"/api/v1/namespaces/{namespace}/pods",
                 query={"labelSelector": f"{LABEL_BATCH}={batch}"},
             )
-        except ApiError as exc:
-            if exc.status == 400:
-                # The name is no valid label value (over 63 characters): no pod can
-                # carry it, and creating one fails the batch with the server's reason.
-                return []
-            raise
+        except BadRequestError:
+            # The name is no valid label value (over 63 characters): no pod can
+            # carry it, and creating one fails the batch with the server's reason.
+            return []
         items: list[dict[str, Any]] = listing.get("items", [])
         return items
 
@@ -182,13 +189,11 @@ class PodControl:
                     body=objects.build_pod(batch, plan),
                     query={"fieldValidation": "Strict"},
                 )
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
+            except ConflictError:
                 return self._name_in_use(batch, plan)
+        except InvalidError as exc:  # 400 or 422: no retry can make it valid
+            return "refused", exc.message, None
         except ApiError as exc:
-            if exc.status in (400, 422):
-                return "refused", exc.message, None
             return "retrying", f"{exc.status or 'no response'}: {exc.message}", exc.retry_after
         return "created", "", None
 
@@ -200,10 +205,8 @@ class PodControl:
         ns = batch.metadata.namespace or "default"
         try:
             existing = self.api.request("GET", f"/api/v1/namespaces/{ns}/pods/{plan.name}")
-        except ApiError as gone:
-            if gone.status == 404:  # deleted in between: try again soon
-                return "retrying", f"pod {plan.name} was being deleted", None
-            raise
+        except NotFoundError:  # deleted in between: try again soon
+            return "retrying", f"pod {plan.name} was being deleted", None
         if not objects.owned_by(existing, batch.metadata.uid or ""):
             return "taken", f"pod {plan.name} belongs to another object", None
         return "created", "", None
@@ -219,11 +222,8 @@ class PodControl:
         }
         if not graceful:
             body["gracePeriodSeconds"] = 0
-        try:
+        with contextlib.suppress(NotFoundError):  # gone already
             self.api.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", body=body)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
 
     # -------------------------------------------------------------- worker RBAC
 
@@ -249,15 +249,11 @@ class PodControl:
             url = f"{paths[kind]}/{obj_name}"
             try:
                 existing = self.api.request("GET", url)
-            except ApiError as exc:
-                if exc.status != 404:
-                    raise
+            except NotFoundError:
                 try:
                     self.api.request("POST", paths[kind], body=obj)
                     continue
-                except ApiError as exc:
-                    if exc.status != 409:
-                        raise
+                except ConflictError:
                     return f"{kind} {obj_name} was created by someone else meanwhile"
             waiting = self._reuse(batch, kind, url, existing, obj)
             if waiting:

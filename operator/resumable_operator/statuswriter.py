@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
+from resumable.kubeapi import JSON_PATCH, ConflictError, InvalidError, KubeApi, batch_path
 from resumable_core import patches
 from resumable_core.decision import Decision
 
@@ -45,9 +45,7 @@ class StatusWriter:
                 body=ops,
                 content_type=JSON_PATCH,
             )
-        except ApiError as exc:
-            if exc.status in (409, 422):
-                raise StatusConflictError(exc.message) from exc
-            raise
+        except (ConflictError, InvalidError) as exc:  # a test op failed: changed meanwhile
+            raise StatusConflictError(exc.message) from exc
         stored: dict[str, Any] | None = (written or {}).get("status", read)
         return stored

@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TextIO
 
+from resumable import LocalStore, atomic_write
 from resumable import constants as names
-from resumable._errors import ResumableError
-from resumable._store import LocalStore, atomic_write
+from resumable.errors import ResumableError
 from resumable.v1alpha1 import MAX_NAME_LENGTH, ResumableBatch, ResumableBatchStatus
 from resumable_core import objects, patches
 from resumable_core.jsonpatch import PatchTestFailedError, apply_patch

@@ -18,7 +18,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from resumable._errors import (
+from resumable._run import Item, Run, Summary, Terminated, fingerprint
+from resumable._settings import Settings
+from resumable._store import (
+    CheckpointStore,
+    DirectoryOutputs,
+    LocalStore,
+    OutputStore,
+    atomic_write,
+)
+from resumable.errors import (
     ConfigError,
     CorruptCheckpointError,
     FencedError,
@@ -27,10 +36,7 @@ from resumable._errors import (
     StoreRefusedError,
     StoreUnavailableError,
 )
-from resumable._ranges import IndexSet
-from resumable._run import Item, Run, Summary, Terminated, fingerprint
-from resumable._settings import Settings
-from resumable._store import CheckpointStore, DirectoryOutputs, LocalStore, OutputStore
+from resumable.ranges import IndexSet
 from resumable.v1alpha1 import CheckpointPolicy
 
 __all__ = [
@@ -52,6 +58,7 @@ __all__ = [
     "StoreUnavailableError",
     "Summary",
     "Terminated",
+    "atomic_write",
     "fingerprint",
     "start",
 ]

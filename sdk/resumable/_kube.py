@@ -27,16 +27,25 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from resumable._errors import (
+from resumable._settings import Settings
+from resumable._store import DirectoryOutputs, OutputStore
+from resumable.errors import (
     ConfigError,
     CorruptCheckpointError,
     FencedError,
     StoreRefusedError,
     StoreUnavailableError,
 )
-from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path, call_with_retries
-from resumable._settings import Settings
-from resumable._store import DirectoryOutputs, OutputStore
+from resumable.kubeapi import (
+    JSON_PATCH,
+    ApiError,
+    ConflictError,
+    InvalidError,
+    KubeApi,
+    NotFoundError,
+    batch_path,
+    call_with_retries,
+)
 from resumable.v1alpha1 import Checkpoint, ResumableBatchStatus
 
 #: Seconds a patient boundary write keeps retrying: one the run waits for, once its
@@ -118,9 +127,9 @@ class KubeStore:
             result: dict[str, Any] = self._retry(
                 lambda: self.api.request("GET", path, until=until), until
             )
+        except NotFoundError as exc:
+            raise ConfigError(f"{self.describe()} does not exist") from exc
         except ApiError as exc:
-            if exc.status == 404:
-                raise ConfigError(f"{self.describe()} does not exist") from exc
             if exc.retryable:
                 raise StoreUnavailableError(f"{self.describe()}: {exc}") from exc
             raise self._refused(exc, "the read") from exc
@@ -305,9 +314,9 @@ class KubeStore:
             except ApiError as exc:
                 if exc.retryable:
                     raise StoreUnavailableError(f"{self.describe()}: {exc}") from exc
-                if exc.status == 404:
+                if isinstance(exc, NotFoundError):
                     raise ConfigError(f"{self.describe()} does not exist") from exc
-                if exc.status in (409, 422):
+                if isinstance(exc, ConflictError | InvalidError):  # a test op failed
                     current = self.load(until) or ResumableBatchStatus()
                     if (
                         sent is not None

@@ -33,17 +33,17 @@ from datetime import UTC, datetime
 from types import FrameType, TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
-from resumable._errors import (
+from resumable._policy import Coalescer
+from resumable._settings import Settings
+from resumable._store import CheckpointStore, OutputStore
+from resumable.errors import (
     CorruptCheckpointError,
     FencedError,
     FingerprintMismatchError,
     ResumableError,
     StoreUnavailableError,
 )
-from resumable._policy import Coalescer
-from resumable._ranges import IndexSet
-from resumable._settings import Settings
-from resumable._store import CheckpointStore, OutputStore
+from resumable.ranges import IndexSet
 from resumable.v1alpha1 import MAX_COMPLETED_CHARS, MAX_CONTEXT_BYTES, MAX_ERROR_CHARS, Checkpoint
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from resumable._errors import ConfigError
+from resumable.errors import ConfigError
 from resumable.v1alpha1 import CheckpointPolicy
 
 ENV_PREFIX = "RESUMABLE_"

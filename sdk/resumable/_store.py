@@ -30,7 +30,7 @@ from typing import Any, Protocol, cast
 
 from pydantic import ValidationError
 
-from resumable._errors import CorruptCheckpointError, FencedError
+from resumable.errors import CorruptCheckpointError, FencedError
 from resumable.v1alpha1 import Checkpoint, ResumableBatchStatus
 
 STATUS_FILE = "status.json"

@@ -20,7 +20,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from kubernetes import client as k8s_client
@@ -192,6 +192,61 @@ class KubeApi:
                 retry_after=_retry_after(response.getheader("Retry-After")),
             )
         return json.loads(data) if data else None
+
+    def stream(
+        self,
+        path: str,
+        *,
+        query: Mapping[str, str | int | bool] | None = None,
+        read_timeout: float | None = None,
+        chunk_size: int = 64 * 1024,
+    ) -> Iterator[bytes]:
+        """GET a body that is not JSON, or not done yet (a pod's log, followed): its bytes
+        in chunks as the server sends them.
+
+        The request is sent now, and a refusal raises its ApiError subclass here; a
+        connection that breaks later raises UnreachableError from the iterator.
+        ``read_timeout`` None waits for data as long as it takes (a quiet worker is
+        not a dead connection); the connection itself must open within the timeout.
+        """
+        params = [
+            (k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (query or {}).items()
+        ]
+        method, url, headers = self.api_client.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=params,
+            header_params={"Accept": "*/*"},
+            auth_settings=["BearerToken"],
+        )[:3]
+        try:
+            response = self.api_client.call_api(
+                method, url, header_params=headers, _request_timeout=(self.timeout, read_timeout)
+            )
+        except k8s_client.ApiException as exc:
+            raise api_error(int(exc.status or 0), str(exc.reason)) from exc
+        except Exception as exc:  # urllib3 transport errors: refused, reset, timed out
+            raise UnreachableError(0, f"{type(exc).__name__}: {exc}") from exc
+        if response.status >= 400:  # the client does not raise for these: the body says why
+            raise api_error(
+                response.status,
+                server_message(response.read()) or str(response.reason),
+                retry_after=_retry_after(response.getheader("Retry-After")),
+            )
+        return _chunks(response.response, chunk_size)
+
+
+def _chunks(response: Any, size: int) -> Iterator[bytes]:
+    """A streamed body's chunks; a broken connection mid-stream raises UnreachableError."""
+    chunks = response.stream(size, decode_content=True)
+    while True:
+        try:
+            chunk = next(chunks, b"")
+        except Exception as exc:  # urllib3: the connection broke mid-stream
+            raise UnreachableError(0, f"{type(exc).__name__}: {exc}") from None
+        if not chunk:
+            return
+        yield chunk
 
 
 def server_message(data: bytes | None) -> str:

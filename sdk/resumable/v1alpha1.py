@@ -292,7 +292,7 @@ class Checkpoint(_Model):
     @classmethod
     def _ranges(cls, value: str) -> str:
         """Index ranges a run can read back ("0-46,48"), not just any short string."""
-        from resumable._ranges import IndexSet
+        from resumable.ranges import IndexSet
 
         IndexSet.parse(value)  # ValueError names the bad part
         return value

@@ -24,7 +24,7 @@ import pytest
 from workers import expected_output, start_worker, worker_env
 
 import resumable
-from resumable._errors import FencedError
+from resumable.errors import FencedError
 from resumable._kube import KubeStore
 from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
 from resumable.v1alpha1 import Checkpoint, CheckpointPolicy, ResumableBatch

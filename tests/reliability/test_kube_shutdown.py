@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from resumable._errors import ResumableError
+from resumable.errors import ResumableError
 from resumable._kube import KubeStore, StoreRefusedError
 from resumable._kubeapi import ApiError, KubeApi, batch_path, load_api_client
 from resumable.v1alpha1 import Checkpoint

@@ -40,7 +40,7 @@ from kmock import Response  # type: ignore[attr-defined]
 
 import resumable
 from resumable import _kube
-from resumable._errors import ConfigError, FencedError, StoreUnavailableError
+from resumable.errors import ConfigError, FencedError, StoreUnavailableError
 from resumable._kube import KubeStore
 from resumable._kubeapi import KubeApi, batch_path
 from resumable.v1alpha1 import Checkpoint, CheckpointPolicy

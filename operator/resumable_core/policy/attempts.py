@@ -11,7 +11,7 @@ counted) and moves on, and the name is never reused. Called by
 from __future__ import annotations
 
 from resumable import constants as names
-from resumable._ranges import IndexSet
+from resumable.ranges import IndexSet
 from resumable_core import conditions as cond
 from resumable_core.context import SyncContext
 from resumable_core.decision import PodPlan

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 
-from resumable._kubeapi import ApiError, KubeApi
+from resumable.kubeapi import KubeApi, api_error
 from resumable_core.jsonpatch import apply_patch
 from resumable_operator.controller import Controller
 
@@ -59,7 +59,7 @@ class RefusingApi:
         if (method, path) == ("POST", "/api/v1/namespaces/ns/pods"):
             if self.refusals:
                 self.refusals -= 1
-                raise ApiError(403, 'pods "b-1" is forbidden: serviceaccount "not-yet" not found')
+                raise api_error(403, 'pods "b-1" is forbidden: serviceaccount "not-yet" not found')
             self.pods.append(body)
             return body
         if (method, path) == ("POST", "/api/v1/namespaces/ns/events"):

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import pytest
 
-from resumable._kubeapi import ApiError, KubeApi
+from resumable.kubeapi import KubeApi, api_error
 from resumable_core.jsonpatch import apply_patch
 from resumable_operator.controller import Controller
 
@@ -45,7 +45,7 @@ class LongNameApi:
         self.calls.append((method, path))
         body = kw.get("body")
         if method == "GET" and path == "/api/v1/namespaces/ns/pods":
-            raise ApiError(
+            raise api_error(
                 400, f"unable to parse requirement: {TOO_LONG.replace('characters', 'bytes')}"
             )
         if method == "GET" and path.endswith(f"/resumablebatches/{NAME}"):
@@ -54,11 +54,11 @@ class LongNameApi:
             self.batch = apply_patch(self.batch, body)
             return copy.deepcopy(self.batch)
         if method == "GET" and f"/{NAME}-worker" in path:
-            raise ApiError(404, "not found")
+            raise api_error(404, "not found")
         if method == "POST" and path.endswith(("/serviceaccounts", "/roles", "/rolebindings")):
-            raise ApiError(422, f"{body['kind']} is invalid: metadata.labels: {TOO_LONG}")
+            raise api_error(422, f"{body['kind']} is invalid: metadata.labels: {TOO_LONG}")
         if method == "POST" and path.endswith("/pods"):
-            raise ApiError(422, f"Pod is invalid: metadata.labels: {TOO_LONG}")
+            raise api_error(422, f"Pod is invalid: metadata.labels: {TOO_LONG}")
         if method == "POST" and path.endswith("/events"):
             self.events.append(body)
             return body

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import pytest
 
-from resumable._kubeapi import ApiError, KubeApi
+from resumable.kubeapi import ApiError, KubeApi, api_error
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core.decision import PodCreate, PodPlan
 from resumable_operator.podcontrol import PodControl
@@ -69,7 +69,7 @@ def control(api: PodApi) -> tuple[PodControl, Clock]:
 
 
 def test_a_pod_refused_for_now_is_tried_again_after_growing_delays_not_before() -> None:
-    forbidden = ApiError(403, 'pods "b-1" is forbidden: exceeded quota')
+    forbidden = api_error(403, 'pods "b-1" is forbidden: exceeded quota')
     api = PodApi(forbidden, forbidden, forbidden, None)
     pods, clock = control(api)
     waits = []
@@ -94,18 +94,18 @@ def test_a_pod_refused_for_now_is_tried_again_after_growing_delays_not_before() 
 
 
 def test_the_servers_retry_after_is_waited_when_longer_and_the_wait_is_capped() -> None:
-    pods, _ = control(PodApi(ApiError(429, "slow down", retry_after=30.0)))
+    pods, _ = control(PodApi(api_error(429, "slow down", retry_after=30.0)))
     report = pods.create(KEY, batch(), PLAN)
     assert report is not None
     assert report.retry_in == 30.0
-    pods, _ = control(PodApi(ApiError(503, "busy", retry_after=9000.0)))
+    pods, _ = control(PodApi(api_error(503, "busy", retry_after=9000.0)))
     report = pods.create(KEY, batch(), PLAN)
     assert report is not None
     assert report.retry_in == 300.0
 
 
 def test_a_pod_refused_as_invalid_is_reported_and_never_retried() -> None:
-    api = PodApi(ApiError(422, 'Pod "b-1" is invalid'))
+    api = PodApi(api_error(422, 'Pod "b-1" is invalid'))
     pods, _ = control(api)
     report = pods.create(KEY, batch(), PLAN)
     assert report == PodCreate("b-1", 1, "refused", 'Pod "b-1" is invalid')
@@ -118,7 +118,7 @@ def test_a_pod_refused_as_invalid_is_reported_and_never_retried() -> None:
 
 
 def test_a_name_another_objects_pod_holds_is_reported_taken_until_the_attempt_moves_on() -> None:
-    pods, _ = control(PodApi(ApiError(409, "already exists")))
+    pods, _ = control(PodApi(api_error(409, "already exists")))
     report = pods.create(KEY, batch(), PLAN)
     assert report is not None
     assert report.result == "taken"
@@ -127,7 +127,7 @@ def test_a_name_another_objects_pod_holds_is_reported_taken_until_the_attempt_mo
 
 
 def test_an_earlier_create_of_ours_that_went_through_after_all_counts_as_created() -> None:
-    pods, _ = control(PodApi(ApiError(409, "already exists"), existing_owner="u"))
+    pods, _ = control(PodApi(api_error(409, "already exists"), existing_owner="u"))
     assert pods.create(KEY, batch(), PLAN) == PodCreate("b-1", 1, "created")
 
 
@@ -140,7 +140,7 @@ def test_a_listed_pod_of_another_object_with_the_active_name_is_reported_taken()
 
 
 def test_a_report_about_a_pod_now_listed_or_another_batch_of_the_name_is_dropped() -> None:
-    forbidden = ApiError(403, "forbidden")
+    forbidden = api_error(403, "forbidden")
     pods, _ = control(PodApi(forbidden, forbidden))
     pods.create(KEY, batch(), PLAN)
     assert pods.report(KEY, batch(), ours={"b-1"}, others=set()) is None

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import pytest
 
-from resumable._kubeapi import ApiError, KubeApi
+from resumable.kubeapi import KubeApi, api_error
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core import patches
 from resumable_core.decision import PodView
@@ -36,7 +36,7 @@ class StatusApi:
         try:
             self.doc = apply_patch(self.doc, kw["body"])
         except PatchTestFailedError as exc:
-            raise ApiError(422, str(exc)) from exc
+            raise api_error(422, str(exc)) from exc
         return self.doc
 
 

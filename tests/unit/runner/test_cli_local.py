@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from resumable._ranges import IndexSet
+from resumable.ranges import IndexSet
 from scenarios import SCENARIOS, Scenario, manifest
 
 BIN = Path(sys.executable).parent

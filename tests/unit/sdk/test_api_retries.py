@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from resumable._kubeapi import ApiError, call_with_retries
+from resumable.kubeapi import ApiError, api_error, call_with_retries
 
 
 class SimulatedTime:
@@ -47,7 +47,7 @@ class ServerAwayUntil:
     def __call__(self) -> str:
         self.calls.append(self.time.now)
         if self.time.now < self.back_at:
-            raise ApiError(self.status, "ServiceUnavailable", retry_after=self.retry_after)
+            raise api_error(self.status, "ServiceUnavailable", retry_after=self.retry_after)
         return "saved"
 
 

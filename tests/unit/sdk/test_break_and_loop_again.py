@@ -36,7 +36,7 @@ def test_a_loop_left_by_break_that_cannot_save_says_so_in_one_line(tmp_path: Pat
         """
         import sys
         from resumable import CheckpointPolicy, LocalStore, Run, Settings
-        from resumable._errors import StoreUnavailableError
+        from resumable.errors import StoreUnavailableError
 
         class Down(LocalStore):
             def save_checkpoint(self, checkpoint, **kwargs):

@@ -17,7 +17,7 @@ import pytest
 from runkit import MakeRun, RecordingStore
 
 from resumable import Run, StoreUnavailableError
-from resumable._errors import ResumableError
+from resumable.errors import ResumableError
 from resumable.v1alpha1 import Checkpoint
 
 

@@ -15,7 +15,7 @@ import pytest
 from runkit import FakeClock, MakeRun, RecordingStore, read_status
 
 from resumable import CheckpointPolicy, LocalStore, ResumableError, Run
-from resumable._errors import StoreUnavailableError
+from resumable.errors import StoreUnavailableError
 from resumable.v1alpha1 import Checkpoint
 
 EVERY_ITEM = CheckpointPolicy(every_items=1, min_interval_seconds=0)

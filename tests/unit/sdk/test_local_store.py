@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from resumable import DirectoryOutputs, IndexSet, LocalStore, _store
-from resumable._errors import FencedError
 from resumable._store import SYNCFS_THRESHOLD, atomic_write, create_new
+from resumable.errors import FencedError
 from resumable.v1alpha1 import Checkpoint, Condition, ResumableBatchStatus
 
 

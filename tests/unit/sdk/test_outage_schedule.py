@@ -20,7 +20,6 @@ import pytest
 from runkit import FakeClock, RecordingStore
 
 from resumable import CheckpointPolicy, ResumableError, Run, Settings, StoreUnavailableError
-from resumable._errors import FencedError, StoreRefusedError
 from resumable._policy import (
     RETRY_CAP_SECONDS,
     UNSAVED_GRACE_SECONDS,
@@ -30,6 +29,7 @@ from resumable._policy import (
     next_try,
 )
 from resumable._run import Terminated
+from resumable.errors import FencedError, StoreRefusedError
 from resumable.v1alpha1 import Checkpoint
 
 GRACE = UNSAVED_GRACE_SECONDS

@@ -16,9 +16,9 @@ import jsonpatch
 import pytest
 
 from resumable import _kube
-from resumable._errors import FencedError, StoreRefusedError, StoreUnavailableError
 from resumable._kube import QUICK_TRY, KubeStore
-from resumable._kubeapi import ApiError
+from resumable.errors import FencedError, StoreRefusedError, StoreUnavailableError
+from resumable.kubeapi import api_error
 from resumable.v1alpha1 import Checkpoint
 
 
@@ -41,19 +41,19 @@ class FakeApi:
         until = kwargs.get("until")
         self.requests.append((method, None if until is None else until - time.monotonic()))
         if self.mode == "503":
-            raise ApiError(503, "ServiceUnavailable")
+            raise api_error(503, "ServiceUnavailable")
         if self.mode == "timeout":
-            raise ApiError(0, "ReadTimeoutError: read timed out")
+            raise api_error(0, "ReadTimeoutError: read timed out")
         if method == "GET":
             return copy.deepcopy(self.obj)
         if self.mode == "403":
-            raise ApiError(403, 'resumablebatches.resumable.dev "b1" is forbidden')
+            raise api_error(403, 'resumablebatches.resumable.dev "b1" is forbidden')
         try:
             self.obj = jsonpatch.apply_patch(self.obj, kwargs["body"], in_place=False)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-            raise ApiError(422, f"the server rejected our request: {exc}") from exc
+            raise api_error(422, f"the server rejected our request: {exc}") from exc
         if self.mode == "apply-timeout":
-            raise ApiError(0, "ReadTimeoutError: read timed out")  # applied, answer lost
+            raise api_error(0, "ReadTimeoutError: read timed out")  # applied, answer lost
         return copy.deepcopy(self.obj)
 
     @property

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from resumable._kubeapi import ApiError, call_with_retries
+from resumable.kubeapi import ApiError, api_error, call_with_retries
 
 
 class SimulatedTime:
@@ -32,7 +32,7 @@ class SimulatedTime:
     def failing(self, *, retry_after: float | None = None) -> Any:
         def call() -> str:
             self.calls.append(self.now)
-            raise ApiError(0, "Connection refused", retry_after=retry_after)
+            raise api_error(0, "Connection refused", retry_after=retry_after)
 
         return call
 

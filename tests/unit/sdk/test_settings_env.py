@@ -141,6 +141,6 @@ def test_the_kube_store_without_the_kubernetes_client_says_what_to_install(
     )
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (
-        "resumable._errors.ConfigError: RESUMABLE_STORE=kube needs the Kubernetes client: "
+        "resumable.errors.ConfigError: RESUMABLE_STORE=kube needs the Kubernetes client: "
         "pip install 'resumable-batch[kube]'"
     )

@@ -260,7 +260,7 @@ def test_sigterm_in_a_write_inside_the_loop_exits_143_even_if_the_last_save_fail
         """
         import signal, sys
         from resumable import CheckpointPolicy, LocalStore, Run, Settings
-        from resumable._errors import StoreUnavailableError
+        from resumable.errors import StoreUnavailableError
         from resumable._run import Terminated
 
         class Cut(LocalStore):

@@ -47,8 +47,8 @@ for _path in (ROOT, ROOT / "tests"):  # tests/workers.py imports its siblings by
 
 import yaml  # noqa: E402
 
-from resumable._kubeapi import JSON_PATCH, KubeApi, batch_path  # noqa: E402
 from resumable._policy import UNSAVED_GRACE_SECONDS  # noqa: E402
+from resumable.kubeapi import JSON_PATCH, KubeApi, batch_path  # noqa: E402
 from resumable.v1alpha1 import ResumableBatch  # noqa: E402
 from resumable_core.objects import status_patch  # noqa: E402
 from resumable_core.reconcile import decide  # noqa: E402

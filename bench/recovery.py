@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 
 from kubernetes import client, watch  # noqa: E402
 
-from resumable._kubeapi import KubeApi, batch_path  # noqa: E402
+from resumable.kubeapi import KubeApi, batch_path  # noqa: E402
 from resumable.v1alpha1 import GROUP, PLURAL, VERSION  # noqa: E402
 from tests.integration.harness import OperatorProcess  # noqa: E402
 from tests.kube.controlplane import find_binaries, running_control_plane  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from resumable._kubeapi import KubeApi
+from resumable.kubeapi import KubeApi
 from tests.tiers import tier_of
 
 

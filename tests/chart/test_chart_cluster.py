@@ -154,7 +154,7 @@ def test_worker_guard_refuses_a_batchs_own_worker_changing_it_even_where_rbac_al
 ) -> None:  # fmt: skip
     """Defence in depth (docs/security.md): RBAC misconfigured to let every account edit
     batches, the admission policy still keeps a batch's worker off its spec."""
-    from resumable._kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
+    from resumable.kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
 
     release = release_name(namespace)
     rendered = helm.template_text(

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
-from resumable._kubeapi import KubeApi
+from resumable.kubeapi import KubeApi
 from scenarios import NO_BACKOFF, SCENARIOS, Scenario, manifest
 from tests.chart.chartlib import (
     CLUSTER_PERMISSIONS,

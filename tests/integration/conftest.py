@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from resumable._kubeapi import KubeApi
+from resumable.kubeapi import KubeApi
 from tests.integration.harness import Batches
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from resumable._kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
+from resumable.kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
 from tests.waiting import wait_for
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from resumable._kubeapi import KubeApi, batch_path
+from resumable.kubeapi import KubeApi, batch_path
 from scenarios import SCENARIOS, Scenario, manifest
 from tests.integration.harness import Batches, OperatorProcess, free_port
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from resumable._kubeapi import JSON_PATCH, KubeApi, batch_path, load_api_client
+from resumable.kubeapi import JSON_PATCH, KubeApi, batch_path, load_api_client
 from resumable_operator.controller import Controller
 from scenarios import Scenario
 from tests.integration.harness import Batches

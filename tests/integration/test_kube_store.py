@@ -24,9 +24,9 @@ import pytest
 from workers import expected_output, start_worker, worker_env
 
 import resumable
-from resumable.errors import FencedError
 from resumable._kube import KubeStore
-from resumable._kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
+from resumable.errors import FencedError
+from resumable.kubeapi import JSON_PATCH, ApiError, KubeApi, batch_path
 from resumable.v1alpha1 import Checkpoint, CheckpointPolicy, ResumableBatch
 from resumable_core.objects import status_patch
 from resumable_core.reconcile import decide

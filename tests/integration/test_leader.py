@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from resumable._kubeapi import KubeApi
+from resumable.kubeapi import KubeApi
 from resumable_operator.leader import LeaderElector, LeaseView
 from tests.waiting import wait_for
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from resumable._kubeapi import ApiError, KubeApi, batch_path
+from resumable.kubeapi import ApiError, KubeApi, batch_path
 from scenarios import SCENARIOS, Scenario, manifest
 from tests.integration.harness import Batches, OperatorProcess, outputs_in
 from tests.waiting import wait_for

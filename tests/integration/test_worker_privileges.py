@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from resumable import v1alpha1
-from resumable._kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
+from resumable.kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
 from resumable_core import objects
 from resumable_operator.controller import Controller
 from tests.integration.harness import Batches

@@ -37,7 +37,7 @@ if _ROOT not in sys.path:
 
 import kmock as km  # noqa: E402
 
-from resumable._kubeapi import KubeApi, load_api_client  # noqa: E402
+from resumable.kubeapi import KubeApi, load_api_client  # noqa: E402
 
 GROUP, VERSION, PLURAL = "resumable.dev", "v1alpha1", "resumablebatches"
 

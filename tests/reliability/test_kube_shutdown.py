@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from resumable.errors import ResumableError
 from resumable._kube import KubeStore, StoreRefusedError
-from resumable._kubeapi import ApiError, KubeApi, batch_path, load_api_client
+from resumable.errors import ResumableError
+from resumable.kubeapi import ApiError, KubeApi, batch_path, load_api_client
 from resumable.v1alpha1 import Checkpoint
 from tests.reliability.stub_apiserver import StubApiServer
 from tests.waiting import wait_for

@@ -40,9 +40,9 @@ from kmock import Response  # type: ignore[attr-defined]
 
 import resumable
 from resumable import _kube
-from resumable.errors import ConfigError, FencedError, StoreUnavailableError
 from resumable._kube import KubeStore
-from resumable._kubeapi import KubeApi, batch_path
+from resumable.errors import ConfigError, FencedError, StoreUnavailableError
+from resumable.kubeapi import KubeApi, batch_path
 from resumable.v1alpha1 import Checkpoint, CheckpointPolicy
 from tests.reliability.faults import k8s_status
 

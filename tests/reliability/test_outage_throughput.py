@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
-from resumable._kubeapi import JSON_PATCH, KubeApi, batch_path
+from resumable.kubeapi import JSON_PATCH, KubeApi, batch_path
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core.objects import status_patch
 from resumable_core.reconcile import decide

@@ -18,7 +18,7 @@ from typing import Any, cast
 import pytest
 from kopf._core.actions.invocation import invoke
 
-from resumable._kubeapi import KubeApi
+from resumable.kubeapi import KubeApi
 from resumable_operator import handlers
 from resumable_operator.controller import Controller
 

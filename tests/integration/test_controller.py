@@ -26,8 +26,6 @@ from tests.integration.harness import Batches
 from tests.integration.test_operator import batch_manifest
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.integration
-
 SHORT = Scenario(id="short", items=20, fault={}, retry={}, phase="Succeeded", restarts=0)
 RBAC = "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
 

@@ -27,8 +27,6 @@ from resumable.kubeapi import (
 )
 from tests.kube.controlplane import free_port
 
-pytestmark = pytest.mark.integration
-
 
 def batch(name: str) -> dict[str, Any]:
     return {

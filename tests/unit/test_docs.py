@@ -28,8 +28,6 @@ from pydantic import BaseModel
 
 from resumable import constants, v1alpha1
 
-pytestmark = pytest.mark.unit
-
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "charts/resumable-batch/README.md"]

@@ -18,8 +18,6 @@ from resumable.kubeapi import KubeApi, api_error
 from resumable_core.jsonpatch import apply_patch
 from resumable_operator.controller import Controller
 
-pytestmark = pytest.mark.unit
-
 BATCH = "/apis/resumable.dev/v1alpha1/namespaces/ns/resumablebatches/b"
 
 

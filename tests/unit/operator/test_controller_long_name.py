@@ -13,13 +13,9 @@ from __future__ import annotations
 import copy
 from typing import Any, cast
 
-import pytest
-
 from resumable.kubeapi import KubeApi, api_error
 from resumable_core.jsonpatch import apply_patch
 from resumable_operator.controller import Controller
-
-pytestmark = pytest.mark.unit
 
 NAME = "x" * 64
 TOO_LONG = f'Invalid value: "{NAME}": must be no more than 63 characters'

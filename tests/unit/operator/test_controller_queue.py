@@ -22,7 +22,7 @@ from resumable.kubeapi import KubeApi
 from resumable_operator import handlers
 from resumable_operator.controller import Controller
 
-pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
+pytestmark = pytest.mark.asyncio
 
 
 class Recorder:

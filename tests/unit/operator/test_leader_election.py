@@ -13,8 +13,6 @@ import pytest
 from resumable_operator.config import OperatorConfig, SettingsError
 from resumable_operator.leader import LeaseView, micro_time, next_step
 
-pytestmark = pytest.mark.unit
-
 ME = "operator-a_1234abcd"
 
 

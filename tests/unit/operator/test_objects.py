@@ -16,8 +16,6 @@ from resumable.v1alpha1 import ResumableBatch
 from resumable_core import objects
 from resumable_core.decision import EventPlan, PodPlan
 
-pytestmark = pytest.mark.unit
-
 
 def make_batch(*, pod_spec: dict[str, Any] | None = None, **spec: Any) -> ResumableBatch:
     template: dict[str, Any] = {

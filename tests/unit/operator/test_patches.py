@@ -18,8 +18,6 @@ from resumable_core.decision import PodView
 from resumable_core.jsonpatch import PatchTestFailedError, apply_patch
 from resumable_core.reconcile import decide
 
-pytestmark = pytest.mark.unit
-
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 OLD: dict[str, Any] = {

@@ -19,8 +19,6 @@ from resumable_core import conditions as cond
 from resumable_core.decision import Decision, PodCreate, PodView
 from resumable_core.reconcile import decide
 
-pytestmark = pytest.mark.unit
-
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 NO_BACKOFF = {"initialSeconds": 0, "maxSeconds": 0, "factor": 1}
 

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import pytest
-
 from resumable.kubeapi import ApiError, KubeApi, api_error
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core.decision import PodCreate, PodPlan
 from resumable_operator.podcontrol import PodControl
-
-pytestmark = pytest.mark.unit
 
 KEY = ("ns", "b")
 PLAN = PodPlan(name="b-1", attempt=1, start_index=0, total_items=10)

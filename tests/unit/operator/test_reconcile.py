@@ -28,8 +28,6 @@ from resumable_core.reconcile import (
     resume_index,
 )
 
-pytestmark = pytest.mark.unit
-
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 NO_BACKOFF = {"initialSeconds": 0, "maxSeconds": 0, "factor": 1}
 

@@ -15,8 +15,6 @@ from resumable_core.jsonpatch import PatchTestFailedError, apply_patch
 from resumable_core.reconcile import decide
 from resumable_operator.statuswriter import StatusConflictError, StatusWriter
 
-pytestmark = pytest.mark.unit
-
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 

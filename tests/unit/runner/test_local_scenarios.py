@@ -11,8 +11,6 @@ from resumable.v1alpha1 import ResumableBatch
 from resumable_runner.runner import LocalRunner
 from scenarios import SCENARIOS, Scenario, manifest
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
 def test_local_runner_meets_scenario(scenario: Scenario, tmp_path: Path) -> None:

@@ -19,8 +19,6 @@ from resumable_core.jsonpatch import PatchTestFailedError
 from resumable_core.reconcile import decide
 from resumable_runner.runner import write_status
 
-pytestmark = pytest.mark.unit
-
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 

@@ -10,8 +10,6 @@ import pytest
 
 from resumable import kubeapi
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize(
     ("status", "cls", "retryable"),

@@ -23,15 +23,8 @@ from dataclasses import dataclass
 
 from resumable.v1alpha1 import ResumableBatchSpec, ResumableBatchStatus
 from resumable_core import conditions as cond
+from resumable_core.policy.reopen import REOPENED_BY_SPEC_EDIT
 from resumable_core.progress import resume_index
-
-#: Failure reasons an edit of the spec reopens from the checkpoint (the reopen rule,
-#: resumable_core.policy.reopen: the edit may have fixed the template or the rules
-#: that judged the failure). Spent restarts reopen by their own rule, a raised
-#: maxRestarts. Belongs in policy.reopen, which spells the same reasons inline.
-REOPENED_BY_SPEC_EDIT = frozenset(
-    {cond.REASON_NEVER_RETRY, cond.REASON_POISON, cond.REASON_POD_CREATE_FAILED}
-)
 
 #: Phases after which nothing happens until someone acts: no new worker pod comes.
 SETTLED_PHASES = ("Succeeded", "Failed", "Suspended")

@@ -27,15 +27,26 @@ FIXING_FIELDS: dict[str, bool | set[str]] = {
 }
 
 
-def spec_digest(spec: ResumableBatchSpec) -> str:
+#: Failure reasons an edit of the spec reopens from the checkpoint, when it touched
+#: what judged the failure (:func:`spec_digest`). Spent restarts reopen by their own
+#: rule, a raised maxRestarts. The CLIs' hints (resumable_core.hints) say so.
+REOPENED_BY_SPEC_EDIT = frozenset(
+    {cond.REASON_NEVER_RETRY, cond.REASON_POISON, cond.REASON_POD_CREATE_FAILED}
+)
+
+
+def spec_digest(spec: ResumableBatchSpec, *, whole: bool = False) -> str:
     """A digest of what an edit may fix a failure with: the pod template, and the
     retry rules that judged it (never-retry exit codes, poison items).
 
     A failed batch records it (``status.failedSpec``); a spec edit reopens the batch
     only when this changed: not for suspend, ttlSecondsAfterFinished kept for a
-    post-mortem, or maxRestarts (which reopens by its own rule).
+    post-mortem, or maxRestarts (which reopens by its own rule). With ``whole``,
+    of the whole spec: the local runner's stand-in for the API server's
+    metadata.generation, which any spec change moves on.
     """
-    parts = spec.model_dump(by_alias=True, exclude_none=True, mode="json", include=FIXING_FIELDS)
+    include = None if whole else FIXING_FIELDS
+    parts = spec.model_dump(by_alias=True, exclude_none=True, mode="json", include=include)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -57,10 +68,11 @@ def edited_since_failure(ctx: SyncContext) -> bool:
 def reopen_if_fixed(ctx: SyncContext) -> None:
     """Reopen a failed batch whose failure the spec as edited may no longer cause."""
     reason = failed_by(ctx)
-    if reason == cond.REASON_POD_CREATE_FAILED and edited_since_failure(ctx):
-        _create_again(ctx)
-    elif reason in (cond.REASON_NEVER_RETRY, cond.REASON_POISON) and edited_since_failure(ctx):
-        _judge_again(ctx, reason)
+    if reason in REOPENED_BY_SPEC_EDIT and edited_since_failure(ctx):
+        if reason == cond.REASON_POD_CREATE_FAILED:
+            _create_again(ctx)  # no attempt failed: the pod was never created
+        else:
+            _judge_again(ctx, reason)
     elif reason == cond.REASON_MAX_RESTARTS and not backoff.past_restart_limit(
         ctx.status, ctx.spec.retry
     ):

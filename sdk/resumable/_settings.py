@@ -16,33 +16,34 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from resumable import constants as names
 from resumable.errors import ConfigError
 from resumable.v1alpha1 import CheckpointPolicy
 
-ENV_PREFIX = "RESUMABLE_"
+ENV_PREFIX = names.ENV_PREFIX
 
 
-def _int(env: Mapping[str, str], name: str) -> int | None:
-    raw = env.get(ENV_PREFIX + name, "").strip()
+def _int(env: Mapping[str, str], var: str) -> int | None:
+    raw = env.get(var, "").strip()
     if not raw:
         return None
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not an integer") from None
+        raise ConfigError(f"{var}={raw!r} is not an integer") from None
     if value < 0:
-        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} must not be negative")
+        raise ConfigError(f"{var}={raw!r} must not be negative")
     return value
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(ENV_PREFIX + name, "").strip()
+def _flag(env: Mapping[str, str], var: str) -> bool:
+    raw = env.get(var, "").strip()
     value = raw.lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("", "0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{ENV_PREFIX}{name}={raw!r} is not a boolean (use 1 or 0)")
+    raise ConfigError(f"{var}={raw!r} is not a boolean (use 1 or 0)")
 
 
 @dataclass(frozen=True)
@@ -68,36 +69,36 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the settings; a bad value is a ConfigError naming the variable."""
         env = os.environ if env is None else env
-        name = env.get(ENV_PREFIX + "BATCH_NAME", "").strip() or "default"
-        namespace = env.get(ENV_PREFIX + "NAMESPACE", "").strip() or None
-        store = env.get(ENV_PREFIX + "STORE", "").strip().lower()
+        name = env.get(names.ENV_BATCH_NAME, "").strip() or "default"
+        namespace = env.get(names.ENV_NAMESPACE, "").strip() or None
+        store = env.get(names.ENV_STORE, "").strip().lower()
         if store not in ("", "local", "kube"):
-            raise ConfigError(f"{ENV_PREFIX}STORE={store!r} must be 'local' or 'kube'")
+            raise ConfigError(f"{names.ENV_STORE}={store!r} must be 'local' or 'kube'")
         if not store:
             in_cluster = bool(env.get("KUBERNETES_SERVICE_HOST") or env.get("KUBECONFIG"))
             store = "kube" if in_cluster and namespace and name != "default" else "local"
-        directory = Path(env.get(ENV_PREFIX + "DIR", "").strip() or f".resumable/{name}")
-        output_raw = env.get(ENV_PREFIX + "OUTPUT_DIR", "").strip()
+        directory = Path(env.get(names.ENV_DIR, "").strip() or f".resumable/{name}")
+        output_raw = env.get(names.ENV_OUTPUT_DIR, "").strip()
         policy = CheckpointPolicy()
-        policy_raw = env.get(ENV_PREFIX + "CHECKPOINT", "").strip()
+        policy_raw = env.get(names.ENV_CHECKPOINT, "").strip()
         if policy_raw:
             try:
                 policy = CheckpointPolicy.model_validate(json.loads(policy_raw))
             except (ValueError, ValidationError) as exc:
-                raise ConfigError(f"{ENV_PREFIX}CHECKPOINT is not a valid policy: {exc}") from None
+                raise ConfigError(f"{names.ENV_CHECKPOINT} is not a valid policy: {exc}") from None
         return cls(
             batch_name=name,
             namespace=namespace,
             store="kube" if store == "kube" else "local",
             directory=directory,
             output_dir=Path(output_raw) if output_raw else None,
-            start_index=_int(env, "START_INDEX"),
-            attempt=_int(env, "ATTEMPT"),
-            total_items=_int(env, "TOTAL_ITEMS"),
-            run_id=env.get(ENV_PREFIX + "RUN_ID", "").strip(),
-            worker_id=env.get(ENV_PREFIX + "WORKER_ID", "").strip()
+            start_index=_int(env, names.ENV_START_INDEX),
+            attempt=_int(env, names.ENV_ATTEMPT),
+            total_items=_int(env, names.ENV_TOTAL_ITEMS),
+            run_id=env.get(names.ENV_RUN_ID, "").strip(),
+            worker_id=env.get(names.ENV_WORKER_ID, "").strip()
             or f"{socket.gethostname()}-{os.getpid()}",
             policy=policy,
-            allow_changed_items=_flag(env, "ALLOW_CHANGED_ITEMS"),
-            careful=_flag(env, "CAREFUL"),
+            allow_changed_items=_flag(env, names.ENV_ALLOW_CHANGED_ITEMS),
+            careful=_flag(env, names.ENV_CAREFUL),
         )

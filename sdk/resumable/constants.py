@@ -125,3 +125,10 @@ ENV_TOTAL_ITEMS: Final = "RESUMABLE_TOTAL_ITEMS"
 ENV_CAREFUL: Final = "RESUMABLE_CAREFUL"
 #: The local store's directory (`resumable run` only).
 ENV_DIR: Final = "RESUMABLE_DIR"
+# Set by the user in the pod template (or the shell), never injected:
+#: Where item outputs go (a directory, e.g. a mounted volume).
+ENV_OUTPUT_DIR: Final = "RESUMABLE_OUTPUT_DIR"
+#: The worker id saved with each checkpoint (default: hostname-pid).
+ENV_WORKER_ID: Final = "RESUMABLE_WORKER_ID"
+#: "1" lets a run resume against a changed item list.
+ENV_ALLOW_CHANGED_ITEMS: Final = "RESUMABLE_ALLOW_CHANGED_ITEMS"

@@ -291,11 +291,12 @@ def test_the_api_page_names_every_condition_type_reason_and_event() -> None:
 def test_the_sdk_page_names_every_worker_setting() -> None:
     source = "\n".join(p.read_text() for p in (ROOT / "sdk" / "resumable").glob("*.py"))
     spelled = set(re.findall(r"\bRESUMABLE_[A-Z_]*[A-Z]", source))
-    built = {
-        f"RESUMABLE_{n}"
-        for n in re.findall(r'(?:ENV_PREFIX \+ |_int\(env, |_flag\(env, )"([A-Z_]+)"', source)
+    named = {
+        value
+        for name, value in vars(constants).items()
+        if name.startswith("ENV_") and name != "ENV_PREFIX" and isinstance(value, str)
     }
-    read = (spelled | built) - {"RESUMABLE_"}
+    read = (spelled | named) - {"RESUMABLE_"}
     assert {"RESUMABLE_OUTPUT_DIR", "RESUMABLE_WORKER_ID", "RESUMABLE_STORE"} <= read
     text = page_text("sdk.md")
     assert {v for v in read if f"`{v}`" not in text} == set()

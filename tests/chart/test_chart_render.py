@@ -219,7 +219,7 @@ def test_every_object_carries_the_recommended_labels(helm: Helm, name: str) -> N
         assert missing == [], f"{what} lacks {missing}"
         assert labels["app.kubernetes.io/instance"] == "rb"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == "resumable-batch-0.2.0"
+        assert labels["helm.sh/chart"] == "resumable-batch-0.3.0"
         for key, value in values.get("commonLabels", {}).items():
             assert labels.get(key) == value, f"{what} lacks the extra label {key}"
 
@@ -291,7 +291,7 @@ def test_kopf_identifies_the_operator_by_its_pod_name(helm: Helm) -> None:
 
 
 def test_image_defaults_to_the_app_version_and_a_digest_wins(helm: Helm) -> None:
-    assert container(helm.template())["image"] == "resumable-batch/operator:0.2.0"
+    assert container(helm.template())["image"] == "resumable-batch/operator:0.3.0"
     tagged = helm.template({"image": {"repository": "registry.example/rb", "tag": "dev"}})
     assert container(tagged)["image"] == "registry.example/rb:dev"
     digest = "sha256:" + "a" * 64

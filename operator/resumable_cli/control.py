@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
+from typing import Any
 
 from resumable.v1alpha1 import ResumableBatch
 from resumable_cli import kube
@@ -55,14 +56,24 @@ def ended_error(name: str, namespace: str | None, hint: hints.ResumeHint, verb: 
     return f"resumablebatch/{name} has failed{why}, so there is nothing to {verb}: {way}"
 
 
-def cmd_suspend(args: argparse.Namespace) -> int:
-    """Set spec.suspend=true: the worker stops gracefully and saves its checkpoint."""
+def _unended_batch(args: argparse.Namespace, verb: str) -> tuple[Any, str, ResumableBatch]:
+    """The API client, namespace and batch for `suspend`/`resume` (verb) of ``args.name``.
+
+    An ended batch is refused (CliError, :func:`ended_error`): there is nothing to suspend
+    or resume, and the message says how it can go on instead.
+    """
     api = kube.connect(args)
     ns = kube.namespace(args)
     batch = ResumableBatch.model_validate(kube.get_batch(api, ns, args.name))
     hint = hints.resume_hint(batch.spec, batch.status)
     if hint is not None:
-        raise CliError(ended_error(args.name, args.namespace, hint, "suspend"))
+        raise CliError(ended_error(args.name, args.namespace, hint, verb))
+    return api, ns, batch
+
+
+def cmd_suspend(args: argparse.Namespace) -> int:
+    """Set spec.suspend=true: the worker stops gracefully and saves its checkpoint."""
+    api, ns, _ = _unended_batch(args, "suspend")
     kube.patch_spec(api, ns, args.name, {"suspend": True})
     print(f"resumablebatch/{args.name} suspended")
     return 0
@@ -70,12 +81,7 @@ def cmd_suspend(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Set spec.suspend=false: a new worker resumes from the checkpoint."""
-    api = kube.connect(args)
-    ns = kube.namespace(args)
-    batch = ResumableBatch.model_validate(kube.get_batch(api, ns, args.name))
-    hint = hints.resume_hint(batch.spec, batch.status)
-    if hint is not None:
-        raise CliError(ended_error(args.name, args.namespace, hint, "resume"))
+    api, ns, batch = _unended_batch(args, "resume")
     if not batch.spec.suspend:  # nothing to change: say so rather than "resumed"
         if batch.status.phase == "Suspended":
             print(

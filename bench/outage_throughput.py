@@ -6,7 +6,7 @@
 Starts the test control plane itself (etcd + kube-apiserver from
 tests/controlplane), creates one ResumableBatch with the operator's first status
 write (attempt 1), and runs one worker process on it (tests/reliability/
-outage_worker.py: the SDK with the real client, items of a fixed sleep so the
+script_worker.py: the SDK with the real client, items of a fixed sleep so the
 rate does not hang on the CPU the machine gives it), talking to the API server
 through a TCP proxy (tests/reliability/faults.py, FaultProxy) that drops it on
 demand. Then, for each fault, in the same run and the same worker:
@@ -60,7 +60,7 @@ from tests.workers import worker_env  # noqa: E402
 TARGET_RATIO = 0.8
 #: What issue 23 measured before the fix: 65 items in a 20 s outage, about 20/s without.
 BEFORE_RATIO = round(65 / 20 / 20, 4)
-WORKER = ROOT / "tests" / "reliability" / "outage_worker.py"
+WORKER = ROOT / "tests" / "reliability" / "script_worker.py"
 NAMESPACE = "bench"
 BATCH = "outage"
 

@@ -7,7 +7,7 @@ outright: faults kube-apiserver can't produce on demand. The deadlines are the
 real ones (``BOUNDARY_DEADLINE`` 5 s, ``FINAL_DEADLINE`` 20 s) against the pod's
 default 30 s grace period, so the slowest tests here take about 20 s each.
 
-Two workers: ``shutdown_worker.py`` has its loop at module level (the loop's
+Two workers: ``script_worker.py`` has its loop at module level (the loop's
 ``finally`` makes the exit write, then atexit), ``tests/workers.py`` keeps its
 iterator alive (atexit's close() makes it, then the loop's ``finally``).
 """
@@ -41,7 +41,7 @@ NS, NAME = "ns1", "b1"
 #: inside the pod's default 30 s grace period (before the fix: 40 to 50 s).
 EXIT_BUDGET = 25.0
 FINAL_DEADLINE = 20.0
-MODULE_WORKER = Path(__file__).with_name("shutdown_worker.py")
+MODULE_WORKER = Path(__file__).with_name("script_worker.py")
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Items keep flowing while the API server is away, and the unsaved work stays bounded (issue 23).
 
-A real worker process (``outage_worker.py``: the SDK, the official client,
+A real worker process (``script_worker.py``: the SDK, the official client,
 items of a fixed 50 ms sleep so its rate does not hang on the CPU it gets)
 saves into a ResumableBatch on the test suite's real kube-apiserver, through
 :class:`FaultProxy`, which drops the API server on demand: every connection
@@ -44,7 +44,7 @@ from tests.workers import worker_env
 
 pytestmark = pytest.mark.timeout(180)
 
-WORKER = Path(__file__).with_name("outage_worker.py")
+WORKER = Path(__file__).with_name("script_worker.py")
 NAME = "outage"
 #: Seconds of work per item: 20 items/s at most.
 DELAY = 0.05

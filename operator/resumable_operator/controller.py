@@ -177,6 +177,8 @@ class Controller:
         except ValidationError as exc:
             log.error("%s/%s is not a valid ResumableBatch: %s", namespace, name, exc)
             return None
+        # A worker Role an older operator made wider is narrowed at first sight.
+        self.pods.narrow_worker_role_once(batch)
         uid = batch.metadata.uid or ""
         views = [objects.pod_view(p) for p in listed if objects.owned_by(p, uid)]
         others = {p["metadata"]["name"] for p in listed if not objects.owned_by(p, uid)}

@@ -71,6 +71,8 @@ class PodControl:
         self.clock = clock
         self._lock = threading.Lock()  # reconciles of different batches run in parallel
         self._unfinished: dict[Key, _Unfinished] = {}
+        #: (namespace, name, uid) of batches whose worker Role this operator checked.
+        self._narrowed: set[tuple[str, str, str]] = set()
 
     # --------------------------------------------------------------- observing
 
@@ -168,6 +170,35 @@ class PodControl:
         """The batch is gone: drop what is remembered of its creates."""
         with self._lock:
             self._unfinished.pop(key, None)
+            self._narrowed = {seen for seen in self._narrowed if seen[:2] != key}
+
+    def narrow_worker_role_once(self, batch: ResumableBatch) -> None:
+        """On this operator's first look at a batch, narrow the ``<batch>-worker``
+        Role we made if it grants more than :func:`objects.worker_role_rules`.
+
+        Operators before 0.3 let the worker patch its batch itself; a worker still
+        running under such a Role loses that right as soon as an upgraded operator
+        sees its batch, not only when its next pod is created, and whatever
+        service account the template names. One GET per batch per operator start.
+        Raises ApiError when the server refuses (the reconcile is retried).
+        """
+        ns = batch.metadata.namespace or "default"
+        seen = (ns, batch.metadata.name, batch.metadata.uid or "")
+        with self._lock:
+            if seen in self._narrowed:
+                return
+        wanted = next(o for o in objects.worker_rbac(batch) if o["kind"] == "Role")
+        url = (
+            f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{wanted['metadata']['name']}"
+        )
+        try:
+            existing = self.api.request("GET", url)
+        except NotFoundError:
+            existing = None
+        if existing is not None:
+            self._narrow(batch, url, existing, wanted)
+        with self._lock:
+            self._narrowed.add(seen)
 
     def _create_worker(
         self, batch: ResumableBatch, plan: PodPlan
@@ -191,7 +222,7 @@ class PodControl:
                 )
             except ConflictError:
                 return self._name_in_use(batch, plan)
-        except InvalidError as exc:  # 400 or 422: no retry can make it valid
+        except (BadRequestError, InvalidError) as exc:  # 400, 422: no retry makes it valid
             return "refused", exc.message, None
         except ApiError as exc:
             return "retrying", f"{exc.status or 'no response'}: {exc.message}", exc.retry_after
@@ -282,22 +313,28 @@ class PodControl:
                 f"{kind} {url.rsplit('/', 1)[1]} still belongs to an earlier batch named "
                 f"{name}; waiting for the garbage collector to remove it"
             )
-        if (
-            kind == "Role"
-            and owner is not None
-            and owner.get("uid") == batch.metadata.uid
-            and existing.get("rules") != wanted["rules"]
-        ):
-            # Ours, from an operator that granted more (0.2 let the worker patch
-            # its batch's spec): narrowed before any pod runs with it again.
-            self.api.request(
-                "PATCH", url, body={"rules": wanted["rules"]}, content_type=MERGE_PATCH
-            )
-            log.warning(
-                "%s/%s: narrowed the worker Role %s",
-                batch.metadata.namespace,
-                name,
-                url.rsplit("/", 1)[1],
-            )
+        if kind == "Role":
+            self._narrow(batch, url, existing, wanted)
         # Ours, or not made by an earlier batch (nothing deletes it): used as is.
         return ""
+
+    def _narrow(
+        self, batch: ResumableBatch, url: str, existing: dict[str, Any], wanted: dict[str, Any]
+    ) -> None:
+        """Our Role for this batch, granting more than it should (0.2 let the worker
+        patch its batch's spec): narrowed before any pod runs with it again. A Role
+        of that name we did not make for this batch is left alone."""
+        owner = objects.controller_ref(existing)
+        if (
+            owner is None
+            or owner.get("uid") != batch.metadata.uid
+            or existing.get("rules") == wanted["rules"]
+        ):
+            return
+        self.api.request("PATCH", url, body={"rules": wanted["rules"]}, content_type=MERGE_PATCH)
+        log.warning(
+            "%s/%s: narrowed the worker Role %s to read the batch and write its status",
+            batch.metadata.namespace,
+            batch.metadata.name,
+            url.rsplit("/", 1)[1],
+        )

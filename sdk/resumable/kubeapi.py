@@ -60,8 +60,11 @@ class InvalidError(ApiError):
     ``test`` op of a JSON patch."""
 
 
-class BadRequestError(InvalidError):
-    """The request is malformed (400), e.g. a label selector with an invalid value."""
+class BadRequestError(ApiError):
+    """The request is malformed (400), e.g. a label selector with an invalid value.
+
+    Not an :class:`InvalidError`: a failed ``test`` op is a 422, and code that
+    reads a 422 as "changed meanwhile, read again" must not loop on a 400."""
 
 
 class UnauthorizedError(ApiError):

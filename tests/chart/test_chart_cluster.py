@@ -148,12 +148,44 @@ def test_helm_install_upgrade_and_uninstall(
     assert _get(kubectl, "crd", CRD) is not None, "crds.keep must leave the CRD in place"
 
 
+def batch_body(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "resumable.dev/v1alpha1",
+        "kind": "ResumableBatch",
+        "metadata": {"name": name},
+        "spec": {"template": {"spec": {"containers": [{"name": "w", "image": "x"}]}}},
+    }
+
+
+def other_worker_api(admin: Any, controlplane: Any, namespace: str, tmp_path: Path) -> Any:
+    """A client with the token a kubelet gives batch "other"'s worker pod other-1."""
+    from resumable.kubeapi import KubeApi
+
+    controlplane.ensure_service_account(namespace, "other-worker")
+    pod = admin.request(
+        "POST", f"/api/v1/namespaces/{namespace}/pods",
+        body={"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "other-1"},
+              "spec": {"serviceAccountName": "other-worker",
+                       "containers": [{"name": "w", "image": "x"}]}},
+    )  # fmt: skip
+    token = admin.request(
+        "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/other-worker/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+              "spec": {"expirationSeconds": 600,
+                       "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "other-1",
+                                          "uid": pod["metadata"]["uid"]}}},
+    )["status"]["token"]  # fmt: skip
+    path = controlplane.token_kubeconfig(tmp_path / "other.kubeconfig", token, namespace=namespace)
+    return KubeApi.from_environment(kubeconfig=str(path))
+
+
 def test_worker_guard_refuses_a_batchs_own_worker_changing_it_even_where_rbac_allows(
     helm: Helm, kubectl: Any, kubeconfig: Path, controlplane: Any, namespace: str,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     """Defence in depth (docs/security.md): RBAC misconfigured to let every account edit
-    batches, the admission policy still keeps a batch's worker off its spec."""
+    batches, the admission policy still keeps a batch's worker off its spec, and any
+    batch's worker pod off every batch."""
     from resumable.kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
 
     release = release_name(namespace)
@@ -171,9 +203,7 @@ def test_worker_guard_refuses_a_batchs_own_worker_changing_it_even_where_rbac_al
         admin.request(
             "POST",
             batch_path(namespace),
-            body={"apiVersion": "resumable.dev/v1alpha1", "kind": "ResumableBatch",
-                  "metadata": {"name": "guarded"},
-                  "spec": {"template": {"spec": {"containers": [{"name": "w", "image": "x"}]}}}},
+            body=batch_body("guarded"),
         )  # fmt: skip
         # The misconfiguration: every account in the namespace may edit and delete batches.
         controlplane.ensure_service_account(namespace, "guarded-worker")
@@ -183,7 +213,7 @@ def test_worker_guard_refuses_a_batchs_own_worker_changing_it_even_where_rbac_al
             body={"metadata": {"name": "too-wide"},
                   "rules": [{"apiGroups": ["resumable.dev"],
                              "resources": ["resumablebatches", "resumablebatches/status"],
-                             "verbs": ["get", "patch", "update", "delete"]}]},
+                             "verbs": ["get", "create", "patch", "update", "delete"]}]},
         )  # fmt: skip
         admin.request(
             "POST", f"{rbac}/rolebindings",
@@ -234,5 +264,20 @@ def test_worker_guard_refuses_a_batchs_own_worker_changing_it_even_where_rbac_al
         assert batch["spec"]["suspend"] is True
         assert "serviceAccountName" not in batch["spec"]["template"]["spec"]
         assert batch["status"]["progress"] == "1/2"
+
+        # Another batch's worker pod (its token bound to pod other-1, running as
+        # other-worker): not on this batch, and no batch of its own making either.
+        other = other_worker_api(admin, controlplane, namespace, tmp_path)
+        with pytest.raises(ApiError) as cross:
+            other.request(
+                "PATCH", batch_path(namespace, "guarded"), body=escalate,
+                content_type=JSON_PATCH, query={"dryRun": "All"},
+            )  # fmt: skip
+        assert "pod other-1 is a ResumableBatch worker" in cross.value.message
+        made = {**batch_body("made-by-a-worker"), "metadata": {"name": "made-by-a-worker"}}
+        with pytest.raises(ApiError) as create:
+            other.request("POST", batch_path(namespace), body=made, query={"dryRun": "All"})
+        assert "pod other-1 is a ResumableBatch worker" in create.value.message
+        admin.request("POST", batch_path(namespace), body=made, query={"dryRun": "All"})  # a person
     finally:
         kubectl("delete", "--ignore-not-found", "-f", str(manifest))

@@ -574,7 +574,7 @@ def test_worker_guard_is_rendered_for_kubernetes_1_30_and_later_and_can_be_turne
     assert policy["spec"]["failurePolicy"] == "Fail"
     (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
     assert rule["resources"] == ["resumablebatches"]  # not status: the checkpoint goes there
-    assert rule["operations"] == ["UPDATE", "DELETE"]
+    assert rule["operations"] == ["CREATE", "UPDATE", "DELETE"]
     binding = only(helm.template(), "ValidatingAdmissionPolicyBinding")
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     assert binding["spec"]["validationActions"] == ["Deny"]

@@ -63,6 +63,11 @@ class RefusingApi:
         if (method, path) == ("POST", "/api/v1/namespaces/ns/events"):
             self.events.append(body["reason"])
             return body
+        if (method, path) == (
+            "GET",
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/ns/roles/b-worker",
+        ):
+            raise api_error(404, 'roles "b-worker" not found')  # the template names its own
         raise AssertionError(f"unexpected call {method} {path}")
 
     def progressing(self) -> tuple[str, str]:

@@ -13,6 +13,7 @@ import time
 import uuid
 from typing import Any
 
+from resumable import constants as names
 from resumable.v1alpha1 import ResumableBatch
 from resumable_cli import kube
 from resumable_cli.errors import CliError
@@ -83,7 +84,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     """Set spec.suspend=false: a new worker resumes from the checkpoint."""
     api, ns, batch = _unended_batch(args, "resume")
     if not batch.spec.suspend:  # nothing to change: say so rather than "resumed"
-        if batch.status.phase == "Suspended":
+        if batch.status.phase == names.PHASE_SUSPENDED:
             print(
                 f"resumablebatch/{args.name} is resuming already (spec.suspend is false; "
                 "the operator starts its next worker)"

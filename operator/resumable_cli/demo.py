@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from resumable import constants as names
 from resumable.v1alpha1 import ResumableBatch
 from resumable_cli import output
 from resumable_cli.errors import CliError
@@ -122,7 +123,7 @@ def _demo(args: argparse.Namespace, directory: Path, kept: str, out: TextIO) -> 
     for line in summary_lines(result):
         output.write_line(out, line)
     cp = result.status.checkpoint
-    if result.phase == "Succeeded" and cp.items_done and result.status.restarts:
+    if result.phase == names.PHASE_SUCCEEDED and cp.items_done and result.status.restarts:
         per_item_cost = cp.cost_usd / cp.items_done
         per_item_time = args.delay
         saved_items = args.crash_after
@@ -132,4 +133,4 @@ def _demo(args: argparse.Namespace, directory: Path, kept: str, out: TextIO) -> 
             f"(~{saved_items * per_item_time:.1f}s of model time, "
             f"${saved_items * per_item_cost:.4f} of tokens); total wall time {elapsed:.1f}s",
         )
-    return 0 if result.phase == "Succeeded" else 1
+    return 0 if result.phase == names.PHASE_SUCCEEDED else 1

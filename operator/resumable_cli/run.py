@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from resumable import constants as names
 from resumable.errors import ResumableError
 from resumable.v1alpha1 import ResumableBatch
 from resumable_cli import output
@@ -132,13 +133,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"{where}: {exc.strerror or exc}") from exc
     for line in summary_lines(result):
         output.write_line(out, line)
-    if result.phase == "Suspended":
+    if result.phase == names.PHASE_SUSPENDED:
         output.write_line(out, f"suspended; run `resumable run {args.file}` again to resume")
         return 130
     hint = hints.resume_hint(batch.spec, result.status)
     if result.attempts == 0 and hint is not None:  # it had ended already: nothing ran
         output.write_line(out, ended_hint(batch.metadata.name, hint, directory))
-    return 0 if result.phase == "Succeeded" else 1
+    return 0 if result.phase == names.PHASE_SUCCEEDED else 1
 
 
 def ended_hint(name: str, hint: hints.ResumeHint, directory: Path) -> str:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from resumable import constants as names
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_cli import kube, output
 from resumable_cli.errors import CliError
@@ -44,11 +45,11 @@ def _no_operator_hint(name: str, ns: str) -> str:
 
 def _status_exit(phase: str, *, stopped: bool, interrupted: bool) -> int:
     """The exit code for the phase the command ended on."""
-    if phase == "Succeeded":
+    if phase == names.PHASE_SUCCEEDED:
         return 0
-    if phase == "Failed":
+    if phase == names.PHASE_FAILED:
         return 1
-    if phase == "Suspended" or stopped or interrupted:
+    if phase == names.PHASE_SUSPENDED or stopped or interrupted:
         return EXIT_SUSPENDED
     return 0  # pending, backing off or running: fine so far
 

@@ -179,17 +179,12 @@ def pod_view(pod: dict[str, Any]) -> PodView:
             break
     disruption = ""
     for c in status.get("conditions") or []:
-        if c.get("type") == "DisruptionTarget" and c.get("status") == "True":
-            disruption = c.get("reason") or "DisruptionTarget"
-    if not disruption and status.get("reason") in (
-        "Evicted",
-        "Preempting",
-        "NodeLost",
-        "Terminated",
-    ):
+        if c.get("type") == names.DISRUPTION_TARGET and c.get("status") == "True":
+            disruption = c.get("reason") or names.DISRUPTION_TARGET
+    if not disruption and status.get("reason") in names.POD_DISRUPTION_REASONS:
         disruption = str(status.get("reason"))
     if phase == "Unknown":
-        disruption = disruption or "NodeLost"
+        disruption = disruption or names.DISRUPTION_NODE_LOST
     return PodView(
         name=meta.get("name", ""),
         attempt=attempt,

@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from resumable import constants as names
 from resumable.kubeapi import KubeApi, NotFoundError, batch_path
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_core import objects
@@ -140,7 +141,7 @@ class Controller:
             event_type in (None, "ADDED")
             or not status.get("conditions")
             or status.get("observedGeneration") != meta.get("generation")
-            or (cp.get("finished") and status.get("phase") == "Running")
+            or (cp.get("finished") and status.get("phase") == names.PHASE_RUNNING)
         ):
             self.enqueue(*key)
 

@@ -105,6 +105,20 @@ EVENT_ITEM_SKIPPED: Final = "ItemSkipped"
 EVENT_ATTEMPT_FAILED: Final = "AttemptFailed"
 EVENT_SUSPENDED: Final = "Suspended"
 
+# ------------------------------------------------ disruptions (not counted)
+# How a worker's end that is not its own doing is named (Outcome reasons, the
+# Disrupted event's message, the restarts metric's label).
+#: The pod vanished or was deleted by someone (kubectl delete pod, a drain).
+DISRUPTION_POD_DELETED: Final = "PodDeleted"
+#: Its node is gone or unreachable (pod phase Unknown, or stuck past its deletion).
+DISRUPTION_NODE_LOST: Final = "NodeLost"
+#: The pod condition Kubernetes sets on pods it is about to disrupt.
+DISRUPTION_TARGET: Final = "DisruptionTarget"
+#: A disruption that named no reason.
+DISRUPTION_UNNAMED: Final = "Disruption"
+#: Pod status reasons that mean the pod was ended from outside.
+POD_DISRUPTION_REASONS: Final = ("Evicted", "Preempting", DISRUPTION_NODE_LOST, "Terminated")
+
 # ------------------------------------------- worker environment (RESUMABLE_*)
 # Injected by the operator into every worker container (and by `resumable run`
 # into its subprocesses); read by the SDK's settings.

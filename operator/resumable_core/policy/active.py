@@ -8,6 +8,7 @@ created yet (the executor's report, :mod:`.podcreate`), or gone without a trace
 
 from __future__ import annotations
 
+from resumable import constants as names
 from resumable_core import conditions as cond
 from resumable_core.context import SyncContext
 from resumable_core.decision import PodView
@@ -29,7 +30,7 @@ def watch_active_attempt(ctx: SyncContext) -> bool:
             name=active.name,
             attempt=active.attempt,
             phase="Failed",
-            disruption=active.disruption or "NodeLost",
+            disruption=active.disruption or names.DISRUPTION_NODE_LOST,
             deleting=True,
         )
     if active is not None and not active.ended:
@@ -52,6 +53,6 @@ def watch_active_attempt(ctx: SyncContext) -> bool:
             name=status.active_pod,
             attempt=status.checkpoint.attempt,
             phase="Failed",
-            disruption="PodDeleted",
+            disruption=names.DISRUPTION_POD_DELETED,
         )
     return failures.account_for_end(ctx, active)

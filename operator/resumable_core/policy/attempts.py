@@ -11,11 +11,10 @@ counted) and moves on, and the name is never reused. Called by
 from __future__ import annotations
 
 from resumable import constants as names
-from resumable.ranges import IndexSet
 from resumable_core import conditions as cond
 from resumable_core.context import SyncContext
 from resumable_core.decision import PodPlan
-from resumable_core.progress import progress_text, resume_index
+from resumable_core.progress import items_saved, progress_text, resume_index
 from resumable_core.times import parse_time
 
 #: How often a running batch is looked at even without events (level-based safety net).
@@ -37,7 +36,7 @@ def start_attempt(ctx: SyncContext) -> None:
     ctx.decision.bump_attempt = True
     ctx.decision.create_pod = plan_pod(ctx)
     announce_start(ctx)
-    status.progress = progress_text(len(IndexSet.parse(status.checkpoint.completed)), ctx.total)
+    status.progress = progress_text(items_saved(status), ctx.total)
 
 
 def plan_pod(ctx: SyncContext) -> PodPlan:

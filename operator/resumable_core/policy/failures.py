@@ -130,7 +130,7 @@ def _resume_after_disruption(ctx: SyncContext, end: AttemptEnd) -> bool:
         f"Worker {end.pod.name} ended by {end.what} at item {resume_index(status) + 1}; "
         "not counted against maxRestarts",
     )
-    ctx.decision.outcome = Outcome("disrupted", end.pod.disruption or "Disruption")
+    ctx.decision.outcome = Outcome("disrupted", end.pod.disruption or names.DISRUPTION_UNNAMED)
     return False
 
 

@@ -15,7 +15,7 @@ from resumable_core import conditions as cond
 from resumable_core.context import SyncContext
 from resumable_core.decision import Outcome
 from resumable_core.policy import pods
-from resumable_core.progress import progress_text
+from resumable_core.progress import items_saved, progress_text
 from resumable_core.times import parse_time
 
 
@@ -32,11 +32,11 @@ def succeed(ctx: SyncContext) -> None:
     status.completion_time = ctx.stamp
     status.retry_after = ""
     status.stall = None
-    status.progress = progress_text(cp.items_done, total)
+    status.progress = progress_text(items_saved(status), total)
     # No attempt count: cp.attempt is a fencing token, which a rerun or a refused
     # pod moves on without a worker running.
     msg = (
-        f"Completed {progress_text(cp.items_done, total)} items"
+        f"Completed {progress_text(items_saved(status), total)} items"
         f" ({len(status.skipped)} skipped) after {status.restarts} restart(s) and "
         f"{status.disruptions} disruption(s); {cp.tokens} tokens, ${cp.cost_usd:.4f}"
     )

@@ -78,51 +78,51 @@ def quick(store: KubeStore, cp: Checkpoint, *, expect_next: int) -> None:
 
 
 @pytest.fixture
-def api() -> FakeApi:
+def fake_api() -> FakeApi:
     return FakeApi()
 
 
 @pytest.fixture
-def store(api: FakeApi) -> KubeStore:
-    return KubeStore(api, "ns1", "b1")  # type: ignore[arg-type]
+def store(fake_api: FakeApi) -> KubeStore:
+    return KubeStore(fake_api, "ns1", "b1")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("fault", ["503", "timeout"])
 def test_a_quick_try_is_one_request_given_at_most_a_second(
-    api: FakeApi, store: KubeStore, fault: str
+    fake_api: FakeApi, store: KubeStore, fault: str
 ) -> None:
-    api.mode = fault
+    fake_api.mode = fault
     began = time.monotonic()
     with pytest.raises(StoreUnavailableError, match="resumablebatch ns1/b1"):
         quick(store, at(3), expect_next=0)
     assert time.monotonic() - began < 0.5  # no backoff, no second request
-    assert [method for method, _ in api.requests] == ["PATCH"]
-    left = api.requests[0][1]
+    assert [method for method, _ in fake_api.requests] == ["PATCH"]
+    left = fake_api.requests[0][1]
     assert left is not None
     assert QUICK_TRY - 0.1 < left <= QUICK_TRY
 
 
 def test_a_patient_boundary_write_still_retries_until_its_deadline(
-    api: FakeApi, store: KubeStore, monkeypatch: pytest.MonkeyPatch
+    fake_api: FakeApi, store: KubeStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(_kube, "BOUNDARY_DEADLINE", 0.6)
-    api.mode = "503"
+    fake_api.mode = "503"
     with pytest.raises(StoreUnavailableError):
         store.save_checkpoint(at(3), progress="3", expect_attempt=1, expect_next=0)
-    assert api.patches() > 1
+    assert fake_api.patches() > 1
 
 
 def test_a_quick_try_that_landed_without_an_answer_does_not_fence_the_next_write(
-    api: FakeApi, store: KubeStore
+    fake_api: FakeApi, store: KubeStore
 ) -> None:
-    api.mode = "apply-timeout"
+    fake_api.mode = "apply-timeout"
     with pytest.raises(StoreUnavailableError):
         quick(store, at(4), expect_next=0)
-    assert api.next_index == 4  # it landed; the run was told it failed
+    assert fake_api.next_index == 4  # it landed; the run was told it failed
 
-    api.mode = "ok"
+    fake_api.mode = "ok"
     quick(store, at(6), expect_next=0)  # the run still expects 0: the server holds our 4
-    assert api.next_index == 6
+    assert fake_api.next_index == 6
     assert store.writes == 1
     # A writer that really is behind the server is still refused.
     with pytest.raises(FencedError, match="position moved to 6"):
@@ -130,17 +130,19 @@ def test_a_quick_try_that_landed_without_an_answer_does_not_fence_the_next_write
 
 
 def test_a_quick_try_is_fenced_by_a_newer_attempt_as_a_patient_write_is(
-    api: FakeApi, store: KubeStore
+    fake_api: FakeApi, store: KubeStore
 ) -> None:
-    api.obj["status"]["checkpoint"]["attempt"] = 2  # the operator started attempt 2
+    fake_api.obj["status"]["checkpoint"]["attempt"] = 2  # the operator started attempt 2
     with pytest.raises(FencedError, match="attempt 1 was replaced by attempt 2"):
         quick(store, at(3), expect_next=0)
-    assert api.next_index == 0
+    assert fake_api.next_index == 0
 
 
-def test_a_quick_try_refused_by_the_server_is_not_retried(api: FakeApi, store: KubeStore) -> None:
-    api.mode = "403"
+def test_a_quick_try_refused_by_the_server_is_not_retried(
+    fake_api: FakeApi, store: KubeStore
+) -> None:
+    fake_api.mode = "403"
     with pytest.raises(StoreRefusedError) as refused:
         quick(store, at(3), expect_next=0)
     assert refused.value.status == 403
-    assert api.patches() == 1
+    assert fake_api.patches() == 1

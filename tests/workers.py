@@ -30,12 +30,14 @@ saved), ``window <pid>``, ``end <pid>``.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parents[1]
 SDK = ROOT / "sdk"
@@ -68,10 +70,31 @@ def worker_env(store: Path, log: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_worker(env: Mapping[str, str]) -> subprocess.Popen[str]:
-    """Start the worker script in its own process."""
+def kube_worker_env(
+    workdir: Path, kubeconfig: Path, namespace: str, name: str, **extra: str
+) -> dict[str, str]:
+    """Environment for a worker of attempt 1 of batch ``name``, as its pod gets it.
+
+    The Kubernetes store through ``kubeconfig``; under ``workdir``: the log
+    ``worker.log``, the outputs in ``out`` and ``state`` (which that store leaves unused).
+    """
+    return worker_env(
+        workdir / "state",
+        workdir / "worker.log",
+        KUBECONFIG=str(kubeconfig),
+        RESUMABLE_STORE="kube",
+        RESUMABLE_NAMESPACE=namespace,
+        RESUMABLE_BATCH_NAME=name,
+        RESUMABLE_ATTEMPT="1",
+        RESUMABLE_OUTPUT_DIR=str(workdir / "out"),
+        **extra,
+    )
+
+
+def start_worker(env: Mapping[str, str], *, script: Path | None = None) -> subprocess.Popen[str]:
+    """Start the worker script (this file, or ``script``) in its own process, output piped."""
     return subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve())],
+        [sys.executable, str(script or Path(__file__).resolve())],
         env=dict(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -84,6 +107,40 @@ def read_log(path: Path) -> list[list[str]]:
     if not path.exists():
         return []
     return [line.split() for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class WorkerProcess:
+    """A worker process a test started (env: :func:`kube_worker_env`), its log and outputs read."""
+
+    proc: subprocess.Popen[str]
+    log: Path
+    outputs: Path
+
+    @classmethod
+    def start(cls, env: Mapping[str, str], *, script: Path | None = None) -> Self:
+        """:func:`start_worker`, its log and outputs where ``env`` puts them."""
+        outputs = Path(env["RESUMABLE_OUTPUT_DIR"]) / "outputs"
+        return cls(start_worker(env, script=script), Path(env["WORKER_LOG"]), outputs)
+
+    def events(self, kind: str) -> list[int]:
+        """The item indices of every ``start`` or ``commit`` line, in order."""
+        return [int(parts[1]) for parts in read_log(self.log) if parts[0] == kind]
+
+    def times(self, kind: str) -> list[float]:
+        """The time.monotonic() of each ``kind`` line (tests/reliability/script_worker.py only)."""
+        return [float(parts[-1]) for parts in read_log(self.log) if parts[0] == kind]
+
+    def output_indices(self) -> set[int]:
+        """The indices of the items whose output was written."""
+        return {int(p.stem) for p in self.outputs.glob("*.json")}
+
+    def terminate(self) -> tuple[float, int, str]:
+        """SIGTERM it; the time it was sent, the exit code and the output."""
+        sent = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        output, _ = self.proc.communicate(timeout=60)
+        return sent, self.proc.returncode, output
 
 
 # ------------------------------------------------------------------------ the worker

@@ -2,6 +2,9 @@
 
 The operator runs as a real subprocess (the `resumable-operator` entry point)
 against the test control plane, with its log in a file that failing tests show.
+:func:`create_at_first_attempt` plays the operator in process instead, for the
+tests and benches that run a worker of attempt 1 themselves (tests/reliability,
+bench/outage_throughput.py).
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import signal
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from resumable.kubeapi import JSON_PATCH, MERGE_PATCH, ApiError, KubeApi, batch_path
+from resumable.v1alpha1 import ResumableBatch
+from resumable_core.objects import status_patch
+from resumable_core.reconcile import decide
 from tests.waiting import wait_for
 
 
@@ -184,6 +191,34 @@ class Batches:
             query={"fieldSelector": f"involvedObject.name={name}"},
         ).get("items", [])
         return list(items)
+
+
+def create_at_first_attempt(api: KubeApi, namespace: str, name: str) -> None:
+    """Create a batch and make the operator's first status write (attempt 1), in process.
+
+    What a worker of attempt 1 finds when its pod starts (the fencing token), written
+    with the operator's own ``decide`` and ``status_patch`` and no operator running:
+    the batch's template (``true``) is never run.
+    """
+    manifest = {
+        "apiVersion": "resumable.dev/v1alpha1",
+        "kind": "ResumableBatch",
+        "metadata": {"name": name},
+        "spec": {
+            "template": {
+                "spec": {"containers": [{"name": "worker", "image": "w:dev", "command": ["true"]}]}
+            }
+        },
+    }
+    raw = api.request("POST", batch_path(namespace), body=manifest)
+    decision = decide(ResumableBatch.model_validate(raw), [], datetime.now(UTC))
+    new = decision.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    api.request(
+        "PATCH",
+        batch_path(namespace, name, status=True),
+        body=status_patch(raw.get("status"), new),
+        content_type=JSON_PATCH,
+    )
 
 
 def outputs_in(directory: Path) -> list[int]:

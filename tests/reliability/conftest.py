@@ -16,6 +16,8 @@ HTTP port per test, from the kmock pytest plugin):
 - ``rb_resource``: registers the ResumableBatch resource (resumable.dev/v1alpha1,
   resumablebatches, namespaced, with the status subresource) in the mock's
   discovery; returns its kmock.resource for criteria.
+- ``workers``: a list a test appends the worker processes it starts to
+  (:class:`tests.workers.WorkerProcess`); any still running at its end is killed.
 
 The kubernetes client is synchronous: call it with ``await asyncio.to_thread(...)``
 so the mock server (on the test's event loop) can answer.
@@ -38,6 +40,7 @@ if _ROOT not in sys.path:
 import kmock as km  # noqa: E402
 
 from resumable.kubeapi import KubeApi, load_api_client  # noqa: E402
+from tests.workers import WorkerProcess  # noqa: E402
 
 GROUP, VERSION, PLURAL = "resumable.dev", "v1alpha1", "resumablebatches"
 
@@ -109,3 +112,13 @@ def rb_resource(kmock: km.KubernetesScaffold) -> km.resource:
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
     )
     return resource
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+            worker.proc.communicate()

@@ -7,7 +7,10 @@ import socket
 import struct
 import threading
 import time
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 def k8s_status(code: int, reason: str, message: str = "") -> dict[str, Any]:
@@ -26,8 +29,9 @@ def k8s_status(code: int, reason: str, message: str = "") -> dict[str, Any]:
 class FaultProxy:
     """A TCP proxy on 127.0.0.1 in front of a server, that drops it on demand.
 
-    The worker's kubeconfig points at the proxy; TLS passes through it untouched
-    (the server's certificate names 127.0.0.1). ``mode``, set with :meth:`set`:
+    The worker's kubeconfig points at the proxy (:meth:`kubeconfig` writes it); TLS
+    passes through it untouched (the server's certificate names 127.0.0.1).
+    ``mode``, set with :meth:`set`:
 
     - ``pass``: forward both ways.
     - ``refuse``: every connection, open or new, is reset at once (an API server
@@ -56,6 +60,13 @@ class FaultProxy:
     @property
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
+
+    def kubeconfig(self, upstream: Path, path: Path) -> Path:
+        """Write ``upstream`` (the server's kubeconfig) to ``path``, through this proxy."""
+        config = yaml.safe_load(upstream.read_text())
+        config["clusters"][0]["cluster"]["server"] = self.url
+        path.write_text(yaml.safe_dump(config))
+        return path
 
     def set(self, mode: str) -> None:
         """Switch the fault; open connections follow it at once."""

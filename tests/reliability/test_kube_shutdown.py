@@ -17,11 +17,8 @@ from __future__ import annotations
 import collections
 import itertools
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,7 +29,7 @@ from resumable.kubeapi import ApiError, KubeApi, batch_path, load_api_client
 from resumable.v1alpha1 import Checkpoint
 from tests.reliability.stub_apiserver import StubApiServer
 from tests.waiting import wait_for
-from tests.workers import start_worker, worker_env
+from tests.workers import WorkerProcess, kube_worker_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,77 +51,17 @@ def server() -> Iterator[StubApiServer]:
     stub.close()
 
 
-@dataclass
-class Worker:
-    proc: subprocess.Popen[str]
-    log: Path
-    outputs: Path
-
-    def events(self, kind: str) -> list[int]:
-        """The item indices of every ``start`` or ``commit`` line, in order."""
-        if not self.log.exists():
-            return []
-        lines = [line.split() for line in self.log.read_text().splitlines()]
-        return [int(parts[1]) for parts in lines if parts and parts[0] == kind]
-
-    def times(self, kind: str) -> list[float]:
-        """The time.monotonic() of each ``kind`` line (the module-level worker only)."""
-        lines = [line.split() for line in self.log.read_text().splitlines()]
-        return [float(parts[-1]) for parts in lines if parts and parts[0] == kind]
-
-    def output_indices(self) -> set[int]:
-        return {int(p.stem) for p in self.outputs.glob("*.json")}
-
-    def terminate(self) -> tuple[float, int, str]:
-        """SIGTERM it; the time it was sent, the exit code and the output."""
-        sent = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        output, _ = self.proc.communicate(timeout=60)
-        return sent, self.proc.returncode, output
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for worker in started:
-        if worker.proc.poll() is None:
-            worker.proc.kill()
-            worker.proc.communicate()
-
-
 def start(
     server: StubApiServer,
     tmp_path: Path,
-    workers: list[Worker],
+    workers: list[WorkerProcess],
     *,
     script: Path | None = MODULE_WORKER,
     **extra: str,
-) -> Worker:
+) -> WorkerProcess:
     """A worker of attempt 1 against the stub, as a pod gets it (script None: tests/workers.py)."""
-    log = tmp_path / "worker.log"
-    env = worker_env(
-        tmp_path / "state",
-        log,
-        KUBECONFIG=str(server.kubeconfig(tmp_path / "kubeconfig")),
-        RESUMABLE_STORE="kube",
-        RESUMABLE_NAMESPACE=NS,
-        RESUMABLE_BATCH_NAME=NAME,
-        RESUMABLE_ATTEMPT="1",
-        RESUMABLE_OUTPUT_DIR=str(tmp_path / "out"),
-        **extra,
-    )
-    if script is None:
-        proc = start_worker(env)
-    else:
-        proc = subprocess.Popen(
-            [sys.executable, str(script)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    worker = Worker(proc, log, tmp_path / "out" / "outputs")
+    env = kube_worker_env(tmp_path, server.kubeconfig(tmp_path / "kubeconfig"), NS, NAME, **extra)
+    worker = WorkerProcess.start(env, script=script)
     workers.append(worker)
     return worker
 
@@ -132,11 +69,11 @@ def start(
 def start_writing(
     server: StubApiServer,
     tmp_path: Path,
-    workers: list[Worker],
+    workers: list[WorkerProcess],
     *,
     script: Path | None = MODULE_WORKER,
     **extra: str,
-) -> Worker:
+) -> WorkerProcess:
     """A worker started as by :func:`start`, once two of its checkpoint writes landed."""
     worker = start(server, tmp_path, workers, script=script, **extra)
     wait_for(
@@ -156,7 +93,7 @@ def saved_positions(server: StubApiServer) -> list[int]:
     return [cp["nextIndex"] for _, cp in server.applied if not cp.get("finished")]
 
 
-def assert_nothing_done_or_written_twice(server: StubApiServer, worker: Worker) -> None:
+def assert_nothing_done_or_written_twice(server: StubApiServer, worker: WorkerProcess) -> None:
     """Each item ran once; each applied write saved new progress, or the same again.
 
     The same again: a write cut short that had landed is sent once more, fenced
@@ -175,7 +112,7 @@ def assert_nothing_done_or_written_twice(server: StubApiServer, worker: Worker) 
         assert cp["itemsDone"] == cp["nextIndex"]  # usage and counts not taken twice
 
 
-def assert_position_right(server: StubApiServer, worker: Worker) -> int:
+def assert_position_right(server: StubApiServer, worker: WorkerProcess) -> int:
     """The saved position covers exactly the items done, and their outputs exist."""
     saved = server.checkpoint
     done = saved["nextIndex"]
@@ -214,7 +151,7 @@ def error_lines(output: str, name: str = "") -> list[str]:
 
 @pytest.mark.parametrize("fault", ["refused", "503", "hang"])
 def test_sigterm_while_the_api_server_is_away_exits_143_within_the_grace_period(
-    server: StubApiServer, tmp_path: Path, workers: list[Worker], fault: str
+    server: StubApiServer, tmp_path: Path, workers: list[WorkerProcess], fault: str
 ) -> None:
     worker = start_writing(server, tmp_path, workers)
     saved = server.checkpoint
@@ -240,7 +177,7 @@ def test_sigterm_while_the_api_server_is_away_exits_143_within_the_grace_period(
 
 
 def test_sigterm_during_a_blackholed_boundary_write_gives_it_up_at_once(
-    server: StubApiServer, tmp_path: Path, workers: list[Worker]
+    server: StubApiServer, tmp_path: Path, workers: list[WorkerProcess]
 ) -> None:
     worker = start_writing(server, tmp_path, workers)
     hang_next_write(server)
@@ -264,7 +201,7 @@ def test_sigterm_during_a_blackholed_boundary_write_gives_it_up_at_once(
 
 @pytest.mark.parametrize("fault", ["refused", "hang"])
 def test_the_exit_write_lands_when_the_api_server_is_back_within_the_deadline(
-    server: StubApiServer, tmp_path: Path, workers: list[Worker], fault: str
+    server: StubApiServer, tmp_path: Path, workers: list[WorkerProcess], fault: str
 ) -> None:
     # tests/workers.py: atexit's close() makes the exit write here.
     worker = start_writing(
@@ -290,7 +227,7 @@ def test_the_exit_write_lands_when_the_api_server_is_back_within_the_deadline(
 
 
 def test_a_boundary_write_that_landed_before_sigterm_cut_it_short_is_not_taken_for_fencing(
-    server: StubApiServer, tmp_path: Path, workers: list[Worker]
+    server: StubApiServer, tmp_path: Path, workers: list[WorkerProcess]
 ) -> None:
     # The server applies a boundary write but its answer never comes; SIGTERM
     # cuts the write short. The exit write's `test` of the old position then
@@ -313,7 +250,7 @@ def test_a_boundary_write_that_landed_before_sigterm_cut_it_short_is_not_taken_f
 
 
 def test_a_newer_attempt_still_fences_the_exit_write(
-    server: StubApiServer, tmp_path: Path, workers: list[Worker]
+    server: StubApiServer, tmp_path: Path, workers: list[WorkerProcess]
 ) -> None:
     # No boundary writes (everySeconds an hour): the exit write is the only one.
     worker = start(server, tmp_path, workers, RESUMABLE_CHECKPOINT='{"everySeconds": 3600}')
@@ -335,7 +272,7 @@ def test_a_newer_attempt_still_fences_the_exit_write(
 
 
 def test_the_end_of_a_batch_during_an_outage_waits_out_one_deadline_not_three(
-    server: StubApiServer, tmp_path: Path, workers: list[Worker]
+    server: StubApiServer, tmp_path: Path, workers: list[WorkerProcess]
 ) -> None:
     worker = start(server, tmp_path, workers, script=None, WORKER_ITEMS="20", WORKER_DELAY="0.02")
     wait_for(lambda: bool(worker.events("start")), timeout=30, what="the first item", every=0.002)
@@ -360,7 +297,7 @@ def test_the_end_of_a_batch_during_an_outage_waits_out_one_deadline_not_three(
 
 
 def test_boundary_writes_into_a_blackhole_block_no_longer_than_the_boundary_deadline(
-    server: StubApiServer, tmp_path: Path, workers: list[Worker]
+    server: StubApiServer, tmp_path: Path, workers: list[WorkerProcess]
 ) -> None:
     worker = start_writing(server, tmp_path, workers)
     hang_next_write(server)
@@ -417,7 +354,7 @@ def test_a_request_ends_by_its_deadline_and_is_not_sent_past_it(
     ],
 )
 def test_a_refusal_that_is_not_fencing_is_one_resumable_error_with_the_servers_message(
-    server: StubApiServer, tmp_path: Path, workers: list[Worker], refusal: str, message: str
+    server: StubApiServer, tmp_path: Path, workers: list[WorkerProcess], refusal: str, message: str
 ) -> None:
     worker = start(server, tmp_path, workers)
     wait_for(lambda: len(server.applied) >= 1, timeout=30, what="a checkpoint write", every=0.002)

@@ -20,27 +20,21 @@ from __future__ import annotations
 import collections
 import itertools
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from resumable.kubeapi import JSON_PATCH, KubeApi, batch_path
-from resumable.v1alpha1 import ResumableBatch
-from resumable_core.objects import status_patch
-from resumable_core.reconcile import decide
+from resumable.kubeapi import KubeApi, batch_path
+from tests.integration.harness import create_at_first_attempt
 from tests.kube.controlplane import ControlPlane
 from tests.reliability.faults import FaultProxy
 from tests.waiting import wait_for
-from tests.workers import worker_env
+from tests.workers import WorkerProcess, kube_worker_env
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -94,27 +88,11 @@ class Batch:
         return [(t, int(cp.get("nextIndex", 0))) for t, cp in self.seen if since <= t < until]
 
 
-@dataclass
-class Worker:
-    proc: subprocess.Popen[str]
-    log: Path
-    outputs: Path
-
-    def events(self, kind: str) -> list[tuple[int, float]]:
-        """(item index, time) of every ``start`` or ``commit`` line, in order."""
-        if not self.log.exists():
-            return []
-        rows = [line.split() for line in self.log.read_text().splitlines()]
-        return [(int(r[1]), float(r[2])) for r in rows if len(r) == 3 and r[0] == kind]
+class Worker(WorkerProcess):
+    """A script_worker.py process (every event timed)."""
 
     def commits_between(self, since: float, until: float) -> list[float]:
-        return [t for _, t in self.events("commit") if since <= t < until]
-
-    def terminate(self) -> tuple[float, int, str]:
-        sent = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        output, _ = self.proc.communicate(timeout=60)
-        return sent, self.proc.returncode, output
+        return [t for t in self.times("commit") if since <= t < until]
 
 
 @pytest.fixture
@@ -128,25 +106,7 @@ def proxy(controlplane: ControlPlane) -> Iterator[FaultProxy]:
 def batch(controlplane: ControlPlane, namespace: str) -> Iterator[Batch]:
     """A ResumableBatch with the operator's first status write (attempt 1), watched."""
     api = KubeApi.from_environment(kubeconfig=str(controlplane.kubeconfig))
-    manifest = {
-        "apiVersion": "resumable.dev/v1alpha1",
-        "kind": "ResumableBatch",
-        "metadata": {"name": NAME},
-        "spec": {
-            "template": {
-                "spec": {"containers": [{"name": "worker", "image": "w:dev", "command": ["true"]}]}
-            }
-        },
-    }
-    raw = api.request("POST", batch_path(namespace), body=manifest)
-    decision = decide(ResumableBatch.model_validate(raw), [], datetime.now(UTC))
-    new = decision.status.model_dump(by_alias=True, exclude_none=True, mode="json")
-    api.request(
-        "PATCH",
-        batch_path(namespace, NAME, status=True),
-        body=status_patch(raw.get("status"), new),
-        content_type=JSON_PATCH,
-    )
+    create_at_first_attempt(api, namespace, NAME)
     watched = Batch(api, namespace)
     watched.watch()
     yield watched
@@ -155,57 +115,46 @@ def batch(controlplane: ControlPlane, namespace: str) -> Iterator[Batch]:
 
 
 @pytest.fixture
-def workers() -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for worker in started:
-        if worker.proc.poll() is None:
-            worker.proc.kill()
-            worker.proc.communicate()
-
-
 def start_worker(
     controlplane: ControlPlane,
     proxy: FaultProxy,
     batch: Batch,
     tmp_path: Path,
-    workers: list[Worker],
-    **extra: str,
-) -> Worker:
-    """Attempt 1 of the batch, as its pod would run it, talking to the API server via the proxy."""
-    config = yaml.safe_load(controlplane.kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = proxy.url
-    kubeconfig = tmp_path / "via-proxy.kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(config))
-    log = tmp_path / "worker.log"
-    env = worker_env(
-        tmp_path / "state",
-        log,
-        KUBECONFIG=str(kubeconfig),
-        RESUMABLE_STORE="kube",
-        RESUMABLE_NAMESPACE=batch.namespace,
-        RESUMABLE_BATCH_NAME=NAME,
-        RESUMABLE_ATTEMPT="1",
-        RESUMABLE_OUTPUT_DIR=str(tmp_path / "out"),
-        WORKER_DELAY=str(DELAY),
-        **extra,
-    )
-    proc = subprocess.Popen(
-        [sys.executable, str(WORKER)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    worker = Worker(proc, log, tmp_path / "out" / "outputs")
-    workers.append(worker)
-    wait_for(lambda: len(batch.seen) >= 3, timeout=60, what="two checkpoint writes")
-    return worker
+    workers: list[WorkerProcess],
+) -> Callable[..., Worker]:
+    """Start attempt 1 of the batch as its pod would run it, talking to the API server by proxy.
+
+    Keywords are more ``WORKER_*`` settings; it returns once two checkpoint writes landed.
+    """
+
+    def start(**extra: str) -> Worker:
+        kubeconfig = proxy.kubeconfig(controlplane.kubeconfig, tmp_path / "via-proxy.kubeconfig")
+        env = kube_worker_env(
+            tmp_path, kubeconfig, batch.namespace, NAME, WORKER_DELAY=str(DELAY), **extra
+        )
+        worker = Worker.start(env, script=WORKER)
+        workers.append(worker)
+        wait_for(lambda: len(batch.seen) >= 3, timeout=60, what="two checkpoint writes")
+        return worker
+
+    return start
+
+
+def end_outage(proxy: FaultProxy, batch: Batch, worker: Worker, what: str) -> tuple[float, int]:
+    """Bring the API server back; wait for a write that saves every item done so far.
+
+    Returns when it came back (time.monotonic()) and how many items were done by then.
+    """
+    back = time.monotonic()
+    proxy.set("pass")
+    done = len(worker.commits_between(0.0, back))
+    wait_for(lambda: batch.saved(time.monotonic()) >= done, timeout=30, what=what)
+    return back, done
 
 
 def assert_every_item_saved_once(batch: Batch, worker: Worker) -> int:
     """Each item ran once; the saved position covers exactly the items done; never backwards."""
-    starts = collections.Counter(i for i, _ in worker.events("start"))
+    starts = collections.Counter(worker.events("start"))
     assert not [i for i, n in starts.items() if n > 1], "an item ran twice"
     positions = [cp for _, cp in batch.seen if "nextIndex" in cp]
     for before, after in itertools.pairwise(positions):
@@ -214,7 +163,7 @@ def assert_every_item_saved_once(batch: Batch, worker: Worker) -> int:
         assert cp["itemsDone"] == cp["nextIndex"]  # nothing counted twice
     final = batch.checkpoint()
     done = final["nextIndex"]
-    commits = [i for i, _ in worker.events("commit")]
+    commits = worker.events("commit")
     # Every committed item is saved; the one in flight at SIGTERM too if its block ended.
     assert done in (commits[-1] + 1, max(starts) + 1), (done, commits[-3:])
     assert final["completed"] == f"0-{done - 1}"
@@ -229,26 +178,16 @@ def longest_gap(times: list[float]) -> float:
 
 @pytest.mark.parametrize("fault", ["refuse", "blackhole"])
 def test_items_keep_flowing_while_the_api_server_is_away(
-    controlplane: ControlPlane,
-    proxy: FaultProxy,
-    batch: Batch,
-    tmp_path: Path,
-    workers: list[Worker],
-    fault: str,
+    proxy: FaultProxy, batch: Batch, start_worker: Callable[..., Worker], fault: str
 ) -> None:
-    worker = start_worker(controlplane, proxy, batch, tmp_path, workers)
+    worker = start_worker()
     t0 = time.monotonic()
     time.sleep(WINDOW)
     t1 = time.monotonic()
     proxy.set(fault)
     time.sleep(WINDOW)
-    t2 = time.monotonic()
-    proxy.set("pass")
-    done_while_away = len(worker.commits_between(0.0, t2))
-    wait_for(
-        lambda: batch.saved(time.monotonic()) >= done_while_away,
-        timeout=30,
-        what="a write after the outage that saves what was done during it",
+    t2, done_while_away = end_outage(
+        proxy, batch, worker, "a write after the outage that saves what was done during it"
     )
     sent, code, output = worker.terminate()
 
@@ -274,26 +213,15 @@ def test_items_keep_flowing_while_the_api_server_is_away(
 
 
 def test_past_the_limit_the_worker_takes_no_new_item_until_a_write_lands(
-    controlplane: ControlPlane,
-    proxy: FaultProxy,
-    batch: Batch,
-    tmp_path: Path,
-    workers: list[Worker],
+    proxy: FaultProxy, batch: Batch, start_worker: Callable[..., Worker]
 ) -> None:
     grace = 3.0
-    worker = start_worker(controlplane, proxy, batch, tmp_path, workers, WORKER_GRACE=str(grace))
+    worker = start_worker(WORKER_GRACE=str(grace))
     t1 = time.monotonic()
     saved = batch.saved(t1)
     proxy.set("refuse")
     time.sleep(WINDOW)
-    t2 = time.monotonic()
-    proxy.set("pass")
-    done_while_away = len(worker.commits_between(0.0, t2))
-    wait_for(
-        lambda: batch.saved(time.monotonic()) >= done_while_away,
-        timeout=30,
-        what="the write the worker waits for",
-    )
+    t2, done_while_away = end_outage(proxy, batch, worker, "the write the worker waits for")
     wait_for(
         lambda: worker.commits_between(t2, float("inf")), timeout=15, what="an item after the write"
     )
@@ -319,23 +247,19 @@ def test_past_the_limit_the_worker_takes_no_new_item_until_a_write_lands(
 
 
 def test_sigterm_while_the_worker_waits_at_the_limit_starts_the_final_write_at_once(
-    controlplane: ControlPlane,
-    proxy: FaultProxy,
-    batch: Batch,
-    tmp_path: Path,
-    workers: list[Worker],
+    proxy: FaultProxy, batch: Batch, start_worker: Callable[..., Worker]
 ) -> None:
     grace = 2.0
-    worker = start_worker(controlplane, proxy, batch, tmp_path, workers, WORKER_GRACE=str(grace))
+    worker = start_worker(WORKER_GRACE=str(grace))
     t1 = time.monotonic()
     proxy.set("refuse")
 
     def waiting() -> bool:
-        last = worker.events("commit")[-1][1]
+        last = worker.times("commit")[-1]
         return last > t1 and time.monotonic() - last > 1.5
 
     wait_for(waiting, timeout=20, what="the worker waiting at the limit", every=0.05)
-    stopped = worker.events("commit")[-1][1]
+    stopped = worker.times("commit")[-1]
     sent = time.monotonic()
     worker.proc.send_signal(signal.SIGTERM)
     time.sleep(4.0)
@@ -354,5 +278,5 @@ def test_sigterm_while_the_worker_waits_at_the_limit_starts_the_final_write_at_o
     landed = batch.writes_between(sent, time.monotonic())
     assert landed, "the final write did not land"
     assert 4.0 <= landed[0][0] - sent < 20.0, landed
-    assert worker.events("commit")[-1][1] == stopped  # no new item after SIGTERM
+    assert worker.times("commit")[-1] == stopped  # no new item after SIGTERM
     assert_every_item_saved_once(batch, worker)

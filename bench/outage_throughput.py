@@ -29,14 +29,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +42,13 @@ for _path in (ROOT, ROOT / "tests"):  # tests/workers.py imports its siblings by
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-import yaml  # noqa: E402
-
+from bench._common import work_directory  # noqa: E402
 from resumable._policy import UNSAVED_GRACE_SECONDS  # noqa: E402
-from resumable.kubeapi import JSON_PATCH, KubeApi, batch_path  # noqa: E402
-from resumable.v1alpha1 import ResumableBatch  # noqa: E402
-from resumable_core.objects import status_patch  # noqa: E402
-from resumable_core.reconcile import decide  # noqa: E402
+from resumable.kubeapi import KubeApi, batch_path  # noqa: E402
+from tests.integration.harness import create_at_first_attempt  # noqa: E402
 from tests.kube.controlplane import ControlPlane, find_binaries, running_control_plane  # noqa: E402
 from tests.reliability.faults import FaultProxy  # noqa: E402
-from tests.workers import worker_env  # noqa: E402
+from tests.workers import kube_worker_env  # noqa: E402
 
 #: Issue 23's target: items/s during the outage over items/s without one.
 TARGET_RATIO = 0.8
@@ -116,53 +110,16 @@ def wait(what: str, probe: Any, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def create_batch(api: KubeApi) -> None:
-    """The batch, and the operator's first status write (the fencing token, attempt 1)."""
-    manifest = {
-        "apiVersion": "resumable.dev/v1alpha1",
-        "kind": "ResumableBatch",
-        "metadata": {"name": BATCH},
-        "spec": {
-            "template": {
-                "spec": {"containers": [{"name": "worker", "image": "w:dev", "command": ["true"]}]}
-            }
-        },
-    }
-    raw = api.request("POST", batch_path(NAMESPACE), body=manifest)
-    decision = decide(ResumableBatch.model_validate(raw), [], datetime.now(UTC))
-    new = decision.status.model_dump(by_alias=True, exclude_none=True, mode="json")
-    api.request(
-        "PATCH",
-        batch_path(NAMESPACE, BATCH, status=True),
-        body=status_patch(raw.get("status"), new),
-        content_type=JSON_PATCH,
-    )
-
-
 def start_worker(
     cp: ControlPlane, proxy: FaultProxy, workdir: Path, delay: float
 ) -> tuple[subprocess.Popen[str], Path]:
-    config = yaml.safe_load(cp.kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = proxy.url
-    kubeconfig = workdir / "via-proxy.kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(config))
-    log = workdir / "worker.log"
-    env = worker_env(
-        workdir / "state",
-        log,
-        KUBECONFIG=str(kubeconfig),
-        RESUMABLE_STORE="kube",
-        RESUMABLE_NAMESPACE=NAMESPACE,
-        RESUMABLE_BATCH_NAME=BATCH,
-        RESUMABLE_ATTEMPT="1",
-        RESUMABLE_OUTPUT_DIR=str(workdir / "out"),
-        WORKER_DELAY=str(delay),
-    )
+    kubeconfig = proxy.kubeconfig(cp.kubeconfig, workdir / "via-proxy.kubeconfig")
+    env = kube_worker_env(workdir, kubeconfig, NAMESPACE, BATCH, WORKER_DELAY=str(delay))
     out = (workdir / "worker.out").open("w")
     proc = subprocess.Popen(
         [sys.executable, str(WORKER)], env=env, stdout=out, stderr=subprocess.STDOUT, text=True
     )
-    return proc, log
+    return proc, Path(env["WORKER_LOG"])
 
 
 def measure_fault(
@@ -205,7 +162,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         watcher = Watcher(api).start()
         proc: subprocess.Popen[str] | None = None
         try:
-            create_batch(api)
+            create_at_first_attempt(api, NAMESPACE, BATCH)
             proc, log = start_worker(cp, proxy, workdir, args.delay)
             wait("two checkpoint writes", lambda: len(watcher.seen) >= 3)
             print(
@@ -293,17 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown fault(s): {', '.join(sorted(unknown))}")
     if args.window >= UNSAVED_GRACE_SECONDS:
         parser.error(f"--window must stay under the {UNSAVED_GRACE_SECONDS:.0f} s limit")
-    workdir = Path(tempfile.mkdtemp(prefix="rb-bench-outage-"))
-    print(f"work directory (logs): {workdir}", flush=True)
-    ok = False
-    try:
+    logs = "worker.log, worker.out, cp/*.log"
+    with work_directory("rb-bench-outage-", keep=args.keep, logs=logs) as workdir:
         figures = measure(args, workdir)
-        ok = True
-    finally:
-        if args.keep or not ok:
-            print(f"kept {workdir} (worker.log, worker.out, cp/*.log)", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     report(figures, args.faults)
     return 0 if figures["target_met"] else 1
 

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +40,7 @@ if str(ROOT) not in sys.path:
 
 from kubernetes import client, watch  # noqa: E402
 
+from bench._common import work_directory  # noqa: E402
 from resumable.kubeapi import KubeApi, batch_path  # noqa: E402
 from resumable.v1alpha1 import GROUP, PLURAL, VERSION  # noqa: E402
 from tests.integration.harness import OperatorProcess  # noqa: E402
@@ -302,17 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.kills < 1:
         parser.error("--kills must be at least 1")
-    workdir = Path(tempfile.mkdtemp(prefix="rb-bench-recovery-"))
-    print(f"work directory (logs): {workdir}", flush=True)
-    ok = False
-    try:
+    logs = "operator.log, pods/, cp/*.log"
+    with work_directory("rb-bench-recovery-", keep=args.keep, logs=logs) as workdir:
         figures = measure(args, workdir)
-        ok = True
-    finally:
-        if args.keep or not ok:
-            print(f"kept {workdir} (operator.log, pods/, cp/*.log)", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     report(figures)
     return 0 if figures["target_met"] else 1
 

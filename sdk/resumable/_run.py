@@ -143,6 +143,60 @@ class Summary:
     finished: bool
 
 
+#: The JSON types whose values need no walk to check (a float still must be finite).
+_PLAIN = (str, int, bool, type(None))
+
+
+def json_value(value: Any, what: str) -> None:
+    """Raise unless value is JSON, as the SDK stores it: ``what`` names it in the message.
+
+    TypeError for a value JSON has no type for (a set, an object, bytes), ValueError
+    for NaN or Infinity (json.dumps would write them as bare words no JSON reader
+    takes) and for a value that contains itself. Called where the value is set, so
+    the traceback points at the user's line.
+    """
+    kind = type(value)
+    if kind in _PLAIN or (kind is float and math.isfinite(value)):
+        return
+    try:
+        json.dumps(value, allow_nan=False)
+    except TypeError as exc:
+        raise TypeError(
+            f"{what} must be JSON (dict, list, str, number, bool, None), "
+            f"not {type(value).__name__}: {exc}"
+        ) from None
+    except ValueError as exc:
+        raise ValueError(
+            f"{what} must be JSON, and NaN, Infinity and -Infinity are not "
+            f"(nor a value that contains itself): {exc}"
+        ) from None
+
+
+class _Context(dict[str, Any]):
+    """run.context: a dict that takes JSON values only, checked as each key is set."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        json_value(value, f"run.context[{key!r}]")
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """As dict.update, each value checked before any is set."""
+        pairs = dict(*args, **kwargs)
+        for key, value in pairs.items():
+            json_value(value, f"run.context[{key!r}]")
+        super().update(pairs)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """As dict.setdefault, the default checked when it is set."""
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __ior__(self, other: Any) -> _Context:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+
 def _step_name(name: str) -> str:
     """A step name, checked: it becomes part of a file name."""
     if not name or "/" in name or "\0" in name:
@@ -153,17 +207,42 @@ def _step_name(name: str) -> str:
 class Item(Generic[T]):
     """One unit of work. Use as ``with item:``; the block's success commits it."""
 
-    __slots__ = ("_closed", "_entered", "_run", "cost_usd", "index", "output", "tokens", "value")
+    __slots__ = (
+        "_closed",
+        "_entered",
+        "_output",
+        "_run",
+        "_steps_done",
+        "cost_usd",
+        "index",
+        "tokens",
+        "value",
+    )
 
     def __init__(self, run: Run, index: int, value: T) -> None:
         self.index = index
         self.value = value
-        self.output: Any = None
+        self._output: Any = None
         self.tokens = 0
         self.cost_usd = 0.0
         self._run = run
         self._entered = False
         self._closed = False
+        self._steps_done: set[str] | None = None
+
+    @property
+    def output(self) -> Any:
+        """The item's result, stored when it commits: a JSON value (None stores nothing).
+
+        Setting one JSON cannot hold (a set, an object, NaN) raises TypeError or
+        ValueError here, naming the item.
+        """
+        return self._output
+
+    @output.setter
+    def output(self, value: Any) -> None:
+        json_value(value, f"item {self.index + 1}'s output")
+        self._output = value
 
     @property
     def key(self) -> str:
@@ -196,9 +275,21 @@ class Item(Generic[T]):
         """Run a named step once: a step saved by an earlier attempt returns its result.
 
         The result is stored as JSON and returned as stored, on every attempt
-        alike (a dict's int keys come back as strings).
+        alike (a dict's int keys come back as strings). A name may be used once per
+        item: a second step of the same name would only return the first's result,
+        so it raises ValueError (a step that raised may be tried again).
         """
-        return self._run._step(f"{self.index}-{_step_name(name)}", fn)
+        done = self._steps_done
+        if done is not None and name in done:
+            raise ValueError(
+                f"item {self.number}: step {name!r} was already run in this item and would "
+                "return its first result again; give each step of an item its own name"
+            )
+        result = self._run._step(f"{self.index}-{_step_name(name)}", fn)
+        if done is None:
+            self._steps_done = done = set()
+        done.add(name)
+        return result
 
     def __enter__(self) -> Item[T]:
         self._entered = True
@@ -237,7 +328,7 @@ class Run:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings
-        self.context: dict[str, Any] = {}
+        self._context = _Context()
         self._store = checkpoints
         self._outputs = outputs
         self._steps = steps
@@ -314,6 +405,21 @@ class Run:
         _live_runs.add(self)
 
     # ------------------------------------------------------------------ public
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """User state saved with every checkpoint: JSON values only, under string keys.
+
+        Setting a value JSON cannot hold (a set, an object, NaN) raises TypeError or
+        ValueError where it is set, naming the key.
+        """
+        return self._context
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        context = _Context()
+        context.update(value)
+        self._context = context
 
     @property
     def identity(self) -> str:
@@ -490,14 +596,9 @@ class Run:
             result: R = saved["result"]
             return result
         result = fn()
-        try:
-            encoded = json.dumps(result)
-        except (TypeError, ValueError) as exc:
-            # Stored as JSON: anything else would come back as a string on resume.
-            raise TypeError(
-                f"step {key!r}: its result must be JSON (dict, list, str, number, bool, "
-                f"None), not {type(result).__name__}: {exc}"
-            ) from exc
+        # Stored as JSON: anything else would come back as a string on resume.
+        json_value(result, f"step {key!r}: its result")
+        encoded = json.dumps(result)
         self._steps.put(full, {"result": result})
         self._steps.sync()
         # Hand back the stored form (int keys become strings, tuples lists), as a
@@ -513,10 +614,13 @@ class Run:
         with self._lock:
             self._critical += 1
             try:
-                if item.output is not None:
+                output = item._output
+                if output is not None:
+                    if type(output) in (dict, list):  # may have changed since it was set
+                        json_value(output, f"item {item.number}'s output")
                     self._outputs.put(
                         f"{item.index:08d}",
-                        {"index": item.index, "key": item.key, "output": item.output},
+                        {"index": item.index, "key": item.key, "output": output},
                     )
                 self._completed.add(item.index)
                 self._inflight = None
@@ -617,10 +721,14 @@ class Run:
             "user": self.context,
         }
         if self.context:
-            # User state: check it fits and snapshot it as JSON (non-JSON values
-            # become strings), so later changes to run.context don't alter a
-            # checkpoint already handed to the store.
-            encoded = json.dumps(context, default=str)
+            # User state: check it fits and snapshot it as JSON, so later changes to
+            # run.context don't alter a checkpoint already handed to the store. Each
+            # value was checked as it was set; one changed in place since is
+            # refused here, by its key.
+            for key, value in self.context.items():
+                if type(value) in (dict, list):
+                    json_value(value, f"run.context[{key!r}]")
+            encoded = json.dumps(context, allow_nan=False)
             if len(encoded) > MAX_CONTEXT_BYTES:
                 raise ResumableError(
                     f"run.context is {len(encoded)} bytes serialised, over the "

@@ -188,9 +188,11 @@ def atomic_write(
     os.close(_replace(path, data, durable=durable, dir_fd=dir_fd, tmp=tmp))
 
 
-#: json.dumps(value, sort_keys=True, default=str) without building an encoder per call:
-#: sorted keys make a redo write the same bytes; values JSON can't hold become strings.
-_encode_output = json.JSONEncoder(sort_keys=True, default=str).encode
+#: json.dumps(value, sort_keys=True, allow_nan=False) without building an encoder per
+#: call: sorted keys make a redo write the same bytes; a value JSON can't hold (a set,
+#: NaN) raises rather than being stored as a string or a bare NaN (resumable._run
+#: refuses them where they are set, naming the item or step).
+_encode_output = json.JSONEncoder(sort_keys=True, allow_nan=False).encode
 
 #: Where the O_TMPFILE path cannot work, the errors that say so (rather than a fault):
 #: opening one where the kernel or filesystem has none...

@@ -571,16 +571,42 @@ class Run:
         return self.resumed_from if self._exact else 2**62
 
     def _check_fingerprint(self, current: str) -> None:
+        # A run that started over from a finished checkpoint has no stored fingerprint
+        # and nothing completed at its first list; a second list in the same process
+        # is checked against the first like any other.
         stored = self._fingerprint
-        changed = stored and stored != current and len(self._completed) and not self._fresh
+        changed = stored and stored != current and len(self._completed)
         if changed and not self.settings.allow_changed_items:
-            raise FingerprintMismatchError(
+            error = FingerprintMismatchError(
                 f"{self._store.describe()}: the item list changed since the checkpoint was "
                 f"written (fingerprint {stored}, now {current}; {len(self._completed)} items "
                 "done). Restore the original list, set RESUMABLE_ALLOW_CHANGED_ITEMS=1 to "
                 f"resume anyway, or start over: {self._start_over_hint()}."
             )
+            if self._checkpoint.finished:
+                self._unfinish(error)
+            raise error
         self._fingerprint = current
+
+    def _unfinish(self, error: ResumableError) -> None:
+        """Take back this process's finished checkpoint: a later list did not match.
+
+        The operator (and `resumable run`) takes a finished checkpoint as every item
+        done, whatever the worker's exit: left as it is, a worker that then fails on
+        a changed list would end the batch Succeeded. Saved not finished, with the
+        error, the exit counts as a failure. When the store is away the error is
+        only printed (the worker's own exception is what it reports).
+        """
+        with self._guard():
+            self._checkpoint.finished = False
+            self._checkpoint.last_error = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+        try:
+            self._flush(final=True)
+        except ResumableError as unsaved:
+            print(
+                f"resumable: could not take back the finished checkpoint: {unsaved}",
+                file=sys.stderr,
+            )
 
     def _start_over_hint(self) -> str:
         """How to start this batch over from item 1, for the store it uses."""

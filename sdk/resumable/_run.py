@@ -160,16 +160,15 @@ def json_value(value: Any, what: str) -> None:
         return
     try:
         json.dumps(value, allow_nan=False)
-    except TypeError as exc:
+    except TypeError as exc:  # "Object of type set is not JSON serializable"
+        # "not dict" would mislead for a dict holding a set: the reason names the type.
+        not_this = "" if kind in (dict, list) else f", not {kind.__name__}"
         raise TypeError(
-            f"{what} must be JSON (dict, list, str, number, bool, None), "
-            f"not {type(value).__name__}: {exc}"
+            f"{what} must be JSON (dict, list, str, number, bool, None){not_this}: {exc}"
         ) from None
     except ValueError as exc:
-        raise ValueError(
-            f"{what} must be JSON, and NaN, Infinity and -Infinity are not "
-            f"(nor a value that contains itself): {exc}"
-        ) from None
+        why = exc if "ircular" in str(exc) else "NaN, Infinity and -Infinity are not JSON"
+        raise ValueError(f"{what} must be JSON: {why}") from None
 
 
 class _Context(dict[str, Any]):

@@ -65,7 +65,7 @@ def test_a_step_result_that_is_not_json_is_refused_naming_the_step(
         with item:
             with pytest.raises(error) as caught:
                 item.step("call", lambda: value)
-            assert "'0-call'" in str(caught.value)
+            assert "step '0-call'" in str(caught.value)
             assert named in str(caught.value)
             assert item.step("call", lambda: {"ok": 1}) == {"ok": 1}  # nothing was saved
 

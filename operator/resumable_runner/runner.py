@@ -6,7 +6,8 @@ of pods: the first container's command and args run with its env plus the same
 store), so restarts, backoff, poison items, fencing, suspend and
 clear-on-completion behave exactly as in a cluster. The status lives in the
 store directory's ``status.json`` beside the worker's checkpoint, written with
-the same fenced JSON patches the operator sends to the API server.
+the same fenced JSON patches the operator sends to the API server. Reading the
+manifest is :mod:`resumable_runner.manifest`'s (``load_manifest`` is re-exported).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from typing import IO, Any, TextIO
 from resumable import LocalStore, atomic_write
 from resumable import constants as names
 from resumable.errors import ResumableError
-from resumable.v1alpha1 import MAX_NAME_LENGTH, ResumableBatch, ResumableBatchStatus
+from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_core import objects, patches
 from resumable_core.jsonpatch import PatchTestFailedError, apply_patch
 from resumable_core.policy.reopen import spec_digest
 from resumable_core.reconcile import Decision, EventPlan, PodView, decide
+from resumable_runner.manifest import ManifestError, check_name, load_manifest
 
 #: How often the runner looks at its worker and the store.
 POLL_SECONDS = 0.1
@@ -51,9 +53,6 @@ LOGS_DIR = "logs"
 GENERATION_FILE = "generation.json"
 #: Where a container's volumeMounts live locally, under the state directory.
 VOLUMES_DIR = "volumes"
-#: A name the API server accepts for a batch whose name also labels its pods:
-#: a DNS-1123 subdomain no longer than a label value (63).
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 
 class LocalRunError(Exception):
@@ -562,75 +561,6 @@ def check_runnable(batch: ResumableBatch) -> tuple[list[str], list[str]]:
             "export those variables in your shell instead"
         )
     return errors, notes
-
-
-def check_name(name: str) -> str | None:
-    """Why ``name`` cannot name a batch (the API server's rule, and the pod label's), or None."""
-    if len(name) > MAX_NAME_LENGTH:
-        return (
-            f"metadata.name: {len(name)} characters, over {MAX_NAME_LENGTH} (the name labels the "
-            "batch's pods)"
-        )
-    if not _NAME.fullmatch(name):
-        return (
-            f"metadata.name: {name!r} must be lowercase letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit"
-        )
-    return None
-
-
-def load_manifest(path: Path | str) -> ResumableBatch:
-    """Read and validate a ResumableBatch manifest; errors name the file and the field."""
-    path = Path(path)
-    import yaml
-    from pydantic import ValidationError
-
-    try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        # One line: PyYAML's message spans several, with a snippet of the file.
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
-        raise ManifestError(f"{path}: not valid YAML: {problem}{where}") from exc
-    batches = [d for d in docs if isinstance(d, dict) and d.get("kind") == "ResumableBatch"]
-    if not batches:
-        raise ManifestError(f"{path}: no ResumableBatch in the file")
-    raw = dict(batches[0])
-    raw.pop("status", None)
-    try:
-        batch = ResumableBatch.model_validate(raw)
-    except ValidationError as exc:
-        raise ManifestError(f"{path}: " + describe_validation_error(exc)) from exc
-    if not batch.metadata.name:
-        raise ManifestError(f"{path}: metadata.name is required")
-    bad_name = check_name(batch.metadata.name)
-    if bad_name:  # it becomes a directory and a pod name: never "../x" or "/tmp/x"
-        raise ManifestError(f"{path}: {bad_name}")
-    first = batch.spec.template.spec.containers[0]
-    if not (first.command or first.args):
-        # Checked here, before anything runs: there is no image entrypoint locally.
-        raise ManifestError(
-            f"{path}: spec.template.spec.containers[0].command: required by `resumable run`"
-        )
-    return batch
-
-
-def describe_validation_error(exc: Any) -> str:
-    """One line per problem, each naming the field path as the API server would."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
-        loc = loc.replace(".[", "[")
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}")
-    return "; ".join(lines)
-
-
-class ManifestError(ValueError):
-    """A manifest that cannot run; the message names the file and field."""
 
 
 def write_line(stream: TextIO, text: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -112,7 +113,9 @@ def summary_lines(result: RunResult) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     """resumable run FILE.yaml."""
     try:
-        batch = load_manifest(Path(args.file))
+        batch = load_manifest(
+            Path(args.file), warn=lambda line: print(f"warning: {line}", file=sys.stderr)
+        )
     except ManifestError as exc:
         raise CliError(str(exc)) from exc
     errors, notes = check_runnable(batch)
@@ -134,12 +137,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in summary_lines(result):
         output.write_line(out, line)
     if result.phase == names.PHASE_SUSPENDED:
-        output.write_line(out, f"suspended; run `resumable run {args.file}` again to resume")
+        again = run_again_command(args.file, args.state_dir)
+        output.write_line(out, f"suspended; run `{again}` again to resume")
         return 130
     hint = hints.resume_hint(batch.spec, result.status)
     if result.attempts == 0 and hint is not None:  # it had ended already: nothing ran
         output.write_line(out, ended_hint(batch.metadata.name, hint, directory))
     return 0 if result.phase == names.PHASE_SUCCEEDED else 1
+
+
+def run_again_command(file: str, state_dir: str | None) -> str:
+    """The `resumable run` that finds this run's state again: the file and --state-dir.
+
+    Without --state-dir the state is ``.resumable/<name>`` under the current
+    directory, found again by the same command run from there.
+    """
+    argv = ["resumable", "run", file]
+    if state_dir:
+        argv += ["--state-dir", state_dir]
+    return shlex.join(argv)
 
 
 def ended_hint(name: str, hint: hints.ResumeHint, directory: Path) -> str:

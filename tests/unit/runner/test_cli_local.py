@@ -395,7 +395,8 @@ def test_ctrl_c_suspends_cleanly_and_running_again_resumes_without_losing_or_red
             first.wait()
     assert first.returncode == 130, out
     assert "interrupted: suspending" in out
-    assert "suspended; run `resumable run" in out
+    # The hint repeats --state-dir: without it, a run starts over at item 1 in .resumable/.
+    assert f"suspended; run `resumable run {path} --state-dir {state}` again to resume" in out
     assert "Traceback" not in out
     suspended = read_status(state)
     assert suspended["phase"] == "Suspended"

@@ -11,8 +11,9 @@ matter.
 
 :func:`decide` is a readable sequence, like the Kubernetes job controller's
 ``syncJob``: each rule lives in its own module under :mod:`resumable_core.policy`
-and works on one :class:`~resumable_core.context.SyncContext`. This module is
-also the entry the executors, the CLI and the tests import names from.
+and works on one :class:`~resumable_core.context.SyncContext`. Each name has
+one home: the value types in :mod:`resumable_core.decision`, counts and positions
+in :mod:`resumable_core.progress`, times in :mod:`resumable_core.times`.
 
 Words, each with one meaning: a pod (or the worker in it) *ends*; a batch that
 succeeded or failed is *terminal*; a checkpoint is *finished* once every item is
@@ -25,21 +26,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from resumable.constants import LABEL_ATTEMPT, LABEL_BATCH, LABEL_RUN_ID
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core.context import SyncContext
-from resumable_core.decision import (
-    LOST_POD_SECONDS,
-    CreateResult,
-    Decision,
-    EventPlan,
-    EventType,
-    Outcome,
-    PodCreate,
-    PodPhase,
-    PodPlan,
-    PodView,
-)
+from resumable_core.decision import Decision, EventPlan, PodCreate, PodView
 from resumable_core.policy import (
     accept,
     active,
@@ -52,50 +41,10 @@ from resumable_core.policy import (
     terminal,
     totals,
 )
-from resumable_core.policy.attempts import RESYNC_SECONDS, pod_name
-from resumable_core.policy.failures import classify
-from resumable_core.policy.podcreate import CREATE_RETRY_MAX_SECONDS
-from resumable_core.policy.pods import KEEP_ENDED_PODS, ended_pods_to_prune
-from resumable_core.policy.reopen import FIXING_FIELDS, spec_digest
-from resumable_core.progress import derive_phase, progress_text, resume_index, total_items
-from resumable_core.times import format_precise_time, format_time, parse_time, seconds_text
 
-#: The name the CLI imports (ended pods kept for `kubectl logs`).
-KEEP_FINISHED_PODS = KEEP_ENDED_PODS
-
-__all__ = [
-    "CREATE_RETRY_MAX_SECONDS",
-    "FIXING_FIELDS",
-    "KEEP_ENDED_PODS",
-    "KEEP_FINISHED_PODS",
-    "LABEL_ATTEMPT",
-    "LABEL_BATCH",
-    "LABEL_RUN_ID",
-    "LOST_POD_SECONDS",
-    "RESYNC_SECONDS",
-    "CreateResult",
-    "Decision",
-    "EventPlan",
-    "EventType",
-    "Outcome",
-    "PodCreate",
-    "PodPhase",
-    "PodPlan",
-    "PodView",
-    "classify",
-    "decide",
-    "derive_phase",
-    "ended_pods_to_prune",
-    "format_precise_time",
-    "format_time",
-    "parse_time",
-    "pod_name",
-    "progress_text",
-    "resume_index",
-    "seconds_text",
-    "spec_digest",
-    "total_items",
-]
+#: The value types the executors pass in and get back, beside decide() (they are
+#: defined in :mod:`resumable_core.decision`).
+__all__ = ["Decision", "EventPlan", "PodCreate", "PodView", "decide"]
 
 
 def decide(

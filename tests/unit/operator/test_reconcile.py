@@ -18,15 +18,9 @@ from resumable.v1alpha1 import Condition, ResumableBatch, SkippedItem, Stall
 from resumable_core import conditions as cond
 from resumable_core import objects
 from resumable_core.jsonpatch import PatchTestFailedError, apply_patch
-from resumable_core.reconcile import (
-    Decision,
-    PodCreate,
-    PodView,
-    decide,
-    format_precise_time,
-    format_time,
-    resume_index,
-)
+from resumable_core.progress import resume_index
+from resumable_core.reconcile import Decision, PodCreate, PodView, decide
+from resumable_core.times import format_precise_time, format_time
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 NO_BACKOFF = {"initialSeconds": 0, "maxSeconds": 0, "factor": 1}

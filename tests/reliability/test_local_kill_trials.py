@@ -112,7 +112,17 @@ def run_trial(
                     every=0.002,
                 )
             else:
-                time.sleep(rng.uniform(0.05, kill_within))
+                # A random item of this attempt, then a random moment inside it: a kill
+                # timed from the start alone often came after a fast worker had finished.
+                left = ITEMS - len(covered)
+                target = rng.randint(1, max(1, left - 1))
+                wait_for(
+                    partial(started_or_exited, trial.log, proc, target),
+                    timeout=60,
+                    what=f"item {target} of pid {proc.pid} to start",
+                    every=0.002,
+                )
+                time.sleep(rng.uniform(0.0, min(delay, kill_within)))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate(timeout=60)
@@ -134,6 +144,12 @@ def run_trial(
 def in_window_or_exited(log: Path, proc: subprocess.Popen[str], target: int) -> bool:
     """True once the worker logged its ``target``-th checkpoint write, or ended."""
     return window_count(log, proc.pid) >= target or proc.poll() is not None
+
+
+def started_or_exited(log: Path, proc: subprocess.Popen[str], target: int) -> bool:
+    """True once the worker logged the start of its ``target``-th item, or ended."""
+    started = sum(1 for line in read_log(log) if line[0] == "start" and int(line[2]) == proc.pid)
+    return started >= target or proc.poll() is not None
 
 
 def window_count(log: Path, pid: int) -> int:

@@ -38,6 +38,8 @@ class PodView:
     deleting: bool = False
     #: metadata.deletionTimestamp: when the kubelet should have stopped the pod.
     delete_by: str = ""
+    #: A parallel worker's slot (spec.parallelism > 1); None for the one worker.
+    slot: int | None = None
 
     @property
     def ended(self) -> bool:
@@ -88,6 +90,10 @@ class PodPlan:
     start_index: int
     total_items: int | None
     careful: bool = False
+    #: A parallel worker's slot, and what it needs to claim chunks.
+    slot: int | None = None
+    parallelism: int = 1
+    chunk_size: int | None = None
 
 
 @dataclass(frozen=True)

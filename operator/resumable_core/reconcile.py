@@ -37,6 +37,8 @@ from resumable_core.policy import (
     pods,
     reopen,
     rerun,
+    retryskipped,
+    slots,
     suspend,
     terminal,
     totals,
@@ -69,8 +71,12 @@ def _sync(ctx: SyncContext) -> None:
     """Each rule in turn; a rule that settles what happens now ends the sequence."""
     if accept.is_first_sight(ctx):
         accept.accept(ctx)
+        retryskipped.adopt_at_first_sight(ctx)
     if rerun.run_id_changed(ctx):
         rerun.start_clean_rerun(ctx)
+        retryskipped.adopt_at_first_sight(ctx)
+    if retryskipped.requested(ctx) and terminal.has_succeeded(ctx):
+        retryskipped.retry_skipped(ctx)
     totals.note_item_count_mismatch(ctx)
     reopen.reopen_if_fixed(ctx)
     pods.delete_stale_pods(ctx)
@@ -83,10 +89,16 @@ def _sync(ctx: SyncContext) -> None:
         terminal.settle(ctx)
         return
     if ctx.spec.suspend:
+        slots.stop_all(ctx)
         suspend.suspend(ctx)
         return
     suspend.lift_suspension(ctx)
     if ctx.status.active_pod and active.watch_active_attempt(ctx):
+        return
+    if slots.is_parallel(ctx):
+        # Many workers, each claiming chunks (spec.parallelism > 1); one worker's
+        # attempt still running when parallelism was raised ended first (above).
+        slots.sync_slots(ctx)
         return
     if pods.a_pod_still_live(ctx):
         ctx.decision.requeue_after = 1.0  # never two live pods: wait for the old one

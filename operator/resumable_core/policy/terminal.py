@@ -25,6 +25,11 @@ def is_terminal(ctx: SyncContext) -> bool:
     return cond.is_true(c, cond.SUCCEEDED) or cond.is_true(c, cond.FAILED)
 
 
+def has_succeeded(ctx: SyncContext) -> bool:
+    """True when the batch succeeded."""
+    return cond.is_true(ctx.status.conditions, cond.SUCCEEDED)
+
+
 def succeed(ctx: SyncContext) -> None:
     """Every item is done and saved: the batch Succeeded."""
     status, total = ctx.status, ctx.total

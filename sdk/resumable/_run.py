@@ -527,17 +527,37 @@ class Run:
                 # Outputs durable before the write that folds their items in.
                 self._outputs.sync()
                 self._steps.sync()
-                try:
-                    chunk = claim_chunk(self._build_checkpoint(), total)
-                except FencedError:
-                    self._fenced = True
-                    raise
+                chunk = self._claim(claim_chunk, total)
                 self._coalescer.written(self._clock())
             if chunk is None:
                 self._drained = True
                 return
             first, last = chunk
             yield from range(first, last + 1)
+
+    def _claim(
+        self, claim_chunk: Callable[[Checkpoint, int], tuple[int, int] | None], total: int
+    ) -> tuple[int, int] | None:
+        """Claim the next chunk; while the store is away, wait for it (no work without a
+        chunk), backing off, until it answers or a signal ends the wait."""
+        delay = 0.5
+        waited_since: float | None = None
+        while True:
+            try:
+                return claim_chunk(self._build_checkpoint(), total)
+            except FencedError:
+                self._fenced = True
+                raise
+            except StoreUnavailableError as exc:
+                if waited_since is None:
+                    waited_since = self._clock()
+                    print(
+                        f"resumable: {self._store.describe()}: cannot claim the next chunk "
+                        f"({exc}); waiting for the store",
+                        file=sys.stderr,
+                    )
+                self._pause(delay * (0.5 + self._jitter()))
+                delay = min(delay * 2, 10.0)
 
     def step(self, name: str, fn: Callable[[], R]) -> R:
         """A run-level named step (research, then parse, then write): runs at most once.

@@ -180,6 +180,15 @@ def position(entry: WorkerSlot) -> int | None:
     return index if index in claim else None
 
 
+def sole_unfinished(entry: WorkerSlot) -> int | None:
+    """The one item of the slot's claim it had not reported done, if exactly one: a death
+    then happened at that item."""
+    if not entry.claim:
+        return None
+    left = IndexSet.parse(entry.claim).difference(IndexSet.parse(entry.done))
+    return next(iter(left)) if len(left) == 1 else None
+
+
 def progress_count(status: ResumableBatchStatus) -> int:
     """Items done in the run so far, across every worker."""
     if status.checkpoint.finished:

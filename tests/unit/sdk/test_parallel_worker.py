@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from runkit import abandon, read_status
 
 import resumable
 from resumable import FencedError, FingerprintMismatchError, LocalStore, Run, Settings
 from resumable._slots import LocalSlots, SlotStore
 from resumable.errors import StoreUnavailableError
 from resumable.v1alpha1 import ResumableBatchStatus, WorkerSlot
-from runkit import abandon, read_status
 
 T = TypeVar("T")
 

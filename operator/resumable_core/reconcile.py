@@ -93,12 +93,13 @@ def _sync(ctx: SyncContext) -> None:
         suspend.suspend(ctx)
         return
     suspend.lift_suspension(ctx)
-    if ctx.status.active_pod and active.watch_active_attempt(ctx):
-        return
     if slots.is_parallel(ctx):
-        # Many workers, each claiming chunks (spec.parallelism > 1); one worker's
-        # attempt still running when parallelism was raised ended first (above).
-        slots.sync_slots(ctx)
+        # Many workers, each claiming chunks (spec.parallelism > 1); a single
+        # worker still running when parallelism was raised is stopped first.
+        if not slots.single_worker_stopping(ctx):
+            slots.sync_slots(ctx)
+        return
+    if ctx.status.active_pod and active.watch_active_attempt(ctx):
         return
     if pods.a_pod_still_live(ctx):
         ctx.decision.requeue_after = 1.0  # never two live pods: wait for the old one

@@ -109,6 +109,8 @@ EVENT_DISRUPTED: Final = "Disrupted"
 EVENT_ITEM_SKIPPED: Final = "ItemSkipped"
 EVENT_ATTEMPT_FAILED: Final = "AttemptFailed"
 EVENT_SUSPENDED: Final = "Suspended"
+#: spec.parallelism was raised while one worker ran: it is stopped, the workers share the rest.
+EVENT_PARALLELISM_CHANGED: Final = "ParallelismChanged"
 
 # ------------------------------------------------ disruptions (not counted)
 # How a worker's end that is not its own doing is named (Outcome reasons, the

@@ -74,6 +74,29 @@ def sync_slots(ctx: SyncContext) -> None:
         _look_again(ctx, RESYNC_SECONDS)
 
 
+def single_worker_stopping(ctx: SyncContext) -> bool:
+    """spec.parallelism was raised while one worker runs: stop it gracefully (it saves
+    on SIGTERM, and counts as neither restart nor failure); True while it ends."""
+    status = ctx.status
+    if not status.active_pod:
+        return False
+    pod = ctx.pod(status.active_pod)
+    if pod is not None and not pod.ended:
+        if not pod.deleting:
+            ctx.delete_pod(pod.name, graceful=True)
+            ctx.event(
+                "Normal",
+                names.EVENT_PARALLELISM_CHANGED,
+                f"spec.parallelism is {ctx.spec.parallelism}: stopping worker {pod.name}; "
+                "its saved items stay done and the workers share the rest",
+            )
+        _look_again(ctx, 1.0)
+        return True
+    status.active_pod = ""
+    status.retry_after = ""
+    return False
+
+
 def stop_all(ctx: SyncContext) -> None:
     """spec.suspend (or a window closing): stop every worker gracefully; a slot whose
     pod ended gives its claim back, counting nothing."""
@@ -91,7 +114,11 @@ def stop_all(ctx: SyncContext) -> None:
 
 
 def reset_for_rerun(ctx: SyncContext) -> None:
-    """A clean rerun: every slot starts over, its old attempt fenced out."""
+    """A clean rerun: every slot starts over, its old attempt fenced out (a rerun with
+    one worker drops the slots: a write to a slot that is gone is refused too)."""
+    if ctx.spec.parallelism == 1:
+        ctx.status.workers = []
+        return
     ctx.status.workers = [
         WorkerSlot(slot=e.slot, attempt=e.attempt + 1) for e in ctx.status.workers
     ]
@@ -122,17 +149,22 @@ def _size_slots(ctx: SyncContext) -> None:
     have = len(status.workers)
     if have < wanted:
         status.workers.extend(WorkerSlot(slot=i) for i in range(have, wanted))
-    while len(status.workers) > wanted:
-        last = status.workers[-1]
-        pod = ctx.pod(last.pod) if last.pod else None
+    for entry in status.workers[wanted:]:
+        pod = ctx.pod(entry.pod) if entry.pod else None
         if pod is not None and not pod.ended:
             if not pod.deleting:
                 ctx.delete_pod(pod.name, graceful=True)
             _look_again(ctx, 1.0)
-            return
-        if last.done or last.tokens or last.cost_usd:
-            return  # its work is folded by the next claim of another slot
+        elif entry.pod:
+            claims.release(status, entry.slot)  # stopped, not failed: nothing counted
+    while len(status.workers) > wanted and _removable(status.workers[-1]):
         status.workers.pop()
+
+
+def _removable(entry: WorkerSlot) -> bool:
+    """A drained slot can go once its pod ended and no work of it waits to be folded
+    (the next claim of another slot does not fold it: it stays until the batch ends)."""
+    return not entry.pod and not (entry.done or entry.tokens or entry.cost_usd)
 
 
 def _forget_stall_once_done(ctx: SyncContext) -> None:

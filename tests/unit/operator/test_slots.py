@@ -326,3 +326,70 @@ def test_a_slot_write_and_the_decisions_write_do_not_bury_each_other() -> None:
     stored["status"]["workers"][0]["done"] = "0"
     with pytest.raises(PatchTestFailedError):  # not buried: decided again on fresh state
         apply_patch(stored, patch)
+
+
+def test_raising_parallelism_stops_the_single_worker_then_the_workers_share_the_rest() -> None:
+    batch = make_batch(parallelism=1)
+    step(batch, [])  # attempt 1 of the one worker: pod b-1
+    assert batch.status.active_pod == "b-1"
+    batch.status.checkpoint.completed = "0-11"
+    batch.status.checkpoint.next_index = 12
+    batch.spec.parallelism = 3
+    single = PodView("b-1", 1, "Running")
+    decision = step(batch, [single])
+    assert decision.delete_pods == [("b-1", True)]  # gracefully: it saves on SIGTERM
+    assert decision.create_pod is None
+    assert any(e.reason == "ParallelismChanged" for e in decision.events)
+    decision = step(batch, [PodView("b-1", 1, "Failed", exit_code=143)])
+    assert batch.status.active_pod == ""
+    assert batch.status.restarts == 0  # stopped, not failed
+    assert decision.create_pod is not None
+    assert decision.create_pod.name == "b-w0-1"
+    assert claims.free_chunk(batch.status, 40, 100) == (12, 39)
+
+
+def test_lowering_parallelism_drains_the_last_slots_gracefully() -> None:
+    batch = make_batch(parallelism=3)
+    pods = start_all(batch)
+    batch.spec.parallelism = 2
+    decision = step(batch, pods)
+    assert decision.delete_pods == [("b-w2-1", True)]
+    assert len(batch.status.workers) == 3  # until its pod has ended
+    pods[2] = ended(pods[2], code=143)
+    step(batch, pods)
+    assert [w.slot for w in batch.status.workers] == [0, 1]
+
+
+def test_a_rerun_with_one_worker_drops_the_slots() -> None:
+    batch = make_batch(parallelism=3)
+    pods = start_all(batch)
+    batch.spec.parallelism = 1
+    batch.spec.run_id = "single"
+    decision = step(batch, pods)
+    assert batch.status.workers == []
+    assert {n for n, _ in decision.delete_pods} == {"b-w0-1", "b-w1-1", "b-w2-1"}
+
+
+def test_a_drained_slot_counts_no_restart_and_keeps_its_committed_items() -> None:
+    batch = make_batch(parallelism=3)
+    pods = start_all(batch)
+    claims.claim_next(batch.status, 2, 1, total=40, size=5, what="b")
+    claims.record(
+        batch.status,
+        2,
+        1,
+        done=IndexSet.parse("0-1"),
+        tokens=3,
+        cost_usd=0,
+        inflight=None,
+        what="b",
+    )
+    batch.spec.parallelism = 1
+    decision = step(batch, pods)
+    assert sorted(decision.delete_pods) == [("b-w1-1", True), ("b-w2-1", True)]
+    pods = [pods[0], ended(pods[1], code=143), ended(pods[2], code=143)]
+    step(batch, pods)
+    assert batch.status.restarts == 0
+    assert [w.slot for w in batch.status.workers] == [0, 1, 2]  # slot 2 holds work
+    assert batch.status.workers[2].claim == ""  # its chunk is back in the pool
+    assert claims.free_chunk(batch.status, 40, 100) == (2, 39)

@@ -10,10 +10,11 @@ observations and carry out the plans; only decide() changes a batch's status.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from resumable.constants import DISRUPTION_NODE_LOST
 from resumable.v1alpha1 import ResumableBatchStatus
 from resumable_core.times import parse_time
 
@@ -45,6 +46,18 @@ class PodView:
     def ended(self) -> bool:
         """True once the worker process has ended (the pod Succeeded or Failed)."""
         return self.phase in ("Succeeded", "Failed")
+
+    def lost(self) -> PodView:
+        """This pod as ended on a lost node: force-deleted, its attempt a disruption."""
+        return replace(
+            self,
+            phase="Failed",
+            exit_code=None,
+            reason="",
+            disruption=self.disruption or DISRUPTION_NODE_LOST,
+            deleting=True,
+            delete_by="",
+        )
 
     def stuck_deleting(self, now: datetime) -> bool:
         """Still not ended well past its deletion deadline: its node is gone or unreachable."""

@@ -28,7 +28,7 @@ from datetime import timedelta
 from resumable import claims
 from resumable import constants as names
 from resumable.ranges import IndexSet
-from resumable.v1alpha1 import Stall, WorkerSlot
+from resumable.v1alpha1 import WorkerSlot
 from resumable_core import conditions as cond
 from resumable_core.context import SyncContext
 from resumable_core.decision import Outcome, PodPlan, PodView
@@ -203,14 +203,7 @@ def _watch_slot(ctx: SyncContext, entry: WorkerSlot) -> bool:
         return False
     if pod is not None and pod.stuck_deleting(ctx.now):
         ctx.delete_pod(pod.name, graceful=False)
-        pod = PodView(
-            name=pod.name,
-            attempt=pod.attempt,
-            phase="Failed",
-            disruption=pod.disruption or names.DISRUPTION_NODE_LOST,
-            deleting=True,
-            slot=entry.slot,
-        )
+        pod = pod.lost()
     if pod is not None and not pod.ended:
         _look_again(ctx, 1.0 if pod.deleting else RESYNC_SECONDS)
         return False
@@ -295,25 +288,10 @@ def _poison_ends_batch(ctx: SyncContext, position: int, exact: int | None, what:
     Only a death placed exactly counts; any counted failure sets ``status.stall``,
     which makes every next attempt careful (each item marked in flight).
     """
-    precise = 1 if exact is not None and exact == position else 0
-    stall = ctx.status.stall
-    if stall is not None and stall.index == position:
-        stall = Stall(index=position, attempts=stall.attempts + precise)
-    else:
-        stall = Stall(index=position, attempts=precise)
-    ctx.status.stall = stall
+    stall = failures.count_death(ctx, position, precise=exact == position)
     if not failures.is_poison(ctx, stall):
         return False
-    error = f"worker died: {what}"
-    killed = f"Item {position + 1} killed {stall.attempts} attempt(s) in a row (last: {error})"
-    if ctx.spec.retry.on_poison_item == "Fail":
-        terminal.fail(ctx, cond.REASON_POISON, f"{killed}; retry.onPoisonItem is Fail.")
-        return True
-    if failures.skipped_list_full(ctx.status):
-        terminal.fail(ctx, cond.REASON_POISON, f"{killed}; too many items were skipped already.")
-        return True
-    failures.skip_item(ctx, stall, error)
-    return False
+    return failures.poison_fails_batch(ctx, stall, f"worker died: {what}")
 
 
 def _maybe_start(ctx: SyncContext, entry: WorkerSlot) -> None:

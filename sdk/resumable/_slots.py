@@ -320,7 +320,7 @@ class KubeSlots:
     ) -> T:
         """One fenced patch: the slot's attempt always, the resourceVersion if exclusive.
 
-        A progress write patches only the slot's entry and the progress column, so
+        A progress write patches only the slot's entry, so
         it never races other workers; a claim re-reads and tries again while their
         writes win, and a failed attempt test is a FencedError.
         """
@@ -405,7 +405,10 @@ def _ops(
         ops.append({"op": "replace", "path": "/status/checkpoint", "value": checkpoint})
     entry = _dump(status.workers[slot])
     ops.append({"op": "replace", "path": f"/status/workers/{slot}", "value": entry})
-    ops.append({"op": "add", "path": "/status/progress", "value": status.progress})
+    if exclusive:
+        # Counted on the status as it stands (the version test says so): the column
+        # never moves back, as it could from a progress write that read earlier.
+        ops.append({"op": "add", "path": "/status/progress", "value": status.progress})
     return ops
 
 

@@ -40,7 +40,7 @@ _MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
 _WEEKDAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
 
 #: (name, lowest, highest, names) of the five fields, in order.
-_FIELDS = (
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day of month", 1, 31, {}),
@@ -84,9 +84,7 @@ class CronSchedule:
             raise ValueError("a time zone in the schedule is not supported: use timeZone")
         if expr.startswith("@"):
             if expr.lower() not in MACROS:
-                raise ValueError(
-                    f"unknown macro {expr!r}: use one of {', '.join(sorted(MACROS))}"
-                )
+                raise ValueError(f"unknown macro {expr!r}: use one of {', '.join(sorted(MACROS))}")
             fields = MACROS[expr.lower()].split()
         else:
             fields = expr.split(" ")
@@ -118,9 +116,7 @@ class CronSchedule:
         longest = max(29 if m == 2 else calendar.monthrange(2001, m)[1] for m in self.months)
         if min(self.days) > longest:
             months = ",".join(_MONTHS[m - 1] for m in sorted(self.months))
-            raise ValueError(
-                f"{self.text!r} never fires: no day {min(self.days)} in {months}"
-            )
+            raise ValueError(f"{self.text!r} never fires: no day {min(self.days)} in {months}")
 
     def day_matches(self, day: datetime) -> bool:
         """True when the date is one the day fields allow (cron's OR of the two)."""
@@ -153,8 +149,10 @@ class CronSchedule:
                 t = t.replace(minute=0) + timedelta(hours=1)
             elif t.minute not in self.minutes:
                 later = [m for m in self.minutes if m > t.minute]
-                t = t.replace(minute=min(later)) if later else t.replace(minute=0) + timedelta(
-                    hours=1
+                t = (
+                    t.replace(minute=min(later))
+                    if later
+                    else t.replace(minute=0) + timedelta(hours=1)
                 )
             else:
                 return t
@@ -173,9 +171,11 @@ class CronSchedule:
                 t = t.replace(minute=0) - timedelta(minutes=1)
             elif t.minute not in self.minutes:
                 earlier = [m for m in self.minutes if m < t.minute]
-                t = t.replace(minute=max(earlier)) if earlier else t.replace(
-                    minute=0
-                ) - timedelta(minutes=1)
+                t = (
+                    t.replace(minute=max(earlier))
+                    if earlier
+                    else t.replace(minute=0) - timedelta(minutes=1)
+                )
             else:
                 return t
         raise ValueError(f"{self.text!r} did not fire within {_HORIZON_YEARS} years")
@@ -185,9 +185,7 @@ def _first_of_next_month(t: datetime) -> datetime:
     return datetime(t.year + 1, 1, 1) if t.month == 12 else datetime(t.year, t.month + 1, 1)
 
 
-def _field(
-    spec: tuple[str, int, int, dict[str, int]], text: str
-) -> tuple[frozenset[int], bool]:
+def _field(spec: tuple[str, int, int, dict[str, int]], text: str) -> tuple[frozenset[int], bool]:
     """The values one field allows, and whether it starts with ``*`` (or ``?``)."""
     name, lo, hi, names = spec
     values: set[int] = set()
@@ -210,7 +208,9 @@ def _field(
             low_text, dash, high_text = span.partition("-")
             first = _value(name, lo, hi, names, low_text, part)
             # "a/n" means from a to the field's end, every n.
-            last = _value(name, lo, hi, names, high_text, part) if dash else (hi if slash else first)
+            last = (
+                _value(name, lo, hi, names, high_text, part) if dash else (hi if slash else first)
+            )
             if last < first:
                 raise ValueError(f"{name} {part!r}: the range runs backwards")
         values.update(range(first, last + 1, step))

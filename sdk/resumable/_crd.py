@@ -96,6 +96,7 @@ def build_crd() -> dict[str, Any]:
             "starting and ending with a letter or digit",
         }
     ]
+    _window_rules(spec_schema["properties"]["window"])
     version = {
         "name": v1alpha1.VERSION,
         "served": True,
@@ -119,6 +120,12 @@ def build_crd() -> dict[str, Any]:
                 "type": "string",
                 "description": "Display only; conditions are the API.",
                 "jsonPath": ".status.phase",
+            },
+            {
+                "name": "Opens",
+                "type": "string",
+                "description": "While it waits outside spec.window: when the window opens.",
+                "jsonPath": ".status.window.opensAt",
             },
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
             {
@@ -174,6 +181,55 @@ def build_crd() -> dict[str, Any]:
             "versions": [version],
         },
     }
+
+
+#: spec.window.schedule's shape (the operator's parser checks the values): a macro or
+#: five fields of digits, names, '*', '?', '-', '/' and ','.
+_SCHEDULE_SHAPE = r"^(@[a-z]+|[0-9A-Za-z*?/,-]+( +[0-9A-Za-z*?/,-]+){4})$"
+#: An IANA time zone name's shape (the operator checks the name is known).
+_ZONE_SHAPE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+
+
+def _window_rules(window: dict[str, Any]) -> None:
+    """CEL rules that say in words what spec.window needs (the models check the rest:
+    a schedule's values, a time zone the operator knows)."""
+    fields = window["properties"]
+    duration = v1alpha1.DURATION_PATTERN.replace("(?=[0-9])", "")
+    fields["schedule"]["x-kubernetes-validations"] = [
+        {
+            "rule": f"self.matches({_SCHEDULE_SHAPE!r})",
+            "message": "spec.window.schedule must be five cron fields (minute hour "
+            "day-of-month month day-of-week) or a macro such as @daily",
+        }
+    ]
+    fields["timeZone"]["x-kubernetes-validations"] = [
+        {
+            "rule": f"self.matches({_ZONE_SHAPE!r})",
+            "message": "spec.window.timeZone must be an IANA time zone name such as Europe/Berlin",
+        }
+    ]
+    for name in ("duration", "stopBefore"):
+        fields[name]["x-kubernetes-validations"] = [
+            {
+                "rule": f"self != '' && self.matches({duration!r})",
+                "message": f"spec.window.{name} must be hours, minutes and seconds such as "
+                "5h, 90m, 1h30m or 45s",
+            }
+        ]
+    well_formed = f"self.duration.matches({duration!r})"
+    window["x-kubernetes-validations"] = [
+        {
+            "rule": f"!({well_formed}) || (duration(self.duration) > duration('0s') && "
+            f"duration(self.duration) <= duration('{v1alpha1.MAX_WINDOW_SECONDS // 3600}h'))",
+            "message": "spec.window.duration must be more than 0s and at most 168h",
+        },
+        {
+            "rule": f"!has(self.stopBefore) || !({well_formed}) || "
+            f"!self.stopBefore.matches({duration!r}) || "
+            "duration(self.stopBefore) < duration(self.duration)",
+            "message": "spec.window.stopBefore must be shorter than spec.window.duration",
+        },
+    ]
 
 
 def render() -> str:

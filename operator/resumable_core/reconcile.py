@@ -4,7 +4,8 @@ Pure and level-based: :func:`decide` reads only its arguments and returns a
 :class:`Decision` (the new status, a pod to create, pods to delete, events,
 when to look again). It is called by the operator (``controller.py``, around real
 pods) and by the local runner (``resumable run``, around subprocesses), so both
-restart, back off, skip poison items, suspend and end the same way. Calling it
+restart, back off, skip poison items, suspend, keep to a time window and end the
+same way. Calling it
 twice on the same observation gives the same answer, and the executor writes
 nothing when the status did not change, so duplicate or missed events do not
 matter.
@@ -35,11 +36,13 @@ from resumable_core.policy import (
     attempts,
     backoff,
     pods,
+    recurring,
     reopen,
     rerun,
     suspend,
     terminal,
     totals,
+    window,
 )
 
 #: The value types the executors pass in and get back, beside decide() (they are
@@ -62,6 +65,7 @@ def decide(
     ctx = SyncContext.begin(batch, pods_seen, now, create=create)
     _sync(ctx)
     reopen.record_failed_spec(ctx)
+    window.record(ctx)
     return ctx.conclude()
 
 
@@ -69,7 +73,10 @@ def _sync(ctx: SyncContext) -> None:
     """Each rule in turn; a rule that settles what happens now ends the sequence."""
     if accept.is_first_sight(ctx):
         accept.accept(ctx)
-    if rerun.run_id_changed(ctx):
+    if recurring.recurrence(ctx) is not None:
+        if recurring.new_run_due(ctx):
+            recurring.start_scheduled_run(ctx)
+    elif rerun.run_id_changed(ctx):
         rerun.start_clean_rerun(ctx)
     totals.note_item_count_mismatch(ctx)
     reopen.reopen_if_fixed(ctx)
@@ -85,6 +92,10 @@ def _sync(ctx: SyncContext) -> None:
     if ctx.spec.suspend:
         suspend.suspend(ctx)
         return
+    if window.outside_window(ctx):
+        window.wait_for_window(ctx)
+        return
+    window.note_open(ctx)
     suspend.lift_suspension(ctx)
     if ctx.status.active_pod and active.watch_active_attempt(ctx):
         return

@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from resumable.kubeapi import KubeApi
+import pytest
+
+from resumable.kubeapi import ApiError, KubeApi
 from resumable_operator.controller import Controller
 from scenarios import Scenario
 from tests.clock import ShiftedClock
@@ -123,3 +125,32 @@ def test_the_window_closing_stops_the_worker_and_the_next_window_resumes_it(
     assert f"resuming at item {resumed_at}/{ITEMS}" in kubelet.read_log(namespace, "nightly-2")
     # nightly-1 was deleted when the window closed (as a suspend deletes it): one more attempt.
     assert [p["metadata"]["name"] for p in batches.pods("nightly")] == ["nightly-2"]
+
+
+@pytest.mark.parametrize(
+    ("window", "says"),
+    [
+        (
+            {"schedule": "0 1 * *", "duration": "5h"},
+            "spec.window.schedule must be five cron fields",
+        ),
+        ({"schedule": "@daily", "duration": "5 hours"}, "spec.window.duration must be hours"),
+        ({"schedule": "@daily", "duration": "169h"}, "at most 168h"),
+        (
+            {"schedule": "@daily", "duration": "1h", "stopBefore": "90m"},
+            "spec.window.stopBefore must be shorter than spec.window.duration",
+        ),
+        (
+            {"schedule": "@daily", "duration": "5h", "timeZone": "Europe Berlin"},
+            "spec.window.timeZone must be an IANA time zone name",
+        ),
+    ],
+)
+def test_the_api_server_refuses_a_bad_window_saying_which_field(
+    batches: Batches, tmp_path: Path, window: dict[str, Any], says: str
+) -> None:
+    body = batch_manifest(WORK, "refused", tmp_path / "out", window=window)
+    with pytest.raises(ApiError) as refused:
+        batches.create(body)
+    assert refused.value.status == 422
+    assert says in str(refused.value)

@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from resumable import constants, v1alpha1
@@ -229,7 +230,7 @@ def test_the_readme_sdk_example_runs_on_a_local_store(tmp_path: Path) -> None:
 
 def test_the_readme_worker_and_manifest_run_with_its_local_command(tmp_path: Path) -> None:
     (tmp_path / "worker.py").write_text(the_worker())
-    (manifest,) = blocks(README, "yaml")
+    manifest, _window = blocks(README, "yaml")
     (tmp_path / "batch.yaml").write_text(manifest)
     local_run = README.read_text().split("### Run it locally", 1)[1]
     block = FENCE.search(local_run)
@@ -249,6 +250,21 @@ def test_the_readme_worker_and_manifest_run_with_its_local_command(tmp_path: Pat
     status = json.loads((tmp_path / ".resumable" / "my-batch" / "status.json").read_text())
     assert status["phase"] == "Succeeded"
     assert status["checkpoint"]["itemsDone"] == 200
+
+
+def test_the_readmes_window_added_to_its_manifest_is_the_nightly_examples_window() -> None:
+    manifest, window = (yaml.safe_load(block) for block in blocks(README, "yaml"))
+    manifest["spec"].update(window["spec"])
+    batch = v1alpha1.ResumableBatch.model_validate(manifest)
+    (example,) = [
+        doc
+        for doc in yaml.safe_load_all((ROOT / "examples" / "nightly-batch.yaml").read_text())
+        if doc["kind"] == "ResumableBatch"
+    ]
+    nightly = v1alpha1.ResumableBatch.model_validate(example)
+    assert batch.spec.window is not None
+    assert nightly.spec.window is not None
+    assert batch.spec.window == nightly.spec.window.model_copy(update={"recurrence": None})
 
 
 # ---------------------------------------------------- the reference pages match the code

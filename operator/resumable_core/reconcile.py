@@ -89,6 +89,9 @@ def _sync(ctx: SyncContext) -> None:
     if terminal.is_terminal(ctx):
         terminal.settle(ctx)
         return
+    if terminal.finished_while_stopped(ctx):
+        terminal.succeed(ctx)
+        return
     if ctx.spec.suspend:
         suspend.suspend(ctx)
         return

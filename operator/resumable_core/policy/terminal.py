@@ -25,6 +25,13 @@ def is_terminal(ctx: SyncContext) -> bool:
     return cond.is_true(c, cond.SUCCEEDED) or cond.is_true(c, cond.FAILED)
 
 
+def finished_while_stopped(ctx: SyncContext) -> bool:
+    """True when the checkpoint says every item is done but no attempt is active: a
+    worker told to stop (spec.suspend, the window's end) finished on its way out.
+    Starting another attempt would start over from item 1."""
+    return not ctx.status.active_pod and ctx.status.checkpoint.finished
+
+
 def succeed(ctx: SyncContext) -> None:
     """Every item is done and saved: the batch Succeeded."""
     status, total = ctx.status, ctx.total

@@ -336,3 +336,29 @@ def test_a_recurring_batch_cannot_have_a_ttl() -> None:
             ttlSecondsAfterFinished=60,
             window={**NIGHTLY, "recurrence": {}},
         )
+
+
+def test_a_worker_that_finishes_as_the_window_closes_ends_the_batch_not_a_new_run() -> None:
+    batch = windowed()
+    settle(batch, decide(batch, [], OPENS))
+    settle(batch, decide(batch, [running()], CLOSES))  # told to stop at 06:00
+    # On its way out it saves its last items: every item done.
+    batch.status.checkpoint.finished = True
+    batch.status.checkpoint.items_done = 50
+    done = PodView("b-1", 1, "Succeeded", exit_code=0, reason="Completed", deleting=True)
+    d = settle(batch, decide(batch, [done], CLOSES + timedelta(seconds=3)))
+    assert d.status.phase == "Succeeded"
+    d = decide(batch, [done], NEXT_OPENS)
+    assert d.create_pod is None  # not a new attempt from item 1 the next night
+
+
+def test_a_worker_that_finishes_as_it_is_suspended_ends_the_batch_too() -> None:
+    batch = make_batch()
+    settle(batch, decide(batch, [], OPENS))
+    batch.spec.suspend = True
+    settle(batch, decide(batch, [running()], OPENS + timedelta(minutes=1)))
+    batch.status.checkpoint.finished = True
+    batch.status.checkpoint.items_done = 50
+    done = PodView("b-1", 1, "Succeeded", exit_code=0, reason="Completed", deleting=True)
+    d = settle(batch, decide(batch, [done], OPENS + timedelta(minutes=2)))
+    assert d.status.phase == "Succeeded"

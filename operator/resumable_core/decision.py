@@ -88,6 +88,8 @@ class PodPlan:
     start_index: int
     total_items: int | None
     careful: bool = False
+    #: The run it works for (status.runId: a recurring batch's runs are not spec.runId).
+    run_id: str = ""
 
 
 @dataclass(frozen=True)

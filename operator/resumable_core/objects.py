@@ -48,7 +48,7 @@ def injected_env(batch: ResumableBatch, plan: PodPlan) -> list[dict[str, str]]:
         names.ENV_NAMESPACE: batch.metadata.namespace or "default",
         names.ENV_START_INDEX: str(plan.start_index),
         names.ENV_ATTEMPT: str(plan.attempt),
-        names.ENV_RUN_ID: batch.spec.run_id,
+        names.ENV_RUN_ID: plan.run_id or batch.spec.run_id,
         names.ENV_STORE: "kube",
         names.ENV_CHECKPOINT: json.dumps(
             batch.spec.checkpoint.model_dump(by_alias=True, exclude_none=True)
@@ -74,8 +74,8 @@ def build_pod(batch: ResumableBatch, plan: PodPlan) -> dict[str, Any]:
             LABEL_MANAGED_BY: MANAGED_BY,
         }
     )
-    if batch.spec.run_id:
-        labels[LABEL_RUN_ID] = batch.spec.run_id
+    if plan.run_id or batch.spec.run_id:
+        labels[LABEL_RUN_ID] = plan.run_id or batch.spec.run_id
     extra = injected_env(batch, plan)
     names = {e["name"] for e in extra}
     for container in spec["containers"]:

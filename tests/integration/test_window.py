@@ -154,3 +154,49 @@ def test_the_api_server_refuses_a_bad_window_saying_which_field(
         batches.create(body)
     assert refused.value.status == 422
     assert says in str(refused.value)
+
+
+def test_a_recurring_batch_starts_a_new_run_at_the_next_opening_and_keeps_the_last_ones(
+    kubeconfig: Path, namespace: str, batches: Batches, kubelet: Any, tmp_path: Path
+) -> None:
+    clock = ShiftedClock(datetime(2026, 12, 4, 1, 0, 5, tzinfo=UTC))  # inside the first window
+    ctl = Controller(KubeApi.from_environment(kubeconfig=str(kubeconfig)), workers=1, clock=clock)
+    short = Scenario(id="daily", items=10, fault={}, retry={}, phase="Succeeded", restarts=0)
+    window = {
+        "schedule": "0 1 * * *",
+        "duration": "5h",
+        "recurrence": {"concurrencyPolicy": "Continue", "historyLimit": 1},
+    }
+    batches.create(batch_manifest(short, "daily", tmp_path / "out", runId="sum", window=window))
+
+    def run_ended(run_id: str) -> bool:
+        ctl.enqueue(namespace, "daily")  # as the pod watch would
+        status = batches.get("daily").get("status") or {}
+        return status.get("runId") == run_id and status.get("phase") == "Succeeded"
+
+    with controller_running(ctl):
+        wait_for(lambda: run_ended("sum-20261204-0100"), what="the first run", timeout=60)
+        first = batches.get("daily")["status"]
+        assert first["window"]["opensAt"] == "2026-12-05T01:00:00Z"  # the next run's
+        clock.set(datetime(2026, 12, 5, 1, 0, 1, tzinfo=UTC))  # the next night
+        wait_for(lambda: run_ended("sum-20261205-0100"), what="the second run", timeout=60)
+    status = batches.get("daily")["status"]
+    assert status["history"] == [
+        {
+            "runId": "sum-20261204-0100",
+            "result": "Succeeded",
+            "progress": "10/10",
+            "restarts": 0,
+            "disruptions": 0,
+            "skippedItems": 0,
+            "endedAt": first["completionTime"],
+        }
+    ]
+    assert status["checkpoint"]["itemsDone"] == 10  # the second run did every item again
+    labels = [p["metadata"]["labels"].get("resumable.dev/run-id") for p in batches.pods("daily")]
+    assert labels[-1] == "sum-20261205-0100"
+    messages = [e["message"] for e in batches.events("daily")]
+    assert (
+        "Scheduled run 'sum-20261205-0100' starts from item 1 (run 'sum-20261204-0100': "
+        "Succeeded)" in messages
+    )

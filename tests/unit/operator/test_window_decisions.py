@@ -16,6 +16,7 @@ import pytest
 
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core import conditions as cond
+from resumable_core import objects
 from resumable_core.reconcile import Decision, PodView, decide
 from tests.unit.operator.test_reconcile import make_batch, messages, running, saved, settle
 
@@ -209,7 +210,12 @@ def test_a_recurring_batch_names_its_first_run_after_the_window_it_runs_in() -> 
     d = settle(batch, decide(batch, [], OPENS + timedelta(minutes=5)))
     assert d.status.run_id == "nightly-20261204-0100"
     assert d.create_pod is not None
-    assert d.create_pod.name == "b-1"
+    assert d.create_pod.name == "b-1"  # adopted at first sight: no rerun's attempt bump
+    # The worker is told its run: its env and its pod's label (step results are per run).
+    pod = objects.build_pod(batch, d.create_pod)
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["RESUMABLE_RUN_ID"] == "nightly-20261204-0100"
+    assert pod["metadata"]["labels"]["resumable.dev/run-id"] == "nightly-20261204-0100"
 
 
 def test_a_recurring_batch_created_in_the_day_waits_for_the_next_window_under_its_name() -> None:

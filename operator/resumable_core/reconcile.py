@@ -5,16 +5,16 @@ Pure and level-based: :func:`decide` reads only its arguments and returns a
 when to look again). It is called by the operator (``controller.py``, around real
 pods) and by the local runner (``resumable run``, around subprocesses), so both
 restart, back off, skip poison items, suspend, keep to a time window and end the
-same way. Calling it
-twice on the same observation gives the same answer, and the executor writes
-nothing when the status did not change, so duplicate or missed events do not
-matter.
+same way. Calling it twice on the same observation gives the same answer, and the
+executor writes nothing when the status did not change, so duplicate or missed
+events do not matter.
 
 :func:`decide` is a readable sequence, like the Kubernetes job controller's
 ``syncJob``: each rule lives in its own module under :mod:`resumable_core.policy`
 and works on one :class:`~resumable_core.context.SyncContext`. Each name has
 one home: the value types in :mod:`resumable_core.decision`, counts and positions
-in :mod:`resumable_core.progress`, times in :mod:`resumable_core.times`.
+in :mod:`resumable_core.progress`, times in :mod:`resumable_core.times`, window
+arithmetic in :mod:`resumable_core.windows`.
 
 Words, each with one meaning: a pod (or the worker in it) *ends*; a batch that
 succeeded or failed is *terminal*; a checkpoint is *finished* once every item is

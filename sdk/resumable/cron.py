@@ -23,7 +23,7 @@ import calendar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["MACROS", "CronSchedule"]
+__all__ = ["MACROS", "CronSchedule", "shape"]
 
 #: The macros CronJob accepts, and the five fields each stands for.
 MACROS = {
@@ -179,6 +179,32 @@ class CronSchedule:
             else:
                 return t
         raise ValueError(f"{self.text!r} did not fire within {_HORIZON_YEARS} years")
+
+
+#: Each field's numbers as a regular expression, by (lowest, highest).
+_NUMBERS = {
+    (0, 59): "[1-5]?[0-9]",
+    (0, 23): "1?[0-9]|2[0-3]",
+    (1, 31): "[1-9]|[12][0-9]|3[01]",
+    (1, 12): "[1-9]|1[0-2]",
+    (0, 6): "[0-6]",
+}
+
+
+def shape() -> str:
+    """A regular expression (RE2 and Python alike) for a schedule this module accepts,
+    value ranges included: the CRD's CEL rule, so the API server refuses what the
+    parser would. Only a range that runs backwards or a date that never comes
+    (``0 0 30 2 *``) passes it and is left to :meth:`CronSchedule.parse`."""
+    fields = []
+    for name, lo, hi, names in _FIELDS:
+        number = f"0*(?:{_NUMBERS[lo, hi]})"
+        value = f"(?:{number}|(?i:{'|'.join(names)}))" if names else number
+        star = r"[*?]" if name in ("day of month", "day of week") else r"\*"
+        item = f"(?:{star}|{value}(?:-{value})?)(?:/0*[1-9][0-9]*)?"
+        fields.append(f"{item}(?:,{item})*")
+    macros = "|".join(m[1:] for m in MACROS)
+    return rf"^\s*(?:@(?i:{macros})|" + r"\s+".join(fields) + r")\s*$"
 
 
 def _first_of_next_month(t: datetime) -> datetime:

@@ -134,6 +134,11 @@ def test_the_window_closing_stops_the_worker_and_the_next_window_resumes_it(
             {"schedule": "0 1 * *", "duration": "5h"},
             "spec.window.schedule must be five cron fields",
         ),
+        ({"schedule": "0 25 * * *", "duration": "5h"}, "hour 0-23"),
+        (
+            {"schedule": "@daily", "duration": "5h", "timeZone": "Mars/Olympus_Mons"},
+            "spec.window.timeZone is not a time zone the API server knows",
+        ),
         ({"schedule": "@daily", "duration": "5 hours"}, "spec.window.duration must be hours"),
         ({"schedule": "@daily", "duration": "169h"}, "at most 168h"),
         (

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 import yaml
@@ -177,6 +178,14 @@ def _well_formed(text: str) -> bool:
     return text != "" and re.search(_DURATION, text) is not None
 
 
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def _seconds(text: str) -> float:
     return parse_duration(text).total_seconds()
 
@@ -188,6 +197,9 @@ CEL.update(
         ),
         _WINDOW["properties"]["timeZone"]["x-kubernetes-validations"][0]["rule"]: lambda s: (
             re.search(_crd._ZONE_SHAPE, s) is not None
+        ),
+        _WINDOW["properties"]["timeZone"]["x-kubernetes-validations"][1]["rule"]: lambda s: (
+            re.search(_crd._ZONE_SHAPE, s) is None or _known_zone(s)
         ),
         _WINDOW["properties"]["duration"]["x-kubernetes-validations"][0]["rule"]: _well_formed,
         _WINDOW["properties"]["stopBefore"]["x-kubernetes-validations"][0]["rule"]: _well_formed,
@@ -315,6 +327,13 @@ REJECTED = {
         "schedule",
     ),
     "window-no-duration": ("window", {"schedule": "0 1 * * *"}, "duration"),
+    "window-schedule-hour-25": ("window", {"schedule": "0 25 * * *", "duration": "5h"}, "hour"),
+    "window-schedule-sunday-7": ("window", {"schedule": "0 1 * * 7", "duration": "5h"}, "week"),
+    "window-zone-unknown": (
+        "window",
+        {"schedule": "@daily", "duration": "5h", "timeZone": "Mars/Olympus_Mons"},
+        "timeZone",
+    ),
     "window-duration-in-days": ("window", {"schedule": "@daily", "duration": "1d"}, "duration"),
     "window-duration-zero": ("window", {"schedule": "@daily", "duration": "0s"}, "duration"),
     "window-duration-over-a-week": (

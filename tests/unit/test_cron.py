@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from resumable.cron import MACROS, CronSchedule
+from resumable.cron import MACROS, CronSchedule, shape
 
 FRIDAY_NOON = datetime(2026, 12, 4, 12, 0)
 
@@ -104,3 +104,43 @@ def test_a_bad_schedule_is_refused_naming_the_part(text: str, says: str) -> None
 def test_an_impossible_day_with_a_weekday_still_fires_on_the_weekday() -> None:
     # No February 30, but both day fields are restricted: any Monday in February matches.
     assert CronSchedule.parse("0 0 30 2 MON").next_after(FRIDAY_NOON) == datetime(2027, 2, 1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0 1 * * *",
+        "*/15 0-5,22-23 ? jan-MAR,dec mon-fri",
+        "@daily",
+        "5/20 3 * * *",
+        " 0  1 * * * ",
+        "00 01 * * 6",
+        "59 23 31 12 SAT",
+    ],
+)
+def test_the_crds_shape_takes_what_the_parser_takes(text: str) -> None:
+    CronSchedule.parse(text)
+    assert re.search(shape(), text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0 25 * * *",
+        "60 * * * *",
+        "0 0 32 * *",
+        "0 0 * 0 *",
+        "0 0 * * 7",
+        "*/0 * * * *",
+        "? * * * *",
+        "@every 1h",
+        "0 1 * *",
+        "1,,2 * * * *",
+        "0 0 * * FUNDAY",
+        "0 0 * * * *",
+    ],
+)
+def test_the_crds_shape_refuses_what_the_parser_refuses_for_its_values(text: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each message is tested above
+        CronSchedule.parse(text)
+    assert re.search(shape(), text) is None

@@ -57,7 +57,13 @@ def run_id_for(prefix: str, stamp: str) -> str:
 def run_stamp(run_id: str) -> str | None:
     """The opening a scheduled run's id names (``YYYYMMDD-HHMM``), or None."""
     match = _STAMP.search(run_id)
-    return match.group(1) if match else None
+    if match is None:
+        return None
+    try:
+        datetime.strptime(match.group(1), _STAMP_FORMAT)
+    except ValueError:
+        return None  # digits that are no time: not a scheduled run's id
+    return match.group(1)
 
 
 def run_opens_at(ctx: SyncContext) -> datetime | None:

@@ -29,6 +29,20 @@ class Scenario:
     log_line: str = ""  # a line some worker must print
     outputs: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: With 4 parallel workers: the restarts expected, lowest to highest. A death at a
+    #: poison item is placed exactly sooner than with one worker (a chunk of one item),
+    #: so it can take fewer restarts.
+    parallel_restarts: tuple[int, int] | None = None
+
+    def restarts_with(self, parallelism: int) -> tuple[int, int]:
+        """The restarts expected with this many workers, as (lowest, highest)."""
+        if parallelism > 1 and self.parallel_restarts is not None:
+            return self.parallel_restarts
+        return self.restarts, self.restarts
+
+
+#: The worker counts every scenario runs with, on the runner and on the operator.
+PARALLELISM = (1, 4)
 
 
 NO_BACKOFF = {"initialSeconds": 0, "maxSeconds": 0, "factor": 1}
@@ -58,6 +72,7 @@ SCENARIOS = [
         restarts=3,
         skipped=(10,),
         outputs=29,
+        parallel_restarts=(2, 3),
     ),
     Scenario(
         id="poison-item-fails-batch",
@@ -72,6 +87,7 @@ SCENARIOS = [
         phase="Failed",
         restarts=1,
         reason="PoisonItem",
+        parallel_restarts=(0, 1),
     ),
     Scenario(
         id="max-restarts-exhausted",
@@ -105,8 +121,9 @@ def manifest(
     python: str = sys.executable,
     env: dict[str, str] | None = None,
     delay: float = 0.005,
+    parallelism: int = 1,
 ) -> dict[str, Any]:
-    """The ResumableBatch manifest of a scenario."""
+    """The ResumableBatch manifest of a scenario (with ``parallelism`` workers)."""
     variables = {"SUMMARIZER_ITEMS": str(scenario.items), "SUMMARIZER_DELAY": str(delay)}
     variables.update(scenario.fault)
     variables.update(env or {})
@@ -116,6 +133,7 @@ def manifest(
         "metadata": {"name": name},
         "spec": {
             "totalItems": scenario.items,
+            "parallelism": parallelism,
             "retry": copy.deepcopy(scenario.retry),  # callers may edit their manifest
             "template": {
                 "spec": {

@@ -172,6 +172,11 @@ def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
     cluster("resume", "resume from the checkpoint (spec.suspend=false)", "control:cmd_resume")
     q = cluster("rerun", "start a clean rerun from item 1 (new spec.runId)", "control:cmd_rerun")
     q.add_argument("--run-id", help="the new runId (default: a timestamp)")
+    cluster(
+        "retry-skipped",
+        "retry the skipped (poison) items without redoing the rest (new spec.retrySkipped)",
+        "control:cmd_retry_skipped",
+    )
     q = cluster("status", "progress of a batch; --watch for a live bar", "status:cmd_status")
     q.description = (
         "Progress of a batch: items done, rate, restarts, cost, and its phase. " + STATUS_EXIT_HELP

@@ -1,4 +1,5 @@
-"""``suspend``, ``resume`` and ``rerun``: the commands that change a batch's spec.
+"""``suspend``, ``resume``, ``rerun`` and ``retry-skipped``: the commands that change a
+batch's spec.
 
 Each reads the batch first: an ended batch is refused with how it can go on
 (:func:`ended_error`, the cluster wording of
@@ -111,4 +112,25 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         )
     kube.patch_spec(api, ns, args.name, {"runId": run_id, "suspend": False})
     print(f"resumablebatch/{args.name} rerun with runId {run_id}")
+    return 0
+
+
+def cmd_retry_skipped(args: argparse.Namespace) -> int:
+    """Change spec.retrySkipped: the skipped items of a batch that succeeded go again."""
+    api = kube.connect(args)
+    ns = kube.namespace(args)
+    batch = ResumableBatch.model_validate(kube.get_batch(api, ns, args.name))
+    skipped = [s.index + 1 for s in batch.status.skipped]
+    if not skipped:
+        raise CliError(f"resumablebatch/{args.name} has no skipped item: nothing to retry")
+    token = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    kube.patch_spec(api, ns, args.name, {"retrySkipped": token})
+    which = ", ".join(str(i) for i in skipped)
+    if batch.status.phase == names.PHASE_SUCCEEDED:
+        print(f"resumablebatch/{args.name}: retrying skipped item(s) {which}")
+    else:
+        print(
+            f"resumablebatch/{args.name}: skipped item(s) {which} are retried once the batch "
+            f"has succeeded (it is {batch.status.phase or 'not reconciled yet'})"
+        )
     return 0

@@ -1,4 +1,4 @@
-"""``resumable describe NAME``: a batch's checkpoint, restarts, skipped items and events.
+"""``resumable describe NAME``: a batch's checkpoint, workers, restarts, skipped items, events.
 
 Item positions are shown 1-based, as every message names them; events are this
 batch's only (by uid: a deleted batch's events outlive it under the same name).
@@ -44,6 +44,23 @@ def cmd_describe(args: argparse.Namespace) -> int:
         print(f"  Last error:  item {(cp.last_error_index or 0) + 1}: {cp.last_error}")
     if cp.context:
         print(f"  Context:     {json.dumps(cp.context)}")
+    if st.workers:
+        print(f"Workers:     {len(st.workers)} (spec.parallelism {batch.spec.parallelism})")
+        output.print_table(
+            [["SLOT", "ATTEMPT", "POD", "CHUNK", "DONE", "RESTARTS", "LAST END"]]
+            + [
+                [
+                    str(w.slot),
+                    str(w.attempt),
+                    w.pod or ("(done)" if w.idle else "(waiting)"),
+                    output.one_based(w.claim) if w.claim else "-",
+                    output.one_based(w.done) if w.done else "-",
+                    f"{w.restarts} (+{w.disruptions})",
+                    w.last_failure or "-",
+                ]
+                for w in st.workers
+            ]
+        )
     print("Skipped items:" + ("" if st.skipped else " (none)"))
     for s in st.skipped:
         print(f"  item {s.index + 1} after {s.attempts} attempt(s): {s.error}")

@@ -10,10 +10,11 @@ observations and carry out the plans; only decide() changes a batch's status.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from resumable.constants import DISRUPTION_NODE_LOST
 from resumable.v1alpha1 import ResumableBatchStatus
 from resumable_core.times import parse_time
 
@@ -38,11 +39,25 @@ class PodView:
     deleting: bool = False
     #: metadata.deletionTimestamp: when the kubelet should have stopped the pod.
     delete_by: str = ""
+    #: A parallel worker's slot (spec.parallelism > 1); None for the one worker.
+    slot: int | None = None
 
     @property
     def ended(self) -> bool:
         """True once the worker process has ended (the pod Succeeded or Failed)."""
         return self.phase in ("Succeeded", "Failed")
+
+    def lost(self) -> PodView:
+        """This pod as ended on a lost node: force-deleted, its attempt a disruption."""
+        return replace(
+            self,
+            phase="Failed",
+            exit_code=None,
+            reason="",
+            disruption=self.disruption or DISRUPTION_NODE_LOST,
+            deleting=True,
+            delete_by="",
+        )
 
     def stuck_deleting(self, now: datetime) -> bool:
         """Still not ended well past its deletion deadline: its node is gone or unreachable."""
@@ -88,6 +103,10 @@ class PodPlan:
     start_index: int
     total_items: int | None
     careful: bool = False
+    #: A parallel worker's slot, and what it needs to claim chunks.
+    slot: int | None = None
+    parallelism: int = 1
+    chunk_size: int | None = None
     #: The run it works for (status.runId: a recurring batch's runs are not spec.runId).
     run_id: str = ""
 

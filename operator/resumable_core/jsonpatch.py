@@ -42,7 +42,9 @@ def apply_patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any
         elif kind in ("add", "replace"):
             if kind == "replace" and not isinstance(parent, list) and last not in parent:
                 raise KeyError(op["path"])
-            if isinstance(parent, list):
+            if isinstance(parent, list) and kind == "replace":
+                parent[int(last)] = copy.deepcopy(op["value"])  # IndexError if it is not there
+            elif isinstance(parent, list):
                 parent.insert(len(parent) if last == "-" else int(last), copy.deepcopy(op["value"]))
             else:
                 parent[last] = copy.deepcopy(op["value"])

@@ -15,7 +15,13 @@ from typing import Any, cast
 
 from resumable import constants as names
 from resumable import v1alpha1
-from resumable.constants import LABEL_ATTEMPT, LABEL_BATCH, LABEL_MANAGED_BY, LABEL_RUN_ID
+from resumable.constants import (
+    LABEL_ATTEMPT,
+    LABEL_BATCH,
+    LABEL_MANAGED_BY,
+    LABEL_RUN_ID,
+    LABEL_SLOT,
+)
 from resumable.constants import MANAGED_BY as MANAGED_BY
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core.decision import EventPlan, PodPhase, PodPlan, PodView
@@ -46,7 +52,6 @@ def injected_env(batch: ResumableBatch, plan: PodPlan) -> list[dict[str, str]]:
     env = {
         names.ENV_BATCH_NAME: batch.metadata.name,
         names.ENV_NAMESPACE: batch.metadata.namespace or "default",
-        names.ENV_START_INDEX: str(plan.start_index),
         names.ENV_ATTEMPT: str(plan.attempt),
         names.ENV_RUN_ID: plan.run_id or batch.spec.run_id,
         names.ENV_STORE: "kube",
@@ -54,6 +59,14 @@ def injected_env(batch: ResumableBatch, plan: PodPlan) -> list[dict[str, str]]:
             batch.spec.checkpoint.model_dump(by_alias=True, exclude_none=True)
         ),
     }
+    if plan.slot is None:
+        env[names.ENV_START_INDEX] = str(plan.start_index)
+    else:
+        # A parallel worker has no start index: it claims chunks for its slot.
+        env[names.ENV_WORKER_SLOT] = str(plan.slot)
+        env[names.ENV_PARALLELISM] = str(plan.parallelism)
+        if plan.chunk_size is not None:
+            env[names.ENV_CHUNK_SIZE] = str(plan.chunk_size)
     if plan.total_items is not None:
         env[names.ENV_TOTAL_ITEMS] = str(plan.total_items)
     if plan.careful:
@@ -76,6 +89,8 @@ def build_pod(batch: ResumableBatch, plan: PodPlan) -> dict[str, Any]:
     )
     if plan.run_id or batch.spec.run_id:
         labels[LABEL_RUN_ID] = plan.run_id or batch.spec.run_id
+    if plan.slot is not None:
+        labels[LABEL_SLOT] = str(plan.slot)
     extra = injected_env(batch, plan)
     names = {e["name"] for e in extra}
     for container in spec["containers"]:
@@ -164,6 +179,8 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         attempt = int(labels.get(LABEL_ATTEMPT, "0"))
     except ValueError:
         attempt = 0
+    slot_label = labels.get(LABEL_SLOT)
+    slot = int(slot_label) if slot_label is not None and slot_label.isdigit() else None
     phase = status.get("phase") or "Pending"
     exit_code: int | None = None
     reason = ""
@@ -194,6 +211,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         disruption=disruption,
         deleting=bool(meta.get("deletionTimestamp")),
         delete_by=str(meta.get("deletionTimestamp") or ""),
+        slot=slot,
     )
 
 

@@ -6,7 +6,9 @@ runner applies it to ``status.json`` with :mod:`resumable_core.jsonpatch`
 (``resumable_runner.runner``). A ``test`` op that no longer matches refuses the
 write in both places alike, and the executor decides again from what is there.
 
-Two fences, on the status as it was read before deciding:
+Two fences, on the status as it was read before deciding (and, with parallel
+workers, each changed slot is tested on its own attempt and done items: see
+:func:`_worker_ops`):
 
 * always the attempt (``checkpoint.attempt``, the fencing token): a concurrent
   replica's new attempt or a rerun refuses a write judged on the old one;
@@ -87,7 +89,37 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> JsonPatch:
                 for sub in old_cp
                 if sub not in value
             )
+        elif key == "workers" and isinstance(old.get(key), list):
+            ops.extend(_worker_ops(old[key], value))
         elif old.get(key) != value:
             ops.append({"op": "add", "path": f"/status/{key}", "value": value})
     ops.extend({"op": "remove", "path": f"/status/{key}"} for key in old if key not in new)
+    return ops
+
+
+def _worker_ops(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> JsonPatch:
+    """Write the parallel workers' slots that changed, each fenced on its own fields.
+
+    Workers write their own slot concurrently (their ``done``, usage and
+    in-flight item, tested against the slot's ``attempt``); the decision writes a
+    slot only when it starts or ends one of its attempts. So each changed slot
+    is written whole after ``test`` ops on its attempt and its ``done``: a worker
+    write in between refuses the patch, and the executor decides again. A change
+    in the number of slots rewrites the list, tested against the list as read.
+    """
+    if len(old) != len(new):
+        return [
+            {"op": "test", "path": "/status/workers", "value": old},
+            {"op": "add", "path": "/status/workers", "value": new},
+        ]
+    ops: JsonPatch = []
+    for i, (was, now) in enumerate(zip(old, new, strict=True)):
+        if was == now:
+            continue
+        ops.extend(
+            {"op": "test", "path": f"/status/workers/{i}/{name}", "value": was[name]}
+            for name in ("attempt", "done")
+            if name in was
+        )
+        ops.append({"op": "replace", "path": f"/status/workers/{i}", "value": now})
     return ops

@@ -6,6 +6,7 @@ CLI (``resumable status``) and the hints; pure functions of the batch and status
 
 from __future__ import annotations
 
+from resumable import claims
 from resumable import constants as names
 from resumable.ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
@@ -29,8 +30,7 @@ def progress_text(done: int, total: int | None) -> str:
 
 def items_saved(status: ResumableBatchStatus) -> int:
     """Items the checkpoint holds as done: its count once finished, else the completed set."""
-    cp = status.checkpoint
-    return cp.items_done if cp.finished else len(IndexSet.parse(cp.completed))
+    return claims.progress_count(status)  # with parallel workers, their slots' too
 
 
 def resume_index(status: ResumableBatchStatus) -> int:
@@ -60,11 +60,11 @@ def derive_phase(status: ResumableBatchStatus) -> str:
         if suspended.reason == cond.REASON_OUTSIDE_WINDOW:
             return names.PHASE_WAITING
         return names.PHASE_SUSPENDED
-    if status.active_pod:
+    if status.active_pod or any(w.pod for w in status.workers):
         progressing = cond.find(c, cond.PROGRESSING)
         if progressing is not None and progressing.reason == cond.REASON_POD_CREATE_RETRYING:
             return names.PHASE_PENDING  # the attempt is recorded, its pod not created yet
         return names.PHASE_RUNNING
-    if status.retry_after:
+    if status.retry_after or any(w.retry_after for w in status.workers):
         return names.PHASE_BACKING_OFF
     return names.PHASE_PENDING

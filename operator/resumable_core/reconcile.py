@@ -39,6 +39,8 @@ from resumable_core.policy import (
     recurring,
     reopen,
     rerun,
+    retryskipped,
+    slots,
     suspend,
     terminal,
     totals,
@@ -73,11 +75,16 @@ def _sync(ctx: SyncContext) -> None:
     """Each rule in turn; a rule that settles what happens now ends the sequence."""
     if accept.is_first_sight(ctx):
         accept.accept(ctx)
+        retryskipped.adopt_at_first_sight(ctx)
     if recurring.recurrence(ctx) is not None:
         if recurring.new_run_due(ctx):
             recurring.start_scheduled_run(ctx)
+            retryskipped.adopt_at_first_sight(ctx)
     elif rerun.run_id_changed(ctx):
         rerun.start_clean_rerun(ctx)
+        retryskipped.adopt_at_first_sight(ctx)
+    if retryskipped.requested(ctx) and terminal.has_succeeded(ctx):
+        retryskipped.retry_skipped(ctx)
     totals.note_item_count_mismatch(ctx)
     reopen.reopen_if_fixed(ctx)
     pods.delete_stale_pods(ctx)
@@ -89,17 +96,25 @@ def _sync(ctx: SyncContext) -> None:
     if terminal.is_terminal(ctx):
         terminal.settle(ctx)
         return
-    if terminal.finished_while_stopped(ctx):
+    if not slots.is_parallel(ctx) and terminal.finished_while_stopped(ctx):
         terminal.succeed(ctx)
         return
     if ctx.spec.suspend:
+        slots.stop_all(ctx)
         suspend.suspend(ctx)
         return
     if window.outside_window(ctx):
+        slots.stop_all(ctx)
         window.wait_for_window(ctx)
         return
     window.note_open(ctx)
     suspend.lift_suspension(ctx)
+    if slots.is_parallel(ctx):
+        # Many workers, each claiming chunks (spec.parallelism > 1); a single
+        # worker still running when parallelism was raised is stopped first.
+        if not slots.single_worker_stopping(ctx):
+            slots.sync_slots(ctx)
+        return
     if ctx.status.active_pod and active.watch_active_attempt(ctx):
         return
     if pods.a_pod_still_live(ctx):

@@ -101,22 +101,23 @@ class PodControl:
         another attempt, another batch of the name, a pod now seen.
         """
         status, uid = batch.status, batch.metadata.uid or ""
+        # The pods the status says should exist: the active attempt's, or each
+        # parallel worker slot's, with the attempt each belongs to.
+        expected = {w.pod: w.attempt for w in status.workers if w.pod}
+        if status.active_pod:
+            expected[status.active_pod] = status.checkpoint.attempt
         with self._lock:
             last = self._unfinished.get(key)
             if last is not None and (
-                last.uid != uid
-                or last.pod != status.active_pod
-                or last.attempt != status.checkpoint.attempt
-                or last.pod in ours
+                last.uid != uid or expected.get(last.pod) != last.attempt or last.pod in ours
             ):
                 del self._unfinished[key]
                 last = None
         if last is not None:
             return PodCreate(last.pod, last.attempt, last.result, last.message)
-        active = status.active_pod
-        if active and active not in ours and active in others:
-            taken = f"pod {active} belongs to another object"
-            return PodCreate(active, status.checkpoint.attempt, "taken", taken)
+        for pod, attempt in expected.items():
+            if pod not in ours and pod in others:
+                return PodCreate(pod, attempt, "taken", f"pod {pod} belongs to another object")
         return None
 
     # ---------------------------------------------------------------- creating

@@ -70,12 +70,15 @@ class LocalPod:
     grace: float
     deleting: bool = False
     kill_at: float | None = None
+    slot: int | None = None
 
     def view(self) -> PodView:
         """The pod as the decision sees it."""
         code = self.process.poll()
         if code is None:
-            return PodView(self.name, self.attempt, "Running", deleting=self.deleting)
+            return PodView(
+                self.name, self.attempt, "Running", deleting=self.deleting, slot=self.slot
+            )
         exit_code = 128 - code if code < 0 else code
         return PodView(
             self.name,
@@ -84,6 +87,7 @@ class LocalPod:
             exit_code=exit_code,
             reason="Completed" if exit_code == 0 else "Error",
             deleting=self.deleting,
+            slot=self.slot,
         )
 
 
@@ -258,10 +262,13 @@ class LocalRunner:
         deadline = time.monotonic() + min(requeue_after if requeue_after is not None else 1.0, 1.0)
         while time.monotonic() < deadline:
             self._enforce_grace()
+            current = {self.batch.status.active_pod} | {
+                w.pod for w in self.batch.status.workers if w.pod
+            }
             if any(
                 p.process.poll() is not None and not p.deleting
                 for p in self.pods.values()
-                if p.name == self.batch.status.active_pod
+                if p.name in current
             ):
                 return
             if self._suspend_requested.is_set() and not self.batch.spec.suspend:
@@ -320,7 +327,7 @@ class LocalRunner:
                 f"spec.template.spec.containers[0].command: cannot run {argv[0]!r}: "
                 f"{exc.strerror or exc}"
             ) from exc
-        self.pods[plan.name] = LocalPod(plan.name, plan.attempt, process, grace)
+        self.pods[plan.name] = LocalPod(plan.name, plan.attempt, process, grace, slot=plan.slot)
         reader = threading.Thread(
             target=self._pump,
             args=(plan.name, process.stdout),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from resumable._run import Item, Run, Summary, Terminated, fingerprint
 from resumable._settings import Settings
@@ -102,13 +103,34 @@ def start(
             ) from exc
 
         checkpoints, outputs, steps = open_kube_store(resolved)
+        if resolved.slot is not None:
+            from resumable._slots import KubeSlots
+
+            return Run(resolved, _slot_store(resolved, KubeSlots(checkpoints)), outputs, steps)
         return Run(resolved, checkpoints, outputs, steps)
     local = LocalStore(resolved.directory)
+    store: CheckpointStore = local
+    if resolved.slot is not None:
+        from resumable._slots import LocalSlots
+
+        store = _slot_store(resolved, LocalSlots(local))
     if resolved.output_dir:
         return Run(
             resolved,
-            local,
+            store,
             DirectoryOutputs(resolved.output_dir / "outputs"),
             DirectoryOutputs(resolved.output_dir / "steps"),
         )
-    return Run(resolved, local, local.outputs, local.steps)
+    return Run(resolved, store, local.outputs, local.steps)
+
+
+def _slot_store(settings: Settings, backend: Any) -> CheckpointStore:
+    """A parallel worker's store: its slot of the batch (see resumable._slots)."""
+    from resumable._slots import SlotStore
+
+    return SlotStore(
+        backend,
+        slot=settings.slot or 0,
+        parallelism=settings.parallelism,
+        chunk_size=settings.chunk_size,
+    )

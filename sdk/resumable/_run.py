@@ -130,7 +130,11 @@ def _now_rfc3339() -> str:
 
 @dataclass
 class Summary:
-    """Counts and usage of a run, for reports."""
+    """Counts and usage of a run, for reports.
+
+    For a parallel worker (spec.parallelism > 1) they are this worker's, and
+    ``finished`` means the pool had no chunk left for it.
+    """
 
     total: int | None
     done: int
@@ -355,6 +359,11 @@ class Run:
 
         status, attempt = checkpoints.claim(settings.attempt)
         self.attempt = attempt
+        # A parallel worker (spec.parallelism > 1): its store hands out the chunks it
+        # works on (resumable._slots); its checkpoint holds only what it completed.
+        self._claim_chunk: Callable[[Checkpoint, int], tuple[int, int] | None] | None = getattr(
+            checkpoints, "claim_chunk", None
+        )
         # Step results are kept under the batch's incarnation (a store's id for this
         # batch: a Kubernetes uid, a local store's random id) and its runId, so a batch
         # created again under the same name, or rerun, never gets another one's results
@@ -372,7 +381,7 @@ class Run:
         self._cost_usd = cp.cost_usd
         self._saved_next = status.checkpoint.next_index
         self._skipped = {s.index for s in status.skipped}
-        self._start = settings.start_index or 0
+        self._start = 0 if self._claim_chunk else settings.start_index or 0
         try:  # fields the schema lets through but this run cannot use
             self._completed = IndexSet() if cp.finished else IndexSet.parse(cp.completed)
             self.context = dict(cp.context.get("user", {})) if cp.context else {}
@@ -390,7 +399,9 @@ class Run:
         # so the in-flight marker (one small write per item) would add nothing.
         self._exact = policy.every_items == 1 and policy.min_interval_seconds == 0
         mark = getattr(outputs, "mark_inflight", None)
-        self._mark: Callable[[int], None] | None = None if self._exact else mark
+        # Parallel workers may share one output directory: no shared marker file.
+        exact = self._exact or self._claim_chunk is not None
+        self._mark: Callable[[int], None] | None = None if exact else mark
         self._careful_until = self._careful_window()
         self._inflight: int | None = None
         self.redone = 0
@@ -469,7 +480,7 @@ class Run:
         completed, skipped, mark = self._completed, self._skipped, self._mark
         unwinding = False
         try:
-            for index in range(self._start, total):
+            for index in self._indices(total):
                 if index in completed or index in skipped:
                     continue
                 item: Item[T] = Item(self, index, listed[index])
@@ -504,6 +515,50 @@ class Run:
                         f"resumable: progress not saved as the loop ended: {why}", file=sys.stderr
                     )
 
+    def _indices(self, total: int) -> Iterator[int]:
+        """The item indices this worker works on: from the saved position, or the
+        chunks it claims one after another when it is one of parallel workers."""
+        claim_chunk = self._claim_chunk
+        if claim_chunk is None:
+            yield from range(self._start, total)
+            return
+        while not self._fenced:
+            with self._guard():
+                # Outputs durable before the write that folds their items in.
+                self._outputs.sync()
+                self._steps.sync()
+                chunk = self._claim(claim_chunk, total)
+                self._coalescer.written(self._clock())
+            if chunk is None:
+                self._drained = True
+                return
+            first, last = chunk
+            yield from range(first, last + 1)
+
+    def _claim(
+        self, claim_chunk: Callable[[Checkpoint, int], tuple[int, int] | None], total: int
+    ) -> tuple[int, int] | None:
+        """Claim the next chunk; while the store is away, wait for it (no work without a
+        chunk), backing off, until it answers or a signal ends the wait."""
+        delay = 0.5
+        waited_since: float | None = None
+        while True:
+            try:
+                return claim_chunk(self._build_checkpoint(), total)
+            except FencedError:
+                self._fenced = True
+                raise
+            except StoreUnavailableError as exc:
+                if waited_since is None:
+                    waited_since = self._clock()
+                    print(
+                        f"resumable: {self._store.describe()}: cannot claim the next chunk "
+                        f"({exc}); waiting for the store",
+                        file=sys.stderr,
+                    )
+                self._pause(delay * (0.5 + self._jitter()))
+                delay = min(delay * 2, 10.0)
+
     def step(self, name: str, fn: Callable[[], R]) -> R:
         """A run-level named step (research, then parse, then write): runs at most once.
 
@@ -527,7 +582,9 @@ class Run:
             cost_usd=round(self._cost_usd, 6),
             attempt=self.attempt,
             resumed_from=self.resumed_from,
-            finished=cp.finished,
+            # A parallel worker's share ends when the pool is empty; the batch's end is
+            # the operator's to see once every worker ended.
+            finished=cp.finished or self._drained,
         )
 
     def close(self) -> None:
@@ -574,7 +631,7 @@ class Run:
         # and nothing completed at its first list; a second list in the same process
         # is checked against the first like any other.
         stored = self._fingerprint
-        changed = stored and stored != current and len(self._completed)
+        changed = stored and stored != current and (len(self._completed) or self._claim_chunk)
         if changed and not self.settings.allow_changed_items:
             error = FingerprintMismatchError(
                 f"{self._store.describe()}: the item list changed since the checkpoint was "
@@ -691,6 +748,10 @@ class Run:
             )
 
     def _finish(self) -> None:
+        if self._claim_chunk is not None:
+            # The pool was empty at the last claim, which folded this worker's items
+            # in; the batch's end is the operator's to see, once every worker ended.
+            return
         total = self._total or 0
         done = self._completed.copy()
         for index in self._skipped:
@@ -745,7 +806,17 @@ class Run:
             "redone": self._redone_total,
             "user": self.context,
         }
-        if self.context:
+        if self.context and self._claim_chunk is not None:
+            if not self._context_warned:
+                self._context_warned = True
+                print(
+                    "resumable: run.context is not saved when the batch runs parallel "
+                    "workers (spec.parallelism > 1): each worker keeps its own while it runs; "
+                    "keep state a restart needs in item outputs or steps",
+                    file=sys.stderr,
+                )
+            context["user"] = {}
+        elif self.context:
             # User state: check it fits and snapshot it as JSON, so later changes to
             # run.context don't alter a checkpoint already handed to the store. Each
             # value was checked as it was set; one changed in place since is
@@ -789,6 +860,12 @@ class Run:
             updated_at=_now_rfc3339(),
         )
         return cp
+
+    #: A parallel worker found the pool empty: its part of the batch is done.
+    _drained = False
+
+    #: The parallel worker said once that run.context is not saved.
+    _context_warned = False
 
     #: The iteration (commits and recorded errors) at which a write last failed with
     #: an error raised to the caller; None once one succeeds. The exit hooks don't

@@ -36,6 +36,13 @@ def _int(env: Mapping[str, str], var: str) -> int | None:
     return value
 
 
+def _positive(env: Mapping[str, str], var: str) -> int | None:
+    value = _int(env, var)
+    if value == 0:
+        raise ConfigError(f"{var}=0 must be at least 1")
+    return value
+
+
 def _flag(env: Mapping[str, str], var: str) -> bool:
     raw = env.get(var, "").strip()
     value = raw.lower()
@@ -64,6 +71,10 @@ class Settings:
     allow_changed_items: bool = False
     careful: bool = False
     handle_signals: bool = True
+    #: A parallel worker's slot (spec.parallelism > 1); None for the one worker.
+    slot: int | None = None
+    parallelism: int = 1
+    chunk_size: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -101,4 +112,7 @@ class Settings:
             policy=policy,
             allow_changed_items=_flag(env, names.ENV_ALLOW_CHANGED_ITEMS),
             careful=_flag(env, names.ENV_CAREFUL),
+            slot=_int(env, names.ENV_WORKER_SLOT),
+            parallelism=_positive(env, names.ENV_PARALLELISM) or 1,
+            chunk_size=_positive(env, names.ENV_CHUNK_SIZE),
         )

@@ -18,6 +18,8 @@ from typing import Final
 LABEL_BATCH: Final = "resumable.dev/batch"
 #: On a worker pod: its attempt number.
 LABEL_ATTEMPT: Final = "resumable.dev/attempt"
+#: On a parallel worker's pod (spec.parallelism > 1): its slot number.
+LABEL_SLOT: Final = "resumable.dev/slot"
 #: On a worker pod, when the batch has a spec.runId: the run it works for.
 LABEL_RUN_ID: Final = "resumable.dev/run-id"
 #: The recommended label naming the tool that manages an object.
@@ -78,6 +80,9 @@ MESSAGE_NOT_SUSPENDED: Final = "The batch is not suspended."
 MESSAGE_UNSUSPENDED: Final = "Resumed by spec.suspend=false."
 REASON_RERUN: Final = "RerunRequested"
 MESSAGE_RERUN: Final = "Rerun requested."
+#: spec.retrySkipped changed on a batch that succeeded: its skipped items go again.
+REASON_RETRY_SKIPPED: Final = "RetrySkippedRequested"
+MESSAGE_RETRY_SKIPPED: Final = "Retrying the skipped items."
 #: Suspended (True) and Progressing (False) outside spec.window: the worker is stopped.
 REASON_OUTSIDE_WINDOW: Final = "OutsideWindow"
 #: Suspended (False) once the window is open again.
@@ -113,6 +118,8 @@ EVENT_DISRUPTED: Final = "Disrupted"
 EVENT_ITEM_SKIPPED: Final = "ItemSkipped"
 EVENT_ATTEMPT_FAILED: Final = "AttemptFailed"
 EVENT_SUSPENDED: Final = "Suspended"
+#: spec.parallelism was raised while one worker ran: it is stopped, the workers share the rest.
+EVENT_PARALLELISM_CHANGED: Final = "ParallelismChanged"
 #: The window closed on a running worker: it is told to stop.
 EVENT_WINDOW_CLOSED: Final = "WindowClosed"
 #: Outside the window with no worker running: the batch waits until it opens.
@@ -157,5 +164,11 @@ ENV_DIR: Final = "RESUMABLE_DIR"
 ENV_OUTPUT_DIR: Final = "RESUMABLE_OUTPUT_DIR"
 #: The worker id saved with each checkpoint (default: hostname-pid).
 ENV_WORKER_ID: Final = "RESUMABLE_WORKER_ID"
+#: A parallel worker's slot (spec.parallelism > 1): it claims chunks for that slot.
+ENV_WORKER_SLOT: Final = "RESUMABLE_WORKER_SLOT"
+#: spec.parallelism, for a parallel worker's default chunk size.
+ENV_PARALLELISM: Final = "RESUMABLE_PARALLELISM"
+#: spec.chunkSize, when set: items a parallel worker claims at a time.
+ENV_CHUNK_SIZE: Final = "RESUMABLE_CHUNK_SIZE"
 #: "1" lets a run resume against a changed item list.
 ENV_ALLOW_CHANGED_ITEMS: Final = "RESUMABLE_ALLOW_CHANGED_ITEMS"

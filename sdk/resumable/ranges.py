@@ -99,6 +99,30 @@ class IndexSet:
             str(s) if s == e else f"{s}-{e}" for s, e in zip(self._starts, self._ends, strict=True)
         )
 
+    def spans(self) -> Iterator[tuple[int, int]]:
+        """The ranges, as (first, last) pairs, in order."""
+        return zip(self._starts, self._ends, strict=True)
+
+    def update(self, other: IndexSet) -> None:
+        """Add every index of ``other``."""
+        for lo, hi in other.spans():
+            self.add_range(lo, hi)
+
+    def difference(self, other: IndexSet) -> IndexSet:
+        """The indices of this set that are not in ``other``."""
+        result = IndexSet()
+        for lo, hi in self.spans():
+            index = lo
+            while index <= hi:
+                if index in other:
+                    index = other.first_missing(index)
+                    continue
+                j = bisect.bisect_right(other._starts, index)  # other's next range
+                end = min(hi, other._starts[j] - 1) if j < len(other._starts) else hi
+                result.add_range(index, end)
+                index = end + 1
+        return result
+
     def copy(self) -> IndexSet:
         """An independent copy."""
         other = IndexSet()

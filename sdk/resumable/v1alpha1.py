@@ -35,6 +35,10 @@ MAX_COMPLETED_CHARS = 8192
 MAX_SKIPPED_RECORDED = 100
 #: Upper bound on an error message kept in status.
 MAX_ERROR_CHARS = 512
+#: Upper bound on spec.parallelism: every worker has an entry in status.workers, and
+#: every worker patches the one batch object, so both the status and the write rate
+#: on that object grow with it (docs/design.md, "Parallel workers").
+MAX_PARALLELISM = 64
 #: Upper bound on the run summaries a recurring batch keeps (spec.window.recurrence).
 MAX_HISTORY = 10
 #: The longest window: a week.
@@ -366,6 +370,27 @@ class ResumableBatchSpec(_Model):
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0, description="Delete the batch this long after it finished."
     )
+    parallelism: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_PARALLELISM,
+        description="Worker pods that run at once, each claiming chunks of items from a "
+        f"shared pool (at most {MAX_PARALLELISM}). 1 runs one worker from the saved position, "
+        "as RESUMABLE_START_INDEX says.",
+    )
+    chunk_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Items a worker claims at a time when parallelism > 1. Unset: about a "
+        "tenth of each worker's share, at most 100, so fast workers take more chunks.",
+    )
+    retry_skipped: str = Field(
+        default="",
+        max_length=63,
+        description="Changing it gives the skipped (poison) items another chance, without "
+        "redoing any completed item (`resumable retry-skipped NAME` sets it).",
+    )
     run_id: str = Field(
         default="",
         max_length=63,
@@ -490,6 +515,50 @@ class Stall(_Model):
     attempts: int = Field(ge=0, description="How many attempts died there.")
 
 
+class WorkerSlot(_Model):
+    """One parallel worker's slot: its attempt, the chunk it holds, its work not folded yet."""
+
+    # The worker of the slot's current attempt writes done, tokens, costUsd and
+    # inflight (tested against attempt, its fencing token) and folds done into
+    # checkpoint.completed when it claims its next chunk; the operator writes the rest.
+
+    slot: int = Field(ge=0, lt=MAX_PARALLELISM, description="The worker's slot number.")
+    attempt: int = Field(
+        default=0, ge=0, description="Fencing token: writes from older attempts are refused."
+    )
+    pod: str = Field(default="", description="The pod of the slot's current attempt.")
+    claim: str = Field(
+        default="", max_length=64, description='The chunk the worker holds, e.g. "100-124".'
+    )
+    done: str = Field(
+        default="",
+        max_length=MAX_COMPLETED_CHARS,
+        description="Items of its chunks it completed and has not folded into "
+        "checkpoint.completed yet.",
+    )
+    tokens: int = Field(default=0, ge=0, description="Tokens of those items.")
+    cost_usd: float = Field(default=0.0, ge=0, description="Cost of those items (USD).")
+    inflight: int | None = Field(
+        default=None, ge=0, description="In careful mode, the item being worked on."
+    )
+    restarts: int = Field(default=0, ge=0, description="Restarts of this slot after failures.")
+    disruptions: int = Field(default=0, ge=0, description="Restarts after disruptions.")
+    retry_after: str = Field(default="", description="Earliest time for its next attempt.")
+    failed_at: str = Field(default="", description="When its last attempt failed.")
+    last_failure: str = Field(default="", description="How its last attempt ended.")
+    idle: bool = Field(
+        default=False, description="True once the pool had no chunk left for it: it ended."
+    )
+
+    @field_validator("claim", "done")
+    @classmethod
+    def _ranges(cls, value: str) -> str:
+        from resumable.ranges import IndexSet
+
+        IndexSet.parse(value)
+        return value
+
+
 class WindowStatus(_Model):
     """Where the batch stands against spec.window (both times RFC 3339, UTC)."""
 
@@ -550,6 +619,14 @@ class ResumableBatchStatus(_Model):
     )
     last_failure: str = Field(
         default="", description='How the last attempt ended, e.g. "exit 137".'
+    )
+    workers: list[WorkerSlot] = Field(
+        default_factory=list,
+        max_length=MAX_PARALLELISM,
+        description="Each parallel worker's slot (parallelism > 1), by slot number.",
+    )
+    retried_skipped: str = Field(
+        default="", description="The spec.retrySkipped value last acted on."
     )
     start_time: str = Field(default="", description="When the batch first started.")
     completion_time: str = Field(default="", description="When the batch finished.")

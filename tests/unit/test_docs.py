@@ -230,7 +230,7 @@ def test_the_readme_sdk_example_runs_on_a_local_store(tmp_path: Path) -> None:
 
 def test_the_readme_worker_and_manifest_run_with_its_local_command(tmp_path: Path) -> None:
     (tmp_path / "worker.py").write_text(the_worker())
-    manifest, _window = blocks(README, "yaml")
+    (manifest,) = blocks(README, "yaml")
     (tmp_path / "batch.yaml").write_text(manifest)
     local_run = README.read_text().split("### Run it locally", 1)[1]
     block = FENCE.search(local_run)
@@ -253,8 +253,9 @@ def test_the_readme_worker_and_manifest_run_with_its_local_command(tmp_path: Pat
 
 
 def test_the_readmes_window_added_to_its_manifest_is_the_nightly_examples_window() -> None:
-    manifest, window = (yaml.safe_load(block) for block in blocks(README, "yaml"))
-    manifest["spec"].update(window["spec"])
+    (manifest,) = (yaml.safe_load(block) for block in blocks(README, "yaml"))
+    (window,) = [span for span in CODE_SPAN.findall(prose(README)) if span.startswith("window:")]
+    manifest["spec"].update(yaml.safe_load(window))
     batch = v1alpha1.ResumableBatch.model_validate(manifest)
     (example,) = [
         doc

@@ -26,13 +26,7 @@ def watch_active_attempt(ctx: SyncContext) -> bool:
     active = ctx.pod(status.active_pod)
     if active is not None and active.stuck_deleting(ctx.now):
         ctx.delete_pod(active.name, graceful=False)
-        active = PodView(
-            name=active.name,
-            attempt=active.attempt,
-            phase="Failed",
-            disruption=active.disruption or names.DISRUPTION_NODE_LOST,
-            deleting=True,
-        )
+        active = active.lost()
     if active is not None and not active.ended:
         if active.deleting:
             ctx.decision.requeue_after = 1.0  # wait for it to end before a new attempt

@@ -213,12 +213,17 @@ def died_at(ctx: SyncContext, position: int) -> bool:
 
 def _count_death_at(ctx: SyncContext, position: int) -> Stall:
     """The stall at ``position`` after this death: one more attempt if it died there."""
-    precise = 1 if died_at(ctx, position) else 0
+    return count_death(ctx, position, precise=died_at(ctx, position))
+
+
+def count_death(ctx: SyncContext, position: int, *, precise: bool) -> Stall:
+    """Record a death at ``position`` in ``status.stall``: one more attempt when the death
+    was placed there exactly (``precise``), a new stall when it was elsewhere."""
     stall = ctx.status.stall
     if stall is not None and stall.index == position:
-        stall = Stall(index=position, attempts=stall.attempts + precise)
+        stall = Stall(index=position, attempts=stall.attempts + int(precise))
     else:
-        stall = Stall(index=position, attempts=precise)
+        stall = Stall(index=position, attempts=int(precise))
     ctx.status.stall = stall
     return stall
 
@@ -235,7 +240,15 @@ def is_poison(ctx: SyncContext, stall: Stall) -> bool:
 
 def _poison_item_fails_batch(ctx: SyncContext, end: AttemptEnd, stall: Stall) -> bool:
     """Skip the poison item, or fail the batch (onPoisonItem Fail, or too many skipped)."""
-    error = item_error(ctx.status, stall.index, f"worker died: {end.what}")
+    return poison_fails_batch(
+        ctx, stall, item_error(ctx.status, stall.index, f"worker died: {end.what}")
+    )
+
+
+def poison_fails_batch(ctx: SyncContext, stall: Stall, error: str) -> bool:
+    """The stalled item is a poison item (it killed ``stall.attempts`` attempts, the last
+    with ``error``): skip it, or fail the batch (onPoisonItem Fail, or too many skipped).
+    True when the batch failed."""
     killed = f"Item {stall.index + 1} killed {stall.attempts} attempt(s) in a row (last: {error})"
     if ctx.spec.retry.on_poison_item == "Fail":
         terminal.fail(ctx, cond.REASON_POISON, f"{killed}; retry.onPoisonItem is Fail.")

@@ -14,10 +14,11 @@ KEEP_ENDED_PODS = 3
 
 
 def delete_stale_pods(ctx: SyncContext) -> None:
-    """Pods not of the active attempt must not run: delete them; one a lost node keeps
-    from ending is force-deleted."""
+    """Pods not of the active attempt (or of a worker slot's) must not run: delete them;
+    one a lost node keeps from ending is force-deleted."""
+    current = {ctx.status.active_pod} | {w.pod for w in ctx.status.workers if w.pod}
     for pod in ctx.live_pods:
-        if pod.name == ctx.status.active_pod:
+        if pod.name in current:
             continue
         if pod.stuck_deleting(ctx.now):
             ctx.delete_pod(pod.name, graceful=False)

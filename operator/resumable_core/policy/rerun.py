@@ -10,6 +10,7 @@ from resumable import constants as names
 from resumable.v1alpha1 import Checkpoint
 from resumable_core import conditions as cond
 from resumable_core.context import SyncContext
+from resumable_core.policy import slots
 from resumable_core.progress import progress_text
 
 
@@ -39,6 +40,7 @@ def start_clean_rerun(
     # A new fencing token: the old run's worker may still flush on its way out,
     # and its write must be refused, not land in the new run's empty checkpoint.
     status.checkpoint = Checkpoint(attempt=ctx.old.checkpoint.attempt + 1)
+    slots.reset_for_rerun(ctx)
     ctx.decision.bump_attempt = True
     status.restarts = 0
     status.disruptions = 0

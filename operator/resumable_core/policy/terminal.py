@@ -25,6 +25,11 @@ def is_terminal(ctx: SyncContext) -> bool:
     return cond.is_true(c, cond.SUCCEEDED) or cond.is_true(c, cond.FAILED)
 
 
+def has_succeeded(ctx: SyncContext) -> bool:
+    """True when the batch succeeded."""
+    return cond.is_true(ctx.status.conditions, cond.SUCCEEDED)
+
+
 def finished_while_stopped(ctx: SyncContext) -> bool:
     """True when the checkpoint says every item is done but no attempt is active: a
     worker told to stop (spec.suspend, the window's end) finished on its way out.

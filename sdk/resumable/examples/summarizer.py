@@ -129,7 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     docs = make_documents(args.items)
     run = resumable.start()
     say = (lambda *_, **__: None) if args.quiet else print
-    if run.resumed_from >= len(docs) > 0:
+    if run.settings.slot is not None:
+        say(
+            f"worker {run.settings.slot}, attempt {run.attempt}: claiming chunks of the "
+            f"{len(docs)} items with {run.settings.parallelism} workers",
+            flush=True,
+        )
+    elif run.resumed_from >= len(docs) > 0:
         say(f"attempt {run.attempt}: all {len(docs)} items already saved; finishing", flush=True)
     elif run.resumed_from:
         say(

@@ -368,3 +368,17 @@ def test_a_worker_that_finishes_as_it_is_suspended_ends_the_batch_too() -> None:
     done = PodView("b-1", 1, "Succeeded", exit_code=0, reason="Completed", deleting=True)
     d = settle(batch, decide(batch, [done], OPENS + timedelta(minutes=2)))
     assert d.status.phase == "Succeeded"
+
+
+def test_the_window_closing_stops_every_parallel_worker_as_a_suspend_does() -> None:
+    batch = make_batch(window=NIGHTLY, parallelism=2)
+    made = []
+    for second in range(2):
+        d = settle(batch, decide(batch, [PodView(n, 1, "Running") for n in made], OPENS))
+        assert d.create_pod is not None, second
+        made.append(d.create_pod.name)
+    d = settle(batch, decide(batch, [PodView(n, 1, "Running") for n in made], CLOSES))
+    assert sorted(d.delete_pods) == sorted((n, True) for n in made)
+    assert d.status.phase == "Waiting"
+    assert d.outcome is None
+    assert (d.status.restarts, d.status.disruptions) == (0, 0)

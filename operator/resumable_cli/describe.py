@@ -2,15 +2,21 @@
 
 Item positions are shown 1-based, as every message names them; events are this
 batch's only (by uid: a deleted batch's events outlive it under the same name).
+A batch with spec.window also shows its window and the time left in it (or until
+it opens), worked out by the operator's own window arithmetic
+(:mod:`resumable_core.windows`), and a recurring batch its last runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 
 from resumable.v1alpha1 import ResumableBatch
 from resumable_cli import kube, output
+from resumable_core.times import format_time
+from resumable_core.windows import window_state
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -22,7 +28,10 @@ def cmd_describe(args: argparse.Namespace) -> int:
     st, cp = batch.status, batch.status.checkpoint
     print(f"Name:        {args.name}\nNamespace:   {ns}\nPhase:       {st.phase}")
     print(f"Progress:    {st.progress}\nRestarts:    {st.restarts} (+{st.disruptions} disruptions)")
-    print(f"Run ID:      {batch.spec.run_id or '(none)'}\nActive pod:  {st.active_pod or '(none)'}")
+    print(f"Run ID:      {st.run_id or batch.spec.run_id or '(none)'}")
+    print(f"Active pod:  {st.active_pod or '(none)'}")
+    for line in window_lines(batch, datetime.now(UTC)):
+        print(line)
     print("Checkpoint:")
     if cp.finished:
         print(f"  Next item:   (finished)\n  Completed:   all ({cp.items_done} items)")
@@ -85,3 +94,40 @@ def cmd_describe(args: argparse.Namespace) -> int:
         ]
     )
     return 0
+
+
+def window_lines(batch: ResumableBatch, now: datetime) -> list[str]:
+    """The window, where ``now`` stands in it, and a recurring batch's last runs."""
+    window = batch.spec.window
+    if window is None:
+        return []
+    margin = f", the worker stops {window.stop_before} before its end" if window.stop_before else ""
+    lines = [f"Window:      {window.schedule} for {window.duration} ({window.time_zone}){margin}"]
+    state = window_state(window, now)
+    if state.open:
+        if state.closes_at is None:
+            lines.append("  Now:       open (the windows overlap without end)")
+        else:
+            left = output.duration((state.closes_at - now).total_seconds())
+            lines.append(
+                f"  Now:       open; the worker stops at {format_time(state.closes_at)} "
+                f"({left} left)"
+            )
+    elif state.opens_at is not None:
+        wait = output.duration((state.opens_at - now).total_seconds())
+        lines.append(f"  Now:       closed; it opens at {format_time(state.opens_at)} (in {wait})")
+    else:
+        lines.append("  Now:       closed; no window is to come")
+    if window.recurrence is not None:
+        lines.append(
+            f"  Runs:      a new run at each opening; concurrencyPolicy "
+            f"{window.recurrence.concurrency_policy}"
+        )
+        history = batch.status.history
+        lines.append("History:" + ("" if history else " (none)"))
+        rows = [
+            [h.run_id, h.result, h.progress, f"{h.restarts} restart(s)", h.ended_at]
+            for h in history
+        ]
+        lines.extend(output.table_lines(rows))
+    return lines

@@ -16,7 +16,7 @@ from resumable.v1alpha1 import ResumableBatchStatus
 from resumable_core.progress import items_saved, progress_text
 from resumable_runner.runner import write_line
 
-__all__ = ["ProgressBar", "duration", "one_based", "print_table", "write_line"]
+__all__ = ["ProgressBar", "duration", "one_based", "print_table", "table_lines", "write_line"]
 
 
 class ProgressBar:
@@ -91,12 +91,20 @@ def duration(seconds: float) -> str:
 
 def print_table(rows: list[list[str]], indent: str = "  ") -> None:
     """Rows in aligned columns two spaces apart; the last column (a message) is not padded."""
+    for line in table_lines(rows, indent):
+        print(line)
+
+
+def table_lines(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    """:func:`print_table`'s lines."""
     if not rows:
-        return
+        return []
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
     for r in rows:
         cells = [c.ljust(w) for c, w in zip(r, widths, strict=False)] + [r[-1]]
-        print((indent + "  ".join(cells)).rstrip())
+        lines.append((indent + "  ".join(cells)).rstrip())
+    return lines
 
 
 def one_based(completed: str) -> str:

@@ -15,6 +15,7 @@ import contextlib
 import shlex
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,6 +27,8 @@ from resumable_cli.errors import CliError
 from resumable_core import hints
 from resumable_core.decision import EventPlan
 from resumable_core.progress import progress_text
+from resumable_core.times import format_time
+from resumable_core.windows import next_opening
 from resumable_runner.runner import (
     LocalRunError,
     LocalRunner,
@@ -142,8 +145,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     hint = hints.resume_hint(batch.spec, result.status)
     if result.attempts == 0 and hint is not None:  # it had ended already: nothing ran
-        output.write_line(out, ended_hint(batch.metadata.name, hint, directory))
+        recurring = next_run_hint(batch, result, datetime.now(UTC))
+        output.write_line(out, recurring or ended_hint(batch.metadata.name, hint, directory))
     return 0 if result.phase == names.PHASE_SUCCEEDED else 1
+
+
+def next_run_hint(batch: ResumableBatch, result: RunResult, now: datetime) -> str:
+    """For a recurring batch whose run had ended: when the next run starts ("" otherwise)."""
+    window = batch.spec.window
+    if window is None or window.recurrence is None:
+        return ""
+    upcoming = next_opening(window, now)
+    when = f"when its window opens at {format_time(upcoming.start)}" if upcoming else "never"
+    return (
+        f"nothing to do: run {result.status.run_id} of {batch.metadata.name} already "
+        f"{result.phase.lower()}; the next run starts {when}: run this again then"
+    )
 
 
 def run_again_command(file: str, state_dir: str | None) -> str:

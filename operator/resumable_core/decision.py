@@ -107,6 +107,8 @@ class PodPlan:
     slot: int | None = None
     parallelism: int = 1
     chunk_size: int | None = None
+    #: The run it works for (status.runId: a recurring batch's runs are not spec.runId).
+    run_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def injected_env(batch: ResumableBatch, plan: PodPlan) -> list[dict[str, str]]:
         names.ENV_BATCH_NAME: batch.metadata.name,
         names.ENV_NAMESPACE: batch.metadata.namespace or "default",
         names.ENV_ATTEMPT: str(plan.attempt),
-        names.ENV_RUN_ID: batch.spec.run_id,
+        names.ENV_RUN_ID: plan.run_id or batch.spec.run_id,
         names.ENV_STORE: "kube",
         names.ENV_CHECKPOINT: json.dumps(
             batch.spec.checkpoint.model_dump(by_alias=True, exclude_none=True)
@@ -87,8 +87,8 @@ def build_pod(batch: ResumableBatch, plan: PodPlan) -> dict[str, Any]:
             LABEL_MANAGED_BY: MANAGED_BY,
         }
     )
-    if batch.spec.run_id:
-        labels[LABEL_RUN_ID] = batch.spec.run_id
+    if plan.run_id or batch.spec.run_id:
+        labels[LABEL_RUN_ID] = plan.run_id or batch.spec.run_id
     if plan.slot is not None:
         labels[LABEL_SLOT] = str(plan.slot)
     extra = injected_env(batch, plan)

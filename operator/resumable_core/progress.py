@@ -55,7 +55,10 @@ def derive_phase(status: ResumableBatchStatus) -> str:
         return names.PHASE_SUCCEEDED
     if cond.is_true(c, cond.FAILED):
         return names.PHASE_FAILED
-    if cond.is_true(c, cond.SUSPENDED):
+    suspended = cond.find(c, cond.SUSPENDED)
+    if suspended is not None and suspended.status == "True":
+        if suspended.reason == cond.REASON_OUTSIDE_WINDOW:
+            return names.PHASE_WAITING
         return names.PHASE_SUSPENDED
     if status.active_pod or any(w.pod for w in status.workers):
         progressing = cond.find(c, cond.PROGRESSING)

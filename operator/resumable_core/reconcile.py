@@ -4,16 +4,17 @@ Pure and level-based: :func:`decide` reads only its arguments and returns a
 :class:`Decision` (the new status, a pod to create, pods to delete, events,
 when to look again). It is called by the operator (``controller.py``, around real
 pods) and by the local runner (``resumable run``, around subprocesses), so both
-restart, back off, skip poison items, suspend and end the same way. Calling it
-twice on the same observation gives the same answer, and the executor writes
-nothing when the status did not change, so duplicate or missed events do not
-matter.
+restart, back off, skip poison items, suspend, keep to a time window and end the
+same way. Calling it twice on the same observation gives the same answer, and the
+executor writes nothing when the status did not change, so duplicate or missed
+events do not matter.
 
 :func:`decide` is a readable sequence, like the Kubernetes job controller's
 ``syncJob``: each rule lives in its own module under :mod:`resumable_core.policy`
 and works on one :class:`~resumable_core.context.SyncContext`. Each name has
 one home: the value types in :mod:`resumable_core.decision`, counts and positions
-in :mod:`resumable_core.progress`, times in :mod:`resumable_core.times`.
+in :mod:`resumable_core.progress`, times in :mod:`resumable_core.times`, window
+arithmetic in :mod:`resumable_core.windows`.
 
 Words, each with one meaning: a pod (or the worker in it) *ends*; a batch that
 succeeded or failed is *terminal*; a checkpoint is *finished* once every item is
@@ -35,6 +36,7 @@ from resumable_core.policy import (
     attempts,
     backoff,
     pods,
+    recurring,
     reopen,
     rerun,
     retryskipped,
@@ -42,6 +44,7 @@ from resumable_core.policy import (
     suspend,
     terminal,
     totals,
+    window,
 )
 
 #: The value types the executors pass in and get back, beside decide() (they are
@@ -64,6 +67,7 @@ def decide(
     ctx = SyncContext.begin(batch, pods_seen, now, create=create)
     _sync(ctx)
     reopen.record_failed_spec(ctx)
+    window.record(ctx)
     return ctx.conclude()
 
 
@@ -72,7 +76,11 @@ def _sync(ctx: SyncContext) -> None:
     if accept.is_first_sight(ctx):
         accept.accept(ctx)
         retryskipped.adopt_at_first_sight(ctx)
-    if rerun.run_id_changed(ctx):
+    if recurring.recurrence(ctx) is not None:
+        if recurring.new_run_due(ctx):
+            recurring.start_scheduled_run(ctx)
+            retryskipped.adopt_at_first_sight(ctx)
+    elif rerun.run_id_changed(ctx):
         rerun.start_clean_rerun(ctx)
         retryskipped.adopt_at_first_sight(ctx)
     if retryskipped.requested(ctx) and terminal.has_succeeded(ctx):
@@ -88,10 +96,18 @@ def _sync(ctx: SyncContext) -> None:
     if terminal.is_terminal(ctx):
         terminal.settle(ctx)
         return
+    if not slots.is_parallel(ctx) and terminal.finished_while_stopped(ctx):
+        terminal.succeed(ctx)
+        return
     if ctx.spec.suspend:
         slots.stop_all(ctx)
         suspend.suspend(ctx)
         return
+    if window.outside_window(ctx):
+        slots.stop_all(ctx)
+        window.wait_for_window(ctx)
+        return
+    window.note_open(ctx)
     suspend.lift_suspension(ctx)
     if slots.is_parallel(ctx):
         # Many workers, each claiming chunks (spec.parallelism > 1); a single

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,8 +67,17 @@ class _Observed:
 class Controller:
     """Composes the queue, pod control, the status writer, events and metrics."""
 
-    def __init__(self, api: KubeApi, *, workers: int = 4, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        *,
+        workers: int = 4,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.api = api
+        #: ``now`` for the decisions and event stamps (a test may set the time of day).
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.metrics = metrics if metrics is not None else Metrics()
         self.queue = WorkQueue(self.reconcile, workers=workers)
         self.pods = PodControl(api)
@@ -152,7 +162,7 @@ class Controller:
         seen = self._observe(namespace, name)
         if seen is None:
             return None
-        now = datetime.now(UTC)
+        now = self.clock()
         decision = decide(seen.batch, seen.pods, now, create=seen.create)
         if self._stopped:
             return None  # stopped meanwhile (leadership lost, shutting down): write nothing
@@ -199,7 +209,7 @@ class Controller:
         for pod, graceful in decision.delete_pods:
             self.pods.delete(ns, pod, graceful=graceful)
         created = self._create(seen, decision)
-        stamp = format_time(datetime.now(UTC))
+        stamp = format_time(self.clock())
         self.events.record(
             batch,
             [e for e in decision.events if not e.once_pod_exists or _exists(created)],
@@ -244,7 +254,7 @@ class Controller:
             return CONFLICT_RETRY_SECONDS, first.status
         if created.result == "refused":
             log.error("%s/%s: cannot create pod %s: %s", ns, name, created.pod, created.message)
-        now = datetime.now(UTC)
+        now = self.clock()
         status = (
             ResumableBatchStatus.model_validate(stored)
             if stored is not None

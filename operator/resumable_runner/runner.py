@@ -3,7 +3,8 @@
 The operator's own :func:`reconcile.decide` drives worker *subprocesses* instead
 of pods: the first container's command and args run with its env plus the same
 ``RESUMABLE_*`` variables the operator injects (pointing the SDK at a local
-store), so restarts, backoff, poison items, fencing, suspend and
+store), so restarts, backoff, poison items, fencing, suspend, time windows
+(spec.window: it waits outside them, and its events say until when) and
 clear-on-completion behave exactly as in a cluster. The status lives in the
 store directory's ``status.json`` beside the worker's checkpoint, written with
 the same fenced JSON patches the operator sends to the API server. Reading the
@@ -112,8 +113,11 @@ class LocalRunner:
         on_output: Callable[[str, str], None] | None = None,
         on_tick: Callable[[ResumableBatchStatus], None] | None = None,
         extra_env: dict[str, str] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.batch = batch
+        #: ``now`` for the decisions (a test may set the time of day).
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.store = LocalStore(directory)
         self.directory = directory
         self.on_event = on_event or (lambda e: None)
@@ -238,7 +242,7 @@ class LocalRunner:
             views = [p.view() for p in self.pods.values()]
             status = self.store.load() or ResumableBatchStatus()
             self.batch.status = status
-            decision = decide(self.batch, views, datetime.now(UTC))
+            decision = decide(self.batch, views, self.clock())
             try:
                 write_status(self.store, status, decision)
             except PatchTestFailedError:

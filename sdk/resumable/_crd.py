@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from resumable import v1alpha1
+from resumable import cron, v1alpha1
 
 CRD_FILENAME = f"{v1alpha1.PLURAL}.{v1alpha1.GROUP}.yaml"
 
@@ -96,6 +96,7 @@ def build_crd() -> dict[str, Any]:
             "starting and ending with a letter or digit",
         }
     ]
+    _window_rules(spec_schema["properties"]["window"])
     version = {
         "name": v1alpha1.VERSION,
         "served": True,
@@ -119,6 +120,12 @@ def build_crd() -> dict[str, Any]:
                 "type": "string",
                 "description": "Display only; conditions are the API.",
                 "jsonPath": ".status.phase",
+            },
+            {
+                "name": "Opens",
+                "type": "string",
+                "description": "While it waits outside spec.window: when the window opens.",
+                "jsonPath": ".status.window.opensAt",
             },
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
             {
@@ -174,6 +181,63 @@ def build_crd() -> dict[str, Any]:
             "versions": [version],
         },
     }
+
+
+#: spec.window.schedule as the cron parser reads it, values in range included.
+_SCHEDULE_SHAPE = cron.shape()
+#: An IANA time zone name's shape.
+_ZONE_SHAPE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+#: A CEL expression that fails for a time zone the API server does not know (it has
+#: Go's time zone database, as for CronJob's timeZone).
+_ZONE_KNOWN = "timestamp('2000-01-01T00:00:00Z').getHours(self) >= 0"
+
+
+def _window_rules(window: dict[str, Any]) -> None:
+    """CEL rules that say in words what spec.window needs (the models check the rest:
+    a range that runs backwards, a date that never comes, a time zone the operator's
+    database lacks)."""
+    fields = window["properties"]
+    duration = v1alpha1.DURATION_PATTERN.replace("(?=[0-9])", "")
+    fields["schedule"]["x-kubernetes-validations"] = [
+        {
+            "rule": f"self.matches({_SCHEDULE_SHAPE!r})",
+            "message": "spec.window.schedule must be five cron fields (minute 0-59, hour "
+            "0-23, day of month 1-31, month 1-12 or JAN-DEC, day of week 0-6 or SUN-SAT; "
+            "each *, a value, a range a-b, a step /n, or a list) or a macro such as @daily",
+        }
+    ]
+    fields["timeZone"]["x-kubernetes-validations"] = [
+        {
+            "rule": f"self.matches({_ZONE_SHAPE!r})",
+            "message": "spec.window.timeZone must be an IANA time zone name such as Europe/Berlin",
+        },
+        {
+            "rule": f"!self.matches({_ZONE_SHAPE!r}) || {_ZONE_KNOWN}",
+            "message": "spec.window.timeZone is not a time zone the API server knows",
+        },
+    ]
+    for name in ("duration", "stopBefore"):
+        fields[name]["x-kubernetes-validations"] = [
+            {
+                "rule": f"self != '' && self.matches({duration!r})",
+                "message": f"spec.window.{name} must be hours, minutes and seconds such as "
+                "5h, 90m, 1h30m or 45s",
+            }
+        ]
+    well_formed = f"self.duration.matches({duration!r})"
+    window["x-kubernetes-validations"] = [
+        {
+            "rule": f"!({well_formed}) || (duration(self.duration) > duration('0s') && "
+            f"duration(self.duration) <= duration('{v1alpha1.MAX_WINDOW_SECONDS // 3600}h'))",
+            "message": "spec.window.duration must be more than 0s and at most 168h",
+        },
+        {
+            "rule": f"!has(self.stopBefore) || !({well_formed}) || "
+            f"!self.stopBefore.matches({duration!r}) || "
+            "duration(self.stopBefore) < duration(self.duration)",
+            "message": "spec.window.stopBefore must be shorter than spec.window.duration",
+        },
+    ]
 
 
 def render() -> str:

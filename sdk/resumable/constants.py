@@ -47,6 +47,8 @@ PHASE_BACKING_OFF: Final = "BackingOff"
 PHASE_SUSPENDED: Final = "Suspended"
 PHASE_SUCCEEDED: Final = "Succeeded"
 PHASE_FAILED: Final = "Failed"
+#: Outside its spec.window: the worker is stopped until the window opens.
+PHASE_WAITING: Final = "Waiting"
 #: The phases `resumable run` stops at (with no worker left running).
 PHASES_AT_REST: Final = (PHASE_SUCCEEDED, PHASE_FAILED, PHASE_SUSPENDED)
 
@@ -81,6 +83,13 @@ MESSAGE_RERUN: Final = "Rerun requested."
 #: spec.retrySkipped changed on a batch that succeeded: its skipped items go again.
 REASON_RETRY_SKIPPED: Final = "RetrySkippedRequested"
 MESSAGE_RETRY_SKIPPED: Final = "Retrying the skipped items."
+#: Suspended (True) and Progressing (False) outside spec.window: the worker is stopped.
+REASON_OUTSIDE_WINDOW: Final = "OutsideWindow"
+#: Suspended (False) once the window is open again.
+REASON_WINDOW_OPEN: Final = "WindowOpen"
+#: A recurring batch (spec.window.recurrence) started a new run (also its event's reason).
+REASON_SCHEDULED_RUN: Final = "ScheduledRun"
+MESSAGE_SCHEDULED_RUN: Final = "A new scheduled run started."
 #: The worker exited 0 before its checkpoint said every item was done (an event).
 REASON_NOT_FINISHED: Final = "NotFinished"
 REASON_RESTARTS_RAISED: Final = "MaxRestartsRaised"
@@ -111,6 +120,10 @@ EVENT_ATTEMPT_FAILED: Final = "AttemptFailed"
 EVENT_SUSPENDED: Final = "Suspended"
 #: spec.parallelism was raised while one worker ran: it is stopped, the workers share the rest.
 EVENT_PARALLELISM_CHANGED: Final = "ParallelismChanged"
+#: The window closed on a running worker: it is told to stop.
+EVENT_WINDOW_CLOSED: Final = "WindowClosed"
+#: Outside the window with no worker running: the batch waits until it opens.
+EVENT_WAITING: Final = "Waiting"
 
 # ------------------------------------------------ disruptions (not counted)
 # How a worker's end that is not its own doing is named (Outcome reasons, the

@@ -12,7 +12,9 @@ Python.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -37,6 +39,10 @@ MAX_ERROR_CHARS = 512
 #: every worker patches the one batch object, so both the status and the write rate
 #: on that object grow with it (docs/design.md, "Parallel workers").
 MAX_PARALLELISM = 64
+#: Upper bound on the run summaries a recurring batch keeps (spec.window.recurrence).
+MAX_HISTORY = 10
+#: The longest window: a week.
+MAX_WINDOW_SECONDS = 7 * 86_400
 
 
 def _preserve_unknown(schema: dict[str, Any]) -> None:
@@ -221,6 +227,132 @@ class RetryPolicy(_Model):
         return self
 
 
+#: A duration as cert-manager's Certificate writes ``duration`` and ``renewBefore``:
+#: hours, minutes and seconds, each optional, in that order ("5h", "90m", "1h30m", "45s").
+DURATION_PATTERN = r"^(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration written as ``DURATION_PATTERN`` says ("1h30m"); ValueError otherwise."""
+    import re
+
+    match = re.fullmatch(DURATION_PATTERN, text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a duration: hours, minutes and seconds such as 5h, 90m, 1h30m, 45s"
+        )
+    h, m, s = (int(part[:-1]) if part else 0 for part in match.groups())
+    return timedelta(hours=h, minutes=m, seconds=s)
+
+
+class Recurrence(_Model):
+    """A new run each time the window opens (a clean rerun under a new runId)."""
+
+    concurrency_policy: Literal["Continue", "Replace", "Skip"] = Field(
+        default="Continue",
+        description="When the window opens and the last run has not finished: Continue goes "
+        "on with it (the new run starts once it has ended); Replace ends it and starts the "
+        "new run from item 1; Skip ends it and leaves this window unused (the next window "
+        "starts a new run).",
+    )
+    history_limit: int = Field(
+        default=3,
+        ge=0,
+        le=MAX_HISTORY,
+        description="How many ended runs' summaries status.history keeps, newest first.",
+    )
+
+
+class Window(_Model):
+    """When the batch may run: from each time the schedule fires, for a duration."""
+
+    schedule: str = Field(
+        min_length=1,
+        max_length=100,
+        description="When the window opens, in CronJob's syntax: five fields (minute hour "
+        "day-of-month month day-of-week) or a macro such as @daily.",
+    )
+    duration: str = Field(
+        max_length=20,
+        description="How long each window stays open, e.g. 5h, 90m, 1h30m (at most 168h). "
+        "Wall-clock time in timeZone: 01:00 for 5h ends at 06:00 also on a night the clocks "
+        "change.",
+    )
+    time_zone: str = Field(
+        default="UTC",
+        max_length=64,
+        description="The IANA time zone the schedule is read in, e.g. Europe/Berlin.",
+    )
+    stop_before: str | None = Field(
+        default=None,
+        max_length=20,
+        description="Stop the worker this long before the window ends (e.g. 10m), so that "
+        "its last checkpoint write lands inside the window. Less than duration.",
+    )
+    recurrence: Recurrence | None = Field(
+        default=None,
+        description="Start a new run (a new status.runId) each time the window opens.",
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from resumable.cron import CronSchedule
+
+        CronSchedule.parse(value)  # ValueError names the field of the expression
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a known IANA time zone (such as UTC or Europe/Berlin)"
+            ) from None
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _length(cls, value: str) -> str:
+        length = parse_duration(value)
+        if not timedelta(0) < length <= timedelta(seconds=MAX_WINDOW_SECONDS):
+            raise ValueError(f"{value!r}: a window lasts more than 0s and at most 168h")
+        return value
+
+    @field_validator("stop_before")
+    @classmethod
+    def _margin(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _margin_inside(self) -> Window:
+        if self.stop_before is not None and self.margin >= self.length:
+            raise ValueError(
+                f"window.stopBefore ({self.stop_before}) must be shorter than "
+                f"window.duration ({self.duration})"
+            )
+        return self
+
+    @property
+    def length(self) -> timedelta:
+        """``duration`` as a timedelta."""
+        return parse_duration(self.duration)
+
+    @property
+    def margin(self) -> timedelta:
+        """``stopBefore`` as a timedelta (0 when not set)."""
+        return parse_duration(self.stop_before) if self.stop_before else timedelta(0)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """``timeZone`` as a ZoneInfo."""
+        return ZoneInfo(self.time_zone)
+
+
 class ResumableBatchSpec(_Model):
     """What a user asks for: a worker, a list size, and how to checkpoint and retry."""
 
@@ -265,8 +397,26 @@ class ResumableBatchSpec(_Model):
         pattern=RUN_ID_PATTERN,
         description="Changing it starts a clean rerun from item 1. It labels the pods, so "
         "it is a label value: letters, digits, '-', '_' and '.', starting and ending with "
-        "a letter or digit.",
+        "a letter or digit. With window.recurrence, the prefix of each run's id.",
     )
+    window: Window | None = Field(
+        default=None,
+        description="Run only inside this time window: outside it the worker is stopped "
+        "gracefully (phase Waiting) and the batch resumes at its checkpoint when it opens.",
+    )
+
+    @model_validator(mode="after")
+    def _recurring_is_kept(self) -> ResumableBatchSpec:
+        if (
+            self.window is not None
+            and self.window.recurrence is not None
+            and self.ttl_seconds_after_finished is not None
+        ):
+            raise ValueError(
+                "ttlSecondsAfterFinished cannot be set with window.recurrence: a recurring "
+                "batch starts a new run at each window, so it is never done"
+            )
+        return self
 
 
 # ------------------------------------------------------------------------- status
@@ -409,6 +559,34 @@ class WorkerSlot(_Model):
         return value
 
 
+class WindowStatus(_Model):
+    """Where the batch stands against spec.window (both times RFC 3339, UTC)."""
+
+    opens_at: str = Field(
+        default="", description="While the batch waits: when its window opens next."
+    )
+    closes_at: str = Field(
+        default="",
+        description="While the window is open: when the worker is stopped (the window's end, "
+        "less stopBefore).",
+    )
+
+
+class RunSummary(_Model):
+    """One ended run of a recurring batch."""
+
+    run_id: str = Field(description="The run's status.runId.")
+    result: Literal["Succeeded", "Failed", "Replaced", "Skipped"] = Field(
+        description="Succeeded or Failed; Replaced or Skipped when a new window came before "
+        "it ended (spec.window.recurrence.concurrencyPolicy)."
+    )
+    progress: str = Field(default="", description='Items done when it ended, e.g. "47/200".')
+    restarts: int = Field(default=0, ge=0, description="Its restarts after failures.")
+    disruptions: int = Field(default=0, ge=0, description="Its restarts after disruptions.")
+    skipped_items: int = Field(default=0, ge=0, description="Poison items it skipped.")
+    ended_at: str = Field(default="", description="When it ended or was ended (RFC 3339).")
+
+
 class ResumableBatchStatus(_Model):
     """What the operator and the SDK observed. A few KB by design: no per-item outputs."""
 
@@ -452,6 +630,14 @@ class ResumableBatchStatus(_Model):
     )
     start_time: str = Field(default="", description="When the batch first started.")
     completion_time: str = Field(default="", description="When the batch finished.")
+    window: WindowStatus | None = Field(
+        default=None, description="With spec.window: when it opens next, or closes."
+    )
+    history: list[RunSummary] = Field(
+        default_factory=list,
+        max_length=MAX_HISTORY,
+        description="With spec.window.recurrence: the last ended runs, newest first.",
+    )
 
 
 class ObjectMeta(_OpenModel):

@@ -8,13 +8,21 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
 from resumable import _crd
-from resumable.v1alpha1 import RUN_ID_PATTERN, ResumableBatch, ResumableBatchSpec
+from resumable.v1alpha1 import (
+    DURATION_PATTERN,
+    MAX_WINDOW_SECONDS,
+    RUN_ID_PATTERN,
+    ResumableBatch,
+    ResumableBatchSpec,
+    parse_duration,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / _crd.CRD_FILENAME
@@ -112,11 +120,16 @@ def test_backoff_has_the_cel_rule_max_not_below_initial(spec_schema: dict[str, A
     )
 
 
-def test_printer_columns_show_progress_restarts_phase_age_and_message_at_priority_1(
+def test_printer_columns_show_progress_restarts_phase_opens_age_and_message_at_priority_1(
     version: dict[str, Any],
 ) -> None:
     columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Progress", "Restarts", "Phase", "Age", "Message"]
+    assert list(columns) == ["Progress", "Restarts", "Phase", "Opens", "Age", "Message"]
+    # A future time as a string: kubectl shows a date column in the future as <invalid>.
+    assert (columns["Opens"]["jsonPath"], columns["Opens"]["type"]) == (
+        ".status.window.opensAt",
+        "string",
+    )
     assert columns["Progress"]["jsonPath"] == ".status.progress"
     assert (columns["Restarts"]["type"], columns["Age"]["type"]) == ("integer", "date")
     assert columns["Message"].get("priority") == 1
@@ -153,6 +166,54 @@ CEL: dict[str, Callable[[Any], bool]] = {
         )
     ),
 }
+
+#: spec.window's rules, as the generator writes them, paired with their Python reading.
+_WINDOW = _crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"][
+    "spec"
+]["properties"]["window"]
+_DURATION = DURATION_PATTERN.replace("(?=[0-9])", "")
+
+
+def _well_formed(text: str) -> bool:
+    return text != "" and re.search(_DURATION, text) is not None
+
+
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _seconds(text: str) -> float:
+    return parse_duration(text).total_seconds()
+
+
+CEL.update(
+    {
+        _WINDOW["properties"]["schedule"]["x-kubernetes-validations"][0]["rule"]: lambda s: (
+            re.search(_crd._SCHEDULE_SHAPE, s) is not None
+        ),
+        _WINDOW["properties"]["timeZone"]["x-kubernetes-validations"][0]["rule"]: lambda s: (
+            re.search(_crd._ZONE_SHAPE, s) is not None
+        ),
+        _WINDOW["properties"]["timeZone"]["x-kubernetes-validations"][1]["rule"]: lambda s: (
+            re.search(_crd._ZONE_SHAPE, s) is None or _known_zone(s)
+        ),
+        _WINDOW["properties"]["duration"]["x-kubernetes-validations"][0]["rule"]: _well_formed,
+        _WINDOW["properties"]["stopBefore"]["x-kubernetes-validations"][0]["rule"]: _well_formed,
+        _WINDOW["x-kubernetes-validations"][0]["rule"]: lambda o: (
+            not _well_formed(o["duration"]) or 0 < _seconds(o["duration"]) <= MAX_WINDOW_SECONDS
+        ),
+        _WINDOW["x-kubernetes-validations"][1]["rule"]: lambda o: (
+            "stopBefore" not in o
+            or not _well_formed(o["duration"])
+            or not _well_formed(o["stopBefore"])
+            or _seconds(o["stopBefore"]) < _seconds(o["duration"])
+        ),
+    }
+)
 
 TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
@@ -260,6 +321,46 @@ REJECTED = {
     "no-containers": ("template.spec.containers", [], "containers"),
     "no-template": ("template", None, "template"),
     "typo-in-a-field": ("checkpoint.everyItem", 5, "everyItem"),
+    "window-schedule-four-fields": (
+        "window",
+        {"schedule": "0 1 * *", "duration": "5h"},
+        "schedule",
+    ),
+    "window-no-duration": ("window", {"schedule": "0 1 * * *"}, "duration"),
+    "window-schedule-hour-25": ("window", {"schedule": "0 25 * * *", "duration": "5h"}, "hour"),
+    "window-schedule-sunday-7": ("window", {"schedule": "0 1 * * 7", "duration": "5h"}, "week"),
+    "window-zone-unknown": (
+        "window",
+        {"schedule": "@daily", "duration": "5h", "timeZone": "Mars/Olympus_Mons"},
+        "timeZone",
+    ),
+    "window-duration-in-days": ("window", {"schedule": "@daily", "duration": "1d"}, "duration"),
+    "window-duration-zero": ("window", {"schedule": "@daily", "duration": "0s"}, "duration"),
+    "window-duration-over-a-week": (
+        "window",
+        {"schedule": "@daily", "duration": "169h"},
+        "duration",
+    ),
+    "window-zone-with-spaces": (
+        "window",
+        {"schedule": "@daily", "duration": "5h", "timeZone": "Central Europe"},
+        "timeZone",
+    ),
+    "window-stop-before-not-shorter": (
+        "window",
+        {"schedule": "@daily", "duration": "1h", "stopBefore": "60m"},
+        "stopBefore",
+    ),
+    "window-policy-Allow": (
+        "window",
+        {"schedule": "@daily", "duration": "5h", "recurrence": {"concurrencyPolicy": "Allow"}},
+        "concurrencyPolicy",
+    ),
+    "window-history-over-10": (
+        "window",
+        {"schedule": "@daily", "duration": "5h", "recurrence": {"historyLimit": 11}},
+        "historyLimit",
+    ),
 }
 
 ACCEPTED = {
@@ -272,6 +373,18 @@ ACCEPTED = {
     "fail-on-poison": ("retry.onPoisonItem", "Fail"),
     "exit-codes": ("retry.neverRetryExitCodes", [1, 2, 255]),
     "zero-restarts": ("retry.maxRestarts", 0),
+    "window-nightly": ("window", {"schedule": "0 1 * * *", "duration": "5h"}),
+    "window-full": (
+        "window",
+        {
+            "schedule": "30 22 * * MON-FRI",
+            "duration": "7h30m",
+            "timeZone": "America/New_York",
+            "stopBefore": "10m",
+            "recurrence": {"concurrencyPolicy": "Replace", "historyLimit": 5},
+        },
+    ),
+    "window-macro-a-week": ("window", {"schedule": "@weekly", "duration": "168h"}),
 }
 
 

@@ -24,6 +24,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from resumable import constants, v1alpha1
@@ -249,6 +250,22 @@ def test_the_readme_worker_and_manifest_run_with_its_local_command(tmp_path: Pat
     status = json.loads((tmp_path / ".resumable" / "my-batch" / "status.json").read_text())
     assert status["phase"] == "Succeeded"
     assert status["checkpoint"]["itemsDone"] == 200
+
+
+def test_the_readmes_window_added_to_its_manifest_is_the_nightly_examples_window() -> None:
+    (manifest,) = (yaml.safe_load(block) for block in blocks(README, "yaml"))
+    (window,) = [span for span in CODE_SPAN.findall(prose(README)) if span.startswith("window:")]
+    manifest["spec"].update(yaml.safe_load(window))
+    batch = v1alpha1.ResumableBatch.model_validate(manifest)
+    (example,) = [
+        doc
+        for doc in yaml.safe_load_all((ROOT / "examples" / "nightly-batch.yaml").read_text())
+        if doc["kind"] == "ResumableBatch"
+    ]
+    nightly = v1alpha1.ResumableBatch.model_validate(example)
+    assert batch.spec.window is not None
+    assert nightly.spec.window is not None
+    assert batch.spec.window == nightly.spec.window.model_copy(update={"recurrence": None})
 
 
 # ---------------------------------------------------- the reference pages match the code

@@ -51,6 +51,7 @@ def plan_pod(ctx: SyncContext) -> PodPlan:
         # list goes on saying so in its log.
         total_items=declared if declared is not None else ctx.total,
         careful=status.stall is not None,
+        run_id=status.run_id,
     )
 
 

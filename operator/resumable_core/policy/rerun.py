@@ -1,6 +1,7 @@
 """A new spec.runId: a clean rerun from item 1, the old run's worker fenced out.
 
-Called by :func:`resumable_core.reconcile.decide` right after first sight.
+Called by :func:`resumable_core.reconcile.decide` right after first sight, and by
+:mod:`.recurring` for each scheduled run of a recurring batch.
 """
 
 from __future__ import annotations
@@ -18,12 +19,24 @@ def run_id_changed(ctx: SyncContext) -> bool:
     return ctx.spec.run_id != ctx.status.run_id
 
 
-def start_clean_rerun(ctx: SyncContext) -> None:
-    """Stop the old run's worker and reset the status to a new run's, from item 1."""
+def start_clean_rerun(
+    ctx: SyncContext,
+    run_id: str | None = None,
+    *,
+    reason: str = cond.REASON_RERUN,
+    message: str = "",
+    event: str = "",
+) -> None:
+    """Stop the old run's worker and reset the status to a new run's, from item 1.
+
+    ``run_id`` is spec.runId unless given (a scheduled run's); ``message`` (the
+    Progressing condition's) and ``event`` say why, when ``reason`` is not a rerun.
+    """
     for pod in ctx.pods:
         if not pod.ended and not pod.deleting:
             ctx.delete_pod(pod.name, graceful=True)
-    status, run_id = ctx.status, ctx.spec.run_id
+    status = ctx.status
+    run_id = ctx.spec.run_id if run_id is None else run_id
     # A new fencing token: the old run's worker may still flush on its way out,
     # and its write must be refused, not land in the new run's empty checkpoint.
     status.checkpoint = Checkpoint(attempt=ctx.old.checkpoint.attempt + 1)
@@ -40,12 +53,13 @@ def start_clean_rerun(ctx: SyncContext) -> None:
     status.completion_time = ""
     status.run_id = run_id
     status.progress = progress_text(0, ctx.total)  # the old run's worker count is gone
-    ctx.set_condition(cond.SUCCEEDED, "Unknown", cond.REASON_RERUN, names.MESSAGE_RERUN)
-    ctx.set_condition(cond.FAILED, "False", cond.REASON_RERUN, names.MESSAGE_RERUN)
+    said = names.MESSAGE_RERUN if reason == cond.REASON_RERUN else names.MESSAGE_SCHEDULED_RUN
+    ctx.set_condition(cond.SUCCEEDED, "Unknown", reason, said)
+    ctx.set_condition(cond.FAILED, "False", reason, said)
     ctx.set_condition(
         cond.PROGRESSING,
         "Unknown",
-        cond.REASON_RERUN,
-        f"Rerun {run_id!r} requested: starting from item 1.",
+        reason,
+        message or f"Rerun {run_id!r} requested: starting from item 1.",
     )
-    ctx.event("Normal", cond.REASON_RERUN, f"runId changed to {run_id!r}: clean rerun from item 1")
+    ctx.event("Normal", reason, event or f"runId changed to {run_id!r}: clean rerun from item 1")

@@ -336,6 +336,7 @@ def _start(ctx: SyncContext, entry: WorkerSlot) -> None:
         slot=entry.slot,
         parallelism=ctx.spec.parallelism,
         chunk_size=ctx.spec.chunk_size,
+        run_id=ctx.status.run_id,
     )
     of = ctx.total if ctx.total is not None else "?"
     done = claims.progress_count(ctx.status)

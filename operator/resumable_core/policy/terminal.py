@@ -30,6 +30,13 @@ def has_succeeded(ctx: SyncContext) -> bool:
     return cond.is_true(ctx.status.conditions, cond.SUCCEEDED)
 
 
+def finished_while_stopped(ctx: SyncContext) -> bool:
+    """True when the checkpoint says every item is done but no attempt is active: a
+    worker told to stop (spec.suspend, the window's end) finished on its way out.
+    Starting another attempt would start over from item 1."""
+    return not ctx.status.active_pod and ctx.status.checkpoint.finished
+
+
 def succeed(ctx: SyncContext) -> None:
     """Every item is done and saved: the batch Succeeded."""
     status, total = ctx.status, ctx.total

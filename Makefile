@@ -73,6 +73,10 @@ format: ## Reformat the code with ruff.
 	$(VENV)/bin/ruff format sdk operator tests bench
 	$(VENV)/bin/ruff check --fix sdk operator tests bench
 
+.PHONY: pod-schema
+pod-schema: ## Regenerate the Pod schema `resumable run` checks templates against (from the kubernetes client).
+	$(PY) -m resumable_runner.podschema_gen
+
 .PHONY: crds
 crds: ## Regenerate crds/ (and the chart's CRD template) from the pydantic models.
 	$(PY) -m resumable._crd --out-dir crds

@@ -2,7 +2,8 @@
 
 ``kubectl apply`` and the API server refuse a manifest that is not UTF-8, too big
 to store, ambiguous (a key given twice), typed loosely (``totalItems: true``) or
-carrying fields the resource does not have; the local runner refuses the same
+carrying fields the resource does not have, or a pod template the Pod schema
+does not take (:mod:`resumable_runner.podschema`); the local runner refuses the same
 manifests before anything runs, each with one line that names the file and the
 field. What the API server ignores (a ``status:`` block on create, as it does for
 a resource with the status subresource) and documents of other kinds are passed
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from resumable.v1alpha1 import MAX_NAME_LENGTH, ResumableBatch
+from resumable_runner import podschema
 
 #: The biggest manifest read: etcd's default request limit (1.5 MiB), so nothing a
 #: cluster could store is refused, and a runaway file is refused before it is parsed.
@@ -81,6 +83,14 @@ def load_manifest(path: Path | str, warn: Callable[[str], None] | None = None) -
         raise ManifestError(f"{path}: " + describe_validation_error(exc)) from exc
     except RecursionError as exc:
         raise ManifestError(f"{path}: nested too deeply") from exc
+    problems = podschema.check_template(raw["spec"]["template"])
+    if problems:
+        # What the API server refuses when the operator creates the pod (Strict).
+        raise ManifestError(
+            f"{path}: "
+            + "; ".join(problems)
+            + f" (the Pod schema of Kubernetes {podschema.kubernetes_version()})"
+        )
     if not batch.metadata.name:
         raise ManifestError(f"{path}: metadata.name is required")
     bad_name = check_name(batch.metadata.name)

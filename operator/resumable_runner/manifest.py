@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from resumable.v1alpha1 import MAX_NAME_LENGTH, ResumableBatch
+from resumable.v1alpha1 import MAX_EXEC_STRING_BYTES, MAX_NAME_LENGTH, ResumableBatch
 from resumable_runner import podschema
 
 #: The biggest manifest read: etcd's default request limit (1.5 MiB), so nothing a
@@ -117,7 +117,7 @@ def read_documents(path: Path) -> list[Any]:
     if len(data) > MAX_MANIFEST_BYTES:
         raise ManifestError(
             f"{path}: over {MAX_MANIFEST_BYTES // 1024} KiB, "
-            "more than a cluster stores in one object"
+            f"more than a cluster stores in one object{_longest_line(data)}"
         )
     try:
         text = data.decode("utf-8")
@@ -149,6 +149,17 @@ def read_documents(path: Path) -> list[Any]:
         raise ManifestError(f"{path}: not valid YAML: {problem}{where}") from exc
     except RecursionError as exc:
         raise ManifestError(f"{path}: nested too deeply") from exc
+
+
+def _longest_line(data: bytes) -> str:
+    """Where most of a too-big file is, when one line holds most of it (a huge value)."""
+    lines = data.split(b"\n")
+    number = max(range(len(lines)), key=lambda i: len(lines[i]))
+    line = lines[number]
+    if len(line) < MAX_MANIFEST_BYTES // 2:
+        return ""
+    start = line.strip()[:40].decode(errors="replace")
+    return f"; line {number + 1} alone is over {len(line) // 1024} KiB ({start}...)"
 
 
 def _check_node(path: Path, node: Any, field: str, sizes: dict[int, int]) -> int:
@@ -262,6 +273,13 @@ def describe_validation_error(exc: Any) -> str:
         loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
         loc = loc.replace(".[", "[")
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_too_long" and err.get("ctx", {}).get("max_length") == (
+            MAX_EXEC_STRING_BYTES
+        ):
+            msg += (
+                " (128 KiB: the most Linux takes in one argument or environment string "
+                "when it starts the worker, in a pod as here; a cluster refuses it too)"
+            )
         lines.append(f"{loc}: {msg}")
     return "; ".join(lines)
 

@@ -401,6 +401,12 @@ class Run:
         if redo_from is not None and not self._fresh:
             self.redone = sum(1 for i in range(self.resumed_from, redo_from) if not self.is_done(i))
         self._redone_total = redone_saved + self.redone
+        # When this attempt began and what was done then: the checkpoint carries
+        # them, so a status read once shows the attempt's rate.
+        self._began = _now_rfc3339()
+        self._done_at_start = len(self._completed)
+        live = getattr(checkpoints, "live_progress", None)
+        self._live = live(attempt=attempt, done=self._done_at_start) if live else None
         if settings.handle_signals:
             self._install_signal_handlers()
         atexit.register(self._atexit)
@@ -469,6 +475,8 @@ class Run:
         if fingerprint_items:
             self._check_fingerprint(fingerprint(listed))
         self._total = total
+        if self._live is not None:
+            self._live.update(len(self._completed), total)
         completed, skipped, mark = self._completed, self._skipped, self._mark
         unwinding = False
         try:
@@ -651,6 +659,8 @@ class Run:
                         {"index": item.index, "key": item.key, "output": output},
                     )
                 self._completed.add(item.index)
+                if self._live is not None:
+                    self._live.update(len(self._completed), self._total)
                 self._inflight = None
                 if self._failed:
                     self._failed.discard(item.index)
@@ -709,9 +719,15 @@ class Run:
         self._clear_steps()
 
     def _clear_steps(self) -> None:
+        """Forget what only a resumed attempt would need: step results, the in-flight marker."""
         remover = getattr(self._steps, "clear", None)
         if callable(remover):
             remover()
+        unmark = getattr(self._outputs, "clear_inflight", None)
+        if callable(unmark):
+            unmark()
+        if self._live is not None:
+            self._live.remove()
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -746,6 +762,8 @@ class Run:
             "attempt": self.attempt,
             "iteration": self._iteration,
             "redone": self._redone_total,
+            "startedAt": self._began,
+            "doneAtStart": self._done_at_start,
             "user": self.context,
         }
         if self.context:

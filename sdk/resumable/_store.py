@@ -18,6 +18,7 @@ import itertools
 import json
 import mmap
 import os
+import struct
 import sys
 import threading
 import time
@@ -40,6 +41,8 @@ STEPS_DIR = "steps"
 INFLIGHT_FILE = ".inflight"
 #: A random id made with a store's first status: step results are kept under it.
 INCARNATION_FILE = ".incarnation"
+#: The running attempt's live item count (see LiveProgress), beside status.json.
+PROGRESS_FILE = ".progress"
 #: The marker's size: the index left-aligned in 20 characters, then a newline.
 INFLIGHT_SIZE = 21
 #: A status temp file older than this when a worker claims the store is a dead writer's.
@@ -388,6 +391,17 @@ class DirectoryOutputs:
         else:
             os.close(fd)
 
+    def clear_inflight(self) -> None:
+        """Remove the marker: the batch finished, no item is in flight."""
+        if self._inflight_map is not None:
+            self._inflight_map.close()
+            self._inflight_map = None
+        if self._inflight_fd is not None:
+            os.close(self._inflight_fd)
+            self._inflight_fd = None
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / INFLIGHT_FILE).unlink()
+
     def read_inflight(self) -> int | None:
         """The item the previous process was working on when it stopped, if recorded."""
         try:
@@ -429,6 +443,88 @@ class DirectoryOutputs:
                     os.close(fd)
         os.fsync(dir_fd)
         self._unsynced.clear()
+
+
+class LiveProgress:
+    """The running attempt's item count, updated at every commit, between checkpoints.
+
+    A checkpoint is written as its policy allows (every 30 s, say); `resumable
+    run`'s bar and `resumable status --local` read this file to show the items
+    the worker has done since, and its rate. Eight 8-byte fields mapped shared
+    and stored without a system call (as the in-flight marker): a sequence
+    number, odd while a store is half done, then the attempt, the items done, the
+    total (+1; 0 unknown), the attempt's start (epoch seconds) and the items done
+    then, and the time of the last update. Only a display: never read back as
+    progress, and the reader retries a read that saw a store half done.
+    """
+
+    FIELDS = struct.Struct("<qqqdqd")
+    SIZE = 8 + FIELDS.size
+
+    def __init__(self, path: Path, *, attempt: int, done: int) -> None:
+        self._path = path
+        self._started = time.time()
+        self._head = (attempt, done)
+        self._seq = 0
+        self._map: mmap.mmap | None = None
+        with contextlib.suppress(OSError, ValueError):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.ftruncate(fd, self.SIZE)
+                self._map = mmap.mmap(fd, self.SIZE, flags=mmap.MAP_SHARED)
+            finally:
+                os.close(fd)
+
+    def update(self, done: int, total: int | None) -> None:
+        """Store the attempt's items done and the total (a few hundred nanoseconds)."""
+        view = self._map
+        if view is None:
+            return
+        self._seq += 2
+        view[:8] = (self._seq - 1).to_bytes(8, "little")  # odd: a store in progress
+        attempt, at_start = self._head
+        view[8:] = self.FIELDS.pack(
+            attempt,
+            done,
+            0 if total is None else total + 1,
+            self._started,
+            at_start,
+            time.time(),
+        )
+        view[:8] = self._seq.to_bytes(8, "little")
+
+    def remove(self) -> None:
+        """The batch finished: no live count to show (status.json has the final one)."""
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()
+
+    @classmethod
+    def read(cls, path: Path) -> dict[str, Any] | None:
+        """The last update: attempt, done, total, started and doneAtStart (epoch
+        seconds, items), updated; None when there is none or it is being written."""
+        for _ in range(3):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                return None
+            if len(data) != cls.SIZE:
+                return None
+            seq = int.from_bytes(data[:8], "little")
+            if seq == 0 or seq % 2:
+                continue
+            attempt, done, total, started, at_start, updated = cls.FIELDS.unpack(data[8:])
+            return {
+                "attempt": attempt,
+                "done": done,
+                "total": total - 1 if total else None,
+                "started": started,
+                "doneAtStart": at_start,
+                "updated": updated,
+            }
+        return None
 
 
 def _status_tmp_name() -> str:
@@ -498,6 +594,15 @@ class LocalStore:
     def describe(self) -> str:
         """The status file's path."""
         return str(self.status_path)
+
+    def live_progress(self, *, attempt: int, done: int) -> LiveProgress:
+        """The live item count of this attempt, which started with ``done`` items done."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return LiveProgress(self.root / PROGRESS_FILE, attempt=attempt, done=done)
+
+    def read_live_progress(self) -> dict[str, Any] | None:
+        """The running attempt's live item count (see :class:`LiveProgress`), if any."""
+        return LiveProgress.read(self.root / PROGRESS_FILE)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

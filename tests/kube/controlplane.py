@@ -156,6 +156,19 @@ def apiserver_args(
     ]
 
 
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process if it still runs; SIGKILL it after 10 s."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class ControlPlane:
     """A running etcd + kube-apiserver pair and everything needed to talk to it."""
@@ -282,14 +295,7 @@ class ControlPlane:
             self._api_client.close()
             self._api_client = None
         for proc in reversed(self._processes):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            _terminate(proc)
         self._processes.clear()
 
     def stop_apiserver(self) -> None:
@@ -297,14 +303,7 @@ class ControlPlane:
 
         etcd keeps running; :meth:`start_apiserver` brings the server back.
         """
-        proc = self._processes.pop()
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _terminate(self._processes.pop())
 
     def start_apiserver(self, ready_timeout: float = 90.0) -> None:
         """Start kube-apiserver again on the same etcd, port and keys; wait for /readyz."""

@@ -47,7 +47,10 @@ if _ROOT not in sys.path:
 import kmock as km  # noqa: E402
 
 from resumable.kubeapi import KubeApi, load_api_client  # noqa: E402
-from tests.integration.harness import Batches, OperatorProcess  # noqa: E402
+from tests.integration.harness import Batches  # noqa: E402
+
+# The operator's integration tests' fixture, shared: the operator process for a test.
+from tests.integration.test_operator import operator  # noqa: E402, F401
 from tests.reliability import report  # noqa: E402
 from tests.workers import WorkerProcess  # noqa: E402
 
@@ -144,18 +147,6 @@ def figure(request: pytest.FixtureRequest) -> Callable[..., None]:
 @pytest.fixture
 def batches(api: KubeApi, namespace: str) -> Batches:
     return Batches(api, namespace)
-
-
-@pytest.fixture
-def operator(
-    kubeconfig: Path, namespace: str, kubelet: Any, tmp_path: Path
-) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(kubeconfig, namespace, tmp_path / "operator.log").start()
-    try:
-        yield op
-    finally:
-        op.stop()
-        print("---- operator log (tail) ----\n" + "\n".join(op.log().splitlines()[-40:]))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

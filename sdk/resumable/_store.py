@@ -18,7 +18,6 @@ import itertools
 import json
 import mmap
 import os
-import struct
 import sys
 import threading
 import time
@@ -445,28 +444,38 @@ class DirectoryOutputs:
         self._unsynced.clear()
 
 
+class _LiveFields(ctypes.Structure):
+    """The layout of the live progress file (native byte order: read on this machine)."""
+
+    _fields_ = (
+        ("seq", ctypes.c_int64),  # odd while a store is half done
+        ("attempt", ctypes.c_int64),
+        ("done", ctypes.c_int64),
+        ("total", ctypes.c_int64),  # the total + 1; 0 while unknown
+        ("started", ctypes.c_double),  # epoch seconds
+        ("done_at_start", ctypes.c_int64),
+        ("updated", ctypes.c_double),  # epoch seconds
+    )
+
+
 class LiveProgress:
     """The running attempt's item count, updated at every commit, between checkpoints.
 
     A checkpoint is written as its policy allows (every 30 s, say); `resumable
     run`'s bar and `resumable status --local` read this file to show the items
-    the worker has done since, and its rate. Eight 8-byte fields mapped shared
-    and stored without a system call (as the in-flight marker): a sequence
-    number, odd while a store is half done, then the attempt, the items done, the
-    total (+1; 0 unknown), the attempt's start (epoch seconds) and the items done
-    then, and the time of the last update. Only a display: never read back as
-    progress, and the reader retries a read that saw a store half done.
+    the worker has done since, and its rate. The fields (:class:`_LiveFields`) are
+    mapped shared and stored without a system call, as the in-flight marker is: a
+    few hundred nanoseconds per item. Only a display: never read back as progress;
+    the reader retries a read that saw the first fill half done.
     """
 
-    FIELDS = struct.Struct("<qqqdqd")
-    SIZE = 8 + FIELDS.size
+    SIZE = ctypes.sizeof(_LiveFields)
 
     def __init__(self, path: Path, *, attempt: int, done: int) -> None:
         self._path = path
-        self._started = time.time()
-        self._head = (attempt, done)
-        self._seq = 0
         self._map: mmap.mmap | None = None
+        self._fields: _LiveFields | None = None
+        self._total: int | None = None
         with contextlib.suppress(OSError, ValueError):
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
@@ -474,27 +483,34 @@ class LiveProgress:
                 self._map = mmap.mmap(fd, self.SIZE, flags=mmap.MAP_SHARED)
             finally:
                 os.close(fd)
+        if self._map is None:
+            return
+        fields = self._fields = _LiveFields.from_buffer(self._map)
+        fields.seq |= 1
+        fields.attempt, fields.done, fields.total = attempt, done, 0
+        fields.started = fields.updated = time.time()
+        fields.done_at_start = done
+        fields.seq += 1
 
     def update(self, done: int, total: int | None) -> None:
-        """Store the attempt's items done and the total (a few hundred nanoseconds)."""
-        view = self._map
-        if view is None:
+        """Store the attempt's items done and the total.
+
+        Each field is one aligned 8-byte store, which no reader sees half done; a
+        reader may see a count a moment older than the time beside it, harmless
+        for a display. The sequence number guards only the first fill.
+        """
+        fields = self._fields
+        if fields is None:
             return
-        self._seq += 2
-        view[:8] = (self._seq - 1).to_bytes(8, "little")  # odd: a store in progress
-        attempt, at_start = self._head
-        view[8:] = self.FIELDS.pack(
-            attempt,
-            done,
-            0 if total is None else total + 1,
-            self._started,
-            at_start,
-            time.time(),
-        )
-        view[:8] = self._seq.to_bytes(8, "little")
+        fields.done = done
+        if total != self._total:
+            self._total = total
+            fields.total = 0 if total is None else total + 1
+        fields.updated = time.time()
 
     def remove(self) -> None:
         """The batch finished: no live count to show (status.json has the final one)."""
+        self._fields = None  # before the map: it cannot close under an exported buffer
         if self._map is not None:
             self._map.close()
             self._map = None
@@ -512,17 +528,16 @@ class LiveProgress:
                 return None
             if len(data) != cls.SIZE:
                 return None
-            seq = int.from_bytes(data[:8], "little")
-            if seq == 0 or seq % 2:
+            fields = _LiveFields.from_buffer_copy(data)
+            if fields.seq == 0 or fields.seq % 2:
                 continue
-            attempt, done, total, started, at_start, updated = cls.FIELDS.unpack(data[8:])
             return {
-                "attempt": attempt,
-                "done": done,
-                "total": total - 1 if total else None,
-                "started": started,
-                "doneAtStart": at_start,
-                "updated": updated,
+                "attempt": fields.attempt,
+                "done": fields.done,
+                "total": fields.total - 1 if fields.total else None,
+                "started": fields.started,
+                "doneAtStart": fields.done_at_start,
+                "updated": fields.updated,
             }
         return None
 

@@ -36,6 +36,16 @@ test: controlplane helm ## Run every test tier (unit, integration, reliability; 
 	KUBEBUILDER_ASSETS="$$(bash tests/controlplane/build.sh)" HELM="$$(bash tests/tools/helm.sh)" \
 		$(PYTEST) tests --durations=20
 
+# The reliability tests (tests/reliability, also part of `make test`), each recording its
+# one-line figure in a JSON-lines file, rendered into docs/reliability.md. By hand:
+# RELIABILITY_KILL_TRIALS=300 make reliability.
+.PHONY: reliability
+reliability: controlplane helm ## Run tests/reliability and write their figures to docs/reliability.md.
+	figures=$$(mktemp) && trap 'rm -f "$$figures"' EXIT && \
+		KUBEBUILDER_ASSETS="$$(bash tests/controlplane/build.sh)" HELM="$$(bash tests/tools/helm.sh)" \
+		RELIABILITY_FIGURES="$$figures" $(PYTEST) tests/reliability --durations=10 && \
+		$(PY) tests/reliability/report.py "$$figures" docs/reliability.md
+
 # The lowest kubernetes client pyproject.toml allows (its `kubernetes>=N` lines, which
 # must agree), and the tests of every call we make into that client: the SDK's KubeApi,
 # the operator's leader election and the CLI against the real server, and the client's
@@ -72,6 +82,10 @@ lint: ## ruff, mypy --strict and the import contracts (lint-imports) on every pa
 format: ## Reformat the code with ruff.
 	$(VENV)/bin/ruff format sdk operator tests bench
 	$(VENV)/bin/ruff check --fix sdk operator tests bench
+
+.PHONY: pod-schema
+pod-schema: ## Regenerate the Pod schema `resumable run` checks templates against (from the kubernetes client).
+	$(PY) -m resumable_runner.podschema_gen
 
 .PHONY: crds
 crds: ## Regenerate crds/ (and the chart's CRD template) from the pydantic models.

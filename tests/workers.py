@@ -12,6 +12,8 @@ count how often each item ran across restarts. Configured by environment:
   outputs it covers are durable and before the position is written; the
   worker logs ``window`` first, so a test can kill it exactly there.
 - ``WORKER_EXIT_AFTER``: call ``sys.exit(3)`` right after item N (1-based) commits.
+- ``WORKER_STEPS``: comma-separated step names; each item runs them in order as
+  named steps (``item.step``), each a ``WORKER_DELAY`` sleep, before its output is set.
 - ``WORKER_BREAK_AFTER``: ``break`` out of the loop after item N and exit 4,
   with the loop's iterator still referenced from a module global (as in a
   script whose loop is at module level), so only the run's exit handler saves.
@@ -24,7 +26,9 @@ count how often each item ran across restarts. Configured by environment:
 
 Log lines: ``begin <pid> <resumed_from>``, ``start <index> <pid>``,
 ``commit <index> <pid>`` (the ``with item:`` block committed it, maybe not yet
-saved), ``window <pid>``, ``end <pid>``.
+saved), ``step <index> <name> <pid>`` (a step's function ran), ``stepdone <index>
+<name> <pid>`` (``item.step`` returned: the step is stored), ``window <pid>``,
+``end <pid>``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 
@@ -159,6 +164,7 @@ def _main() -> int:
     window = float(os.environ.get("WORKER_WINDOW", "0") or 0)
     exit_after = int(os.environ.get("WORKER_EXIT_AFTER", "0") or 0)
     break_after = int(os.environ.get("WORKER_BREAK_AFTER", "0") or 0)
+    steps = [name for name in os.environ.get("WORKER_STEPS", "").split(",") if name]
     log_fd = os.open(os.environ["WORKER_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     pid = os.getpid()
 
@@ -230,6 +236,11 @@ def _main() -> int:
             log(f"start {item.index} {pid}")
             if delay:
                 time.sleep(delay)
+            for name in steps:
+                result = item.step(name, partial(_step, log, item.index, name, pid, delay))
+                if result != f"{name}-{item.index}":
+                    return 5  # a stored step came back with another item's result
+                log(f"stepdone {item.index} {name} {pid}")
             item.output = expected_output(item.index)
         log(f"commit {item.index} {pid}")
         if break_after and item.number == break_after:
@@ -238,6 +249,14 @@ def _main() -> int:
             sys.exit(3)
     log(f"end {pid}")
     return 0 if run.summary().finished else 1
+
+
+def _step(log: Any, index: int, name: str, pid: int, delay: float) -> str:
+    """One named step's work: logged, a sleep, a result only this item and step give."""
+    log(f"step {index} {name} {pid}")
+    if delay:
+        time.sleep(delay)
+    return f"{name}-{index}"
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     print(f"  Attempt:     {cp.attempt}\n  Usage:       {cp.tokens} tokens, ${cp.cost_usd:.4f}")
     print(f"  Updated:     {cp.updated_at or '-'}\n  Fingerprint: {cp.fingerprint or '-'}")
     if cp.last_error:
-        print(f"  Last error:  item {(cp.last_error_index or 0) + 1}: {cp.last_error}")
+        where = "" if cp.last_error_index is None else f"item {cp.last_error_index + 1}: "
+        print(f"  Last error:  {where}{cp.last_error}")  # no item: the run's (a usage error)
     if cp.context:
         print(f"  Context:     {json.dumps(cp.context)}")
     if st.workers:

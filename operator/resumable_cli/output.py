@@ -9,11 +9,12 @@ line written between redraws of the bar does not garble it.
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
+from resumable import constants as names
 from resumable.ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatchStatus
-from resumable_core.progress import items_saved, progress_text
+from resumable_core.progress import attempt_rate, items_saved, progress_text
 from resumable_runner.runner import write_line
 
 __all__ = ["ProgressBar", "duration", "one_based", "print_table", "table_lines", "write_line"]
@@ -34,24 +35,41 @@ class ProgressBar:
         self.text = ""
         self.printed = ""
 
-    def update(self, status: ResumableBatchStatus) -> None:
-        """Redraw from a status."""
+    def update(self, status: ResumableBatchStatus, live: dict[str, Any] | None = None) -> None:
+        """Redraw from a status, and the running attempt's live count when there is one.
+
+        ``live`` is what LocalStore.read_live_progress() read: the items the worker
+        has done since its last checkpoint, shown with "(saved N)" beside them.
+        """
         cp = status.checkpoint
-        done = items_saved(status)
+        saved = items_saved(status)
         total = self.total if self.total is not None else cp.total_items
         now = time.monotonic()
+        settled = status.phase in names.PHASES_AT_REST
+        done, rate = saved, None
+        if live is not None and live["attempt"] == cp.attempt and not cp.finished and not settled:
+            done = max(saved, int(live["done"]))
+            total = total if total is not None else live["total"]
+            seconds = float(live["updated"]) - float(live["started"])
+            if seconds > 0 and done > live["doneAtStart"]:
+                rate = (int(live["done"]) - int(live["doneAtStart"])) / seconds
         if self.first_done is None:
             self.first_done = done
-        elapsed = max(now - self.started, 1e-6)
-        rate = (done - self.first_done) / elapsed
+        elapsed = now - self.started
+        if rate is None and elapsed >= 1.0 and done > self.first_done:
+            rate = (done - self.first_done) / elapsed  # seen while watching
+        if rate is None:
+            rate = attempt_rate(status)  # as far as the attempt saved
         eta = ""
-        if total is not None and rate > 0 and done < total:
+        if total is not None and rate and done < total and not settled:
             eta = f" eta {duration((total - done) / rate)}"
         width = 24
-        frac = (done / total) if total else 0.0
+        frac = min(done / total, 1.0) if total else 0.0
         bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        unsaved = f" (saved {saved})" if saved != done else ""
+        speed = f"{rate:5.1f}" if rate is not None else "    ?"
         self.text = (
-            f"[{bar}] {progress_text(done, total)} {rate:5.1f} items/s{eta} "
+            f"[{bar}] {progress_text(done, total)}{unsaved} {speed} items/s{eta} "
             f"restarts {status.restarts} ${cp.cost_usd:.4f}"
         )
         if self.tty:
@@ -73,10 +91,13 @@ class ProgressBar:
             self.stream.flush()
 
     def close(self) -> None:
-        """Leave the bar's last state on its own line."""
+        """Leave the bar's last state on its own line (piped: print it, if not printed yet)."""
         if self.tty and self.shown:
             self.stream.write("\n")
             self.stream.flush()
+        elif not self.tty and self.text and self.printed != self.text:
+            self.printed = self.text
+            write_line(self.stream, self.text)
 
 
 def duration(seconds: float) -> str:

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from resumable import constants as names
 from resumable.errors import ResumableError
-from resumable.v1alpha1 import ResumableBatch
+from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_cli import output
 from resumable_cli.errors import CliError
 from resumable_core import hints
@@ -57,12 +57,16 @@ def run_local(
         if show_worker_output:
             bar.line(f"  [{pod}] {line}")
 
+    def on_tick(status: ResumableBatchStatus) -> None:
+        # The worker's count since its last checkpoint, so the bar does not lag it.
+        bar.update(status, live=runner.store.read_live_progress())
+
     runner = LocalRunner(
         batch,
         directory,
         on_event=on_event,
         on_output=on_output,
-        on_tick=bar.update,
+        on_tick=on_tick,
         extra_env=extra_env,
     )
 

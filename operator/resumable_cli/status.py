@@ -13,7 +13,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from resumable import LocalStore
 from resumable import constants as names
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_cli import kube, output
@@ -54,11 +56,21 @@ def _status_exit(phase: str, *, stopped: bool, interrupted: bool) -> int:
     return 0  # pending, backing off or running: fine so far
 
 
+def _live_count(
+    local: LocalStore | None, alive: Callable[[], bool] | None
+) -> dict[str, Any] | None:
+    """The running worker's live item count, while a `resumable run` works on the batch."""
+    if local is None or alive is None or not alive():
+        return None
+    return local.read_live_progress()
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Progress of one batch; --watch keeps a live bar until it succeeds, fails or is suspended."""
     if not args.interval > 0:
         raise CliError(f"--interval must be more than 0 seconds, got {args.interval:g}")
     alive: Callable[[], bool] | None = None
+    local: LocalStore | None = None  # a local run's store: its live item count
     hint = ""  # in a cluster: what to say while no operator has reconciled the batch
     if args.local or args.state_dir:
         directory = Path(args.state_dir or Path(".resumable") / args.name)
@@ -71,6 +83,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         total = None
         alive = functools.partial(runner_alive, directory)
+        local = LocalStore(directory)
     else:
         api = kube.connect(args)
         ns = kube.namespace(args)
@@ -87,7 +100,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     stopped = interrupted = False
     try:
         while True:
-            bar.update(status)
+            bar.update(status, live=_live_count(local, alive))
             if not args.watch or status.phase in hints.SETTLED_PHASES:
                 break
             if alive is not None and not alive():

@@ -35,6 +35,8 @@ class PodView:
     phase: PodPhase
     exit_code: int | None = None
     reason: str = ""
+    #: The worker container's termination message (a start error's cause).
+    message: str = ""
     disruption: str = ""
     deleting: bool = False
     #: metadata.deletionTimestamp: when the kubelet should have stopped the pod.

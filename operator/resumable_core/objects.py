@@ -183,7 +183,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
     slot = int(slot_label) if slot_label is not None and slot_label.isdigit() else None
     phase = status.get("phase") or "Pending"
     exit_code: int | None = None
-    reason = ""
+    reason = message = ""
     # The first spec container runs the batch; the kubelet lists statuses by name,
     # so a sidecar's may come first.
     containers = (pod.get("spec") or {}).get("containers") or [{}]
@@ -193,6 +193,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         if term and (worker is None or cs.get("name") == worker):
             exit_code = term.get("exitCode")
             reason = term.get("reason") or ""
+            message = str(term.get("message") or "")
             break
     disruption = ""
     for c in status.get("conditions") or []:
@@ -208,6 +209,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         phase=cast(PodPhase, phase) if phase in _PHASES else "Unknown",
         exit_code=exit_code,
         reason=reason,
+        message=message,
         disruption=disruption,
         deleting=bool(meta.get("deletionTimestamp")),
         delete_by=str(meta.get("deletionTimestamp") or ""),

@@ -11,6 +11,7 @@ from resumable import constants as names
 from resumable.ranges import IndexSet
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_core import conditions as cond
+from resumable_core.times import parse_time
 
 
 def total_items(batch: ResumableBatch, status: ResumableBatchStatus | None = None) -> int | None:
@@ -31,6 +32,27 @@ def progress_text(done: int, total: int | None) -> str:
 def items_saved(status: ResumableBatchStatus) -> int:
     """Items the checkpoint holds as done: its count once finished, else the completed set."""
     return claims.progress_count(status)  # with parallel workers, their slots' too
+
+
+def attempt_rate(status: ResumableBatchStatus) -> float | None:
+    """Items per second of the checkpoint's attempt, as far as it saved: None until
+    it saved items over a second or more (or the worker is older than these fields).
+
+    From the checkpoint alone (the SDK saves when the attempt began and what was
+    done then), so a status read once, in a cluster or locally, shows a rate.
+    """
+    cp = status.checkpoint
+    context = cp.context
+    began = parse_time(str(context.get("startedAt") or ""))
+    saved = parse_time(cp.updated_at)
+    at_start = context.get("doneAtStart")
+    if began is None or saved is None or not isinstance(at_start, int):
+        return None
+    seconds = (saved - began).total_seconds()
+    done = items_saved(status) - at_start
+    if seconds < 1 or done <= 0:
+        return None
+    return done / seconds
 
 
 def resume_index(status: ResumableBatchStatus) -> int:

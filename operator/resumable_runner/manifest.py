@@ -2,7 +2,8 @@
 
 ``kubectl apply`` and the API server refuse a manifest that is not UTF-8, too big
 to store, ambiguous (a key given twice), typed loosely (``totalItems: true``) or
-carrying fields the resource does not have; the local runner refuses the same
+carrying fields the resource does not have, or a pod template the Pod schema
+does not take (:mod:`resumable_runner.podschema`); the local runner refuses the same
 manifests before anything runs, each with one line that names the file and the
 field. What the API server ignores (a ``status:`` block on create, as it does for
 a resource with the status subresource) and documents of other kinds are passed
@@ -19,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from resumable.v1alpha1 import MAX_NAME_LENGTH, ResumableBatch
+from resumable.v1alpha1 import MAX_EXEC_STRING_BYTES, MAX_NAME_LENGTH, ResumableBatch
+from resumable_runner import podschema
 
 #: The biggest manifest read: etcd's default request limit (1.5 MiB), so nothing a
 #: cluster could store is refused, and a runaway file is refused before it is parsed.
@@ -81,6 +83,14 @@ def load_manifest(path: Path | str, warn: Callable[[str], None] | None = None) -
         raise ManifestError(f"{path}: " + describe_validation_error(exc)) from exc
     except RecursionError as exc:
         raise ManifestError(f"{path}: nested too deeply") from exc
+    problems = podschema.check_template(raw["spec"]["template"])
+    if problems:
+        # What the API server refuses when the operator creates the pod (Strict).
+        raise ManifestError(
+            f"{path}: "
+            + "; ".join(problems)
+            + f" (the Pod schema of Kubernetes {podschema.kubernetes_version()})"
+        )
     if not batch.metadata.name:
         raise ManifestError(f"{path}: metadata.name is required")
     bad_name = check_name(batch.metadata.name)
@@ -107,7 +117,7 @@ def read_documents(path: Path) -> list[Any]:
     if len(data) > MAX_MANIFEST_BYTES:
         raise ManifestError(
             f"{path}: over {MAX_MANIFEST_BYTES // 1024} KiB, "
-            "more than a cluster stores in one object"
+            f"more than a cluster stores in one object{_longest_line(data)}"
         )
     try:
         text = data.decode("utf-8")
@@ -139,6 +149,17 @@ def read_documents(path: Path) -> list[Any]:
         raise ManifestError(f"{path}: not valid YAML: {problem}{where}") from exc
     except RecursionError as exc:
         raise ManifestError(f"{path}: nested too deeply") from exc
+
+
+def _longest_line(data: bytes) -> str:
+    """Where most of a too-big file is, when one line holds most of it (a huge value)."""
+    lines = data.split(b"\n")
+    number = max(range(len(lines)), key=lambda i: len(lines[i]))
+    line = lines[number]
+    if len(line) < MAX_MANIFEST_BYTES // 2:
+        return ""
+    start = line.strip()[:40].decode(errors="replace")
+    return f"; line {number + 1} alone is over {len(line) // 1024} KiB ({start}...)"
 
 
 def _check_node(path: Path, node: Any, field: str, sizes: dict[int, int]) -> int:
@@ -252,6 +273,13 @@ def describe_validation_error(exc: Any) -> str:
         loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
         loc = loc.replace(".[", "[")
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_too_long" and err.get("ctx", {}).get("max_length") == (
+            MAX_EXEC_STRING_BYTES
+        ):
+            msg += (
+                " (128 KiB: the most Linux takes in one argument or environment string "
+                "when it starts the worker, in a pod as here; a cluster refuses it too)"
+            )
         lines.append(f"{loc}: {msg}")
     return "; ".join(lines)
 

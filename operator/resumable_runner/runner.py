@@ -33,7 +33,7 @@ from typing import IO, Any, TextIO
 from resumable import LocalStore, atomic_write
 from resumable import constants as names
 from resumable.errors import ResumableError
-from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
+from resumable.v1alpha1 import MAX_EXEC_STRING_BYTES, ResumableBatch, ResumableBatchStatus
 from resumable_core import objects, patches
 from resumable_core.jsonpatch import PatchTestFailedError, apply_patch
 from resumable_core.policy.reopen import spec_digest
@@ -54,6 +54,10 @@ LOGS_DIR = "logs"
 GENERATION_FILE = "generation.json"
 #: Where a container's volumeMounts live locally, under the state directory.
 VOLUMES_DIR = "volumes"
+#: The termination reason of a worker whose command could not be run (containerd's).
+START_ERROR = "StartError"
+#: Its exit code: what a shell returns for a command it cannot run.
+CANNOT_RUN = 127
 
 
 class LocalRunError(Exception):
@@ -66,14 +70,45 @@ class LocalPod:
 
     name: str
     attempt: int
-    process: subprocess.Popen[str]
+    #: None when not even the process could be started (its exec failed).
+    process: subprocess.Popen[str] | None
     grace: float
     deleting: bool = False
     kill_at: float | None = None
     slot: int | None = None
+    #: Why the command could not be started: the exec's error (a pod's StartError).
+    start_error: str = ""
+
+    @property
+    def live(self) -> bool:
+        """True while the worker process runs."""
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Send a signal to the worker's process group (gone already is fine)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
 
     def view(self) -> PodView:
         """The pod as the decision sees it."""
+        if self.start_error:
+            # As the kubelet reports a container whose command could not be run.
+            if self.live:
+                return PodView(
+                    self.name, self.attempt, "Running", deleting=self.deleting, slot=self.slot
+                )
+            return PodView(
+                self.name,
+                self.attempt,
+                "Failed",
+                exit_code=CANNOT_RUN,
+                reason=START_ERROR,
+                message=self.start_error,
+                deleting=self.deleting,
+                slot=self.slot,
+            )
+        assert self.process is not None
         code = self.process.poll()
         if code is None:
             return PodView(
@@ -252,7 +287,7 @@ class LocalRunner:
                 attempts += 1
             self.on_tick(decision.status)
             phase = decision.status.phase
-            live = [p for p in self.pods.values() if p.process.poll() is None]
+            live = [p for p in self.pods.values() if p.live]
             if phase in names.PHASES_AT_REST and not live:
                 self._join_output()
                 return RunResult(phase, decision.status, list(self.events), attempts)
@@ -266,7 +301,7 @@ class LocalRunner:
                 w.pod for w in self.batch.status.workers if w.pod
             }
             if any(
-                p.process.poll() is not None and not p.deleting
+                not p.live and not p.deleting
                 for p in self.pods.values()
                 if p.name in current
             ):
@@ -312,22 +347,39 @@ class LocalRunner:
         )
         env.update(self.extra_env)
         grace = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
+        # The lifeline reports a failed exec of the command on this pipe; a
+        # successful exec closes it (close-on-exec) with nothing written.
+        report, report_w = os.pipe()
+        process: subprocess.Popen[str] | None = None
+        start_error = ""
         try:
             process = subprocess.Popen(
-                with_lifeline(argv),
+                with_lifeline(argv, report_w),
                 env=env,
                 cwd=container.get("workingDir"),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
                 start_new_session=True,
+                pass_fds=(report_w,) if LIFELINE_HERE else (),
             )
-        except OSError as exc:  # checked before the run; gone since, or not executable
-            raise LocalRunError(
-                f"spec.template.spec.containers[0].command: cannot run {argv[0]!r}: "
-                f"{exc.strerror or exc}"
-            ) from exc
-        self.pods[plan.name] = LocalPod(plan.name, plan.attempt, process, grace, slot=plan.slot)
+        except OSError as exc:  # E2BIG, or (not on Linux) the command itself
+            start_error = f"cannot run {argv[0]!r}: {exc.strerror or exc}"
+        finally:
+            os.close(report_w)
+        try:
+            if process is not None:
+                start_error = _read_all(report).decode(errors="replace").strip()
+        finally:
+            os.close(report)
+        # Checked before the run, the command may have gone since, or fail to exec
+        # (a bad #! line): the attempt ends with StartError, and decide() fails the
+        # batch with the cause, as for a pod whose container could not start.
+        self.pods[plan.name] = LocalPod(
+            plan.name, plan.attempt, process, grace, start_error=start_error, slot=plan.slot
+        )
+        if process is None:
+            return
         reader = threading.Thread(
             target=self._pump,
             args=(plan.name, process.stdout),
@@ -382,29 +434,27 @@ class LocalRunner:
 
     def _stop(self, name: str, *, graceful: bool) -> None:
         pod = self.pods.get(name)
-        if pod is None or pod.process.poll() is not None or pod.deleting:
+        if pod is None or not pod.live or pod.deleting:
             return
         pod.deleting = True
-        with contextlib.suppress(ProcessLookupError):
-            if graceful:
-                os.killpg(pod.process.pid, signal.SIGTERM)
-                pod.kill_at = time.monotonic() + pod.grace
-            else:
-                os.killpg(pod.process.pid, signal.SIGKILL)
+        if graceful:
+            pod.signal(signal.SIGTERM)
+            pod.kill_at = time.monotonic() + pod.grace
+        else:
+            pod.signal(signal.SIGKILL)
 
     def _enforce_grace(self) -> None:
         now = time.monotonic()
         for pod in self.pods.values():
-            if pod.kill_at is not None and now >= pod.kill_at and pod.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pod.process.pid, signal.SIGKILL)
+            if pod.kill_at is not None and now >= pod.kill_at and pod.live:
+                pod.signal(signal.SIGKILL)
                 pod.kill_at = None
 
     def _stop_all(self) -> None:
         """SIGTERM every live worker, wait out its grace period, then SIGKILL it."""
         for name in list(self.pods):
             self._stop(name, graceful=True)
-        while any(p.process.poll() is None for p in self.pods.values()):
+        while any(p.live for p in self.pods.values()):
             self._enforce_grace()
             time.sleep(POLL_SECONDS)
         self._join_output()
@@ -416,17 +466,15 @@ class LocalRunner:
     def stop_now(self) -> None:
         """SIGKILL every live worker, even one already told to stop (a second Ctrl-C)."""
         for pod in self.pods.values():
-            if pod.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pod.process.pid, signal.SIGKILL)
+            if pod.live:
+                pod.signal(signal.SIGKILL)
                 pod.kill_at = None
 
     def kill_active(self, sig: int = signal.SIGKILL) -> None:
         """Send a signal to the running worker (tests and demos inject faults with it)."""
         for pod in self.pods.values():
-            if pod.process.poll() is None and not pod.deleting:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pod.process.pid, sig)
+            if pod.live and not pod.deleting:
+                pod.signal(sig)
 
 
 def write_status(store: LocalStore, read: ResumableBatchStatus, decision: Decision) -> None:
@@ -509,18 +557,29 @@ def runner_alive(directory: Path) -> bool:
 
 #: Starts a worker so that it gets SIGTERM when this process dies (Linux only).
 LIFELINE = Path(__file__).with_name("_lifeline.py")
+#: Where the kernel can signal a parent's death (prctl), so workers get a lifeline.
+LIFELINE_HERE = sys.platform.startswith("linux")
 
 
-def with_lifeline(argv: list[str]) -> list[str]:
+def with_lifeline(argv: list[str], report_fd: int) -> list[str]:
     """argv, started through _lifeline.py where the kernel can signal a parent's death.
 
     A runner killed with SIGKILL cannot suspend its worker; without this the
     worker would run on with nobody reading its output, and its next print
-    would fail as a broken pipe, blamed on whatever item it was on.
+    would fail as a broken pipe, blamed on whatever item it was on. The
+    lifeline writes why the command's exec failed to ``report_fd``.
     """
-    if not sys.platform.startswith("linux"):
-        return argv
-    return [sys.executable, "-I", "-S", str(LIFELINE), str(os.getpid()), *argv]
+    if not LIFELINE_HERE:
+        return argv  # Popen itself raises when the exec fails
+    return [sys.executable, "-I", "-S", str(LIFELINE), str(os.getpid()), str(report_fd), *argv]
+
+
+def _read_all(fd: int) -> bytes:
+    """Everything written to a pipe until its last writer closes it."""
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def container_argv(container: dict[str, Any]) -> list[str]:
@@ -551,12 +610,14 @@ def check_runnable(batch: ResumableBatch) -> tuple[list[str], list[str]]:
     if argv:
         program = argv[0]
         if "/" in program:
-            target = Path(workdir or ".") / program  # an absolute program stays as it is
-            found = target.is_file() and os.access(target, os.X_OK)
+            target: Path | None = Path(workdir or ".") / program  # an absolute one stays
         else:
-            found = shutil.which(program) is not None
-        if not found:
-            errors.append(f"{field}.command: {program!r}: command not found")
+            found = shutil.which(program) or shutil.which(program, mode=os.F_OK)
+            target = Path(found) if found else None
+        why = cannot_exec(target) if target is not None else "command not found"
+        if why:
+            errors.append(f"{field}.command: {program!r}: {why}")
+    errors.extend(exec_size_errors(container, field))
     mounts = [str(m.get("mountPath")) for m in container.get("volumeMounts") or []]
     if mounts:
         notes.append(
@@ -572,6 +633,100 @@ def check_runnable(batch: ResumableBatch) -> tuple[list[str], list[str]]:
             "export those variables in your shell instead"
         )
     return errors, notes
+
+
+#: How a program file starts: ELF (Linux), Mach-O and universal binaries (macOS).
+PROGRAM_MAGIC = (
+    b"\x7fELF",
+    b"\xfe\xed\xfa\xce",
+    b"\xfe\xed\xfa\xcf",
+    b"\xce\xfa\xed\xfe",
+    b"\xcf\xfa\xed\xfe",
+    b"\xca\xfe\xba\xbe",
+)
+
+
+def cannot_exec(target: Path) -> str:
+    """Why exec would refuse to run ``target`` ("" when it would run it).
+
+    Not a file, not executable, neither a program nor a script with a ``#!`` line
+    (Exec format error), or a ``#!`` interpreter this machine does not have.
+    """
+    if not target.is_file():
+        return "command not found"
+    if not os.access(target, os.X_OK):
+        return (
+            f"{target} is not executable: chmod +x it, or name its interpreter first "
+            "(command: [python, script.py])"
+        )
+    try:
+        with target.open("rb") as f:
+            head = f.read(256)
+    except OSError as exc:
+        return f"{target}: {exc.strerror or exc}"
+    if head.startswith(b"#!"):
+        line = head[2:].split(b"\n", 1)[0].decode(errors="replace").split()
+        if not line:
+            return f"{target}: its #! line names no interpreter"
+        interpreter = Path(line[0])
+        if not (interpreter.is_file() and os.access(interpreter, os.X_OK)):
+            return f"{target}: its #! interpreter {interpreter} is not on this machine"
+        program = line[1] if interpreter.name == "env" and len(line) > 1 else "-"
+        if not program.startswith("-") and shutil.which(program) is None:
+            return f"{target}: its #! line runs {program!r}, not found on this PATH"
+        return ""
+    if head.startswith(PROGRAM_MAGIC):
+        return ""
+    return (
+        f"{target} is neither a program nor a script with a #! line (exec would fail: "
+        "Exec format error)"
+    )
+
+
+def exec_size_errors(container: dict[str, Any], field: str) -> list[str]:
+    """What makes exec refuse the container's command line and environment as too long.
+
+    Linux takes at most MAX_EXEC_STRING_BYTES in one argument or ``NAME=value``
+    string (a pod's container hits the same limit when it starts), and all of
+    them together, with this shell's environment the runner passes on, within
+    ARG_MAX. Each error names the field.
+    """
+    errors = []
+    strings: list[bytes] = []
+    for part in ("command", "args"):
+        for i, arg in enumerate(container.get(part) or []):
+            data = str(arg).encode()
+            strings.append(data)
+            if len(data) + 1 > MAX_EXEC_STRING_BYTES:
+                errors.append(f"{field}.{part}[{i}]: {_too_long(len(data) + 1)}")
+    for i, var in enumerate(container.get("env") or []):
+        data = f"{var.get('name')}={var.get('value', '')}".encode()
+        strings.append(data)
+        if len(data) + 1 > MAX_EXEC_STRING_BYTES:
+            errors.append(f"{field}.env[{i}] ({var.get('name')}): {_too_long(len(data) + 1)}")
+    if errors:
+        return errors
+    strings += [f"{k}={v}".encode() for k, v in os.environ.items()]
+    pointer = 8  # argv and envp hold a pointer to each string
+    total = sum(len(data) + 1 + pointer for data in strings)
+    with contextlib.suppress(ValueError, OSError):
+        limit = os.sysconf("SC_ARG_MAX")
+        if limit > 0 and total > limit:
+            errors.append(
+                f"{field}: command, args and env take {total // 1024} KiB at exec with this "
+                f"shell's environment, over the {limit // 1024} KiB this machine takes "
+                "(ARG_MAX): pass large data in a file instead"
+            )
+    return errors
+
+
+def _too_long(size: int) -> str:
+    """The error for one exec string of ``size`` bytes."""
+    return (
+        f"{size // 1024} KiB, over the {MAX_EXEC_STRING_BYTES // 1024} KiB Linux takes in one "
+        "argument or environment string at exec (MAX_ARG_STRLEN), in a pod as here: "
+        "pass large data in a file (a ConfigMap volume) instead"
+    )
 
 
 def write_line(stream: TextIO, text: str) -> None:

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from resumable._run import Item, Run, Summary, Terminated, fingerprint
+from resumable._run import Item, Run, Summary, Terminated, exit_on_usage_errors, fingerprint
 from resumable._settings import Settings
 from resumable._store import (
     CheckpointStore,
@@ -36,6 +36,7 @@ from resumable.errors import (
     ResumableError,
     StoreRefusedError,
     StoreUnavailableError,
+    UsageError,
 )
 from resumable.ranges import IndexSet
 from resumable.v1alpha1 import CheckpointPolicy
@@ -59,6 +60,7 @@ __all__ = [
     "StoreUnavailableError",
     "Summary",
     "Terminated",
+    "UsageError",
     "atomic_write",
     "fingerprint",
     "start",
@@ -76,9 +78,14 @@ def start(
 
     Settings come from ``RESUMABLE_*`` environment variables; the arguments
     override them. Raises FencedError if a newer attempt already owns the batch.
+
+    From here on a :class:`UsageError` nobody catches ends the process with exit
+    code ``resumable.constants.EXIT_USAGE`` (its cause saved in the checkpoint),
+    which the operator and ``resumable run`` do not retry.
     """
     import dataclasses
 
+    exit_on_usage_errors()
     base = settings or Settings.from_env()
     changes: dict[str, object] = {}
     if name is not None:

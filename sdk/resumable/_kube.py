@@ -40,9 +40,11 @@ from resumable.kubeapi import (
     JSON_PATCH,
     ApiError,
     ConflictError,
+    ForbiddenError,
     InvalidError,
     KubeApi,
     NotFoundError,
+    UnreachableError,
     batch_path,
     call_with_retries,
 )
@@ -300,7 +302,18 @@ class KubeStore:
         def send() -> Any:
             nonlocal tries
             tries += 1
-            return self.api.request("PATCH", path, body=ops, content_type=JSON_PATCH, until=until)
+            try:
+                return self.api.request(
+                    "PATCH", path, body=ops, content_type=JSON_PATCH, until=until
+                )
+            except ForbiddenError as exc:
+                if not ours:
+                    raise
+                # Back from an outage (writes failed since the last that landed), a 403
+                # is a restarted kube-apiserver whose RBAC caches do not hold the
+                # worker's Role yet ("role ... not found"): tried again as if the server
+                # were still away. With no write pending it is a refusal, at once.
+                raise UnreachableError(0, f"{exc} (just after the API server was away)") from exc
 
         # A boundary write waiting on the API server gives way to a signal at once
         # (the exit's final write then starts); a final write is never cut short.

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from types import FrameType, TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
+from resumable import constants as names
 from resumable._policy import Coalescer
 from resumable._settings import Settings
 from resumable._store import CheckpointStore, OutputStore
@@ -42,6 +43,7 @@ from resumable.errors import (
     FingerprintMismatchError,
     ResumableError,
     StoreUnavailableError,
+    UsageError,
 )
 from resumable.ranges import IndexSet
 from resumable.v1alpha1 import MAX_COMPLETED_CHARS, MAX_CONTEXT_BYTES, MAX_ERROR_CHARS, Checkpoint
@@ -102,7 +104,7 @@ def fingerprint(values: Iterable[Any]) -> str:
         try:
             encoded = json.dumps(value, sort_keys=True, default=_stable_form)
         except _UnstableValueError as exc:
-            raise ResumableError(
+            raise UsageError(
                 f"item {count + 1} (or a value inside it, of type {exc}) cannot be "
                 "fingerprinted: its repr() holds a memory address, so every restart would "
                 "see a changed item list. Give the class a __repr__ (a dataclass has one), "
@@ -308,9 +310,10 @@ class Item(Generic[T]):
         if exc is None:
             self._run._commit(self)
             return False
-        if not isinstance(exc, Exception):
-            # Exits, interrupts, task cancellation (asyncio.CancelledError): not the
-            # item's fault, so neither recorded against it nor swallowed.
+        if not isinstance(exc, Exception) or isinstance(exc, UsageError):
+            # Exits, interrupts, task cancellation (asyncio.CancelledError), misuse
+            # that fails every item alike: not the item's fault, so neither recorded
+            # against it nor swallowed.
             return False
         self._run._record_error(self, exc)
         return self._run._errors == "continue"
@@ -409,6 +412,12 @@ class Run:
         if redo_from is not None and not self._fresh:
             self.redone = sum(1 for i in range(self.resumed_from, redo_from) if not self.is_done(i))
         self._redone_total = redone_saved + self.redone
+        # When this attempt began and what was done then: the checkpoint carries
+        # them, so a status read once shows the attempt's rate.
+        self._began = _now_rfc3339()
+        self._done_at_start = len(self._completed)
+        live = getattr(checkpoints, "live_progress", None)
+        self._live = live(attempt=attempt, done=self._done_at_start) if live else None
         if settings.handle_signals:
             self._install_signal_handlers()
         atexit.register(self._atexit)
@@ -477,6 +486,8 @@ class Run:
         if fingerprint_items:
             self._check_fingerprint(fingerprint(listed))
         self._total = total
+        if self._live is not None:
+            self._live.update(len(self._completed), total)
         completed, skipped, mark = self._completed, self._skipped, self._mark
         unwinding = False
         try:
@@ -705,6 +716,8 @@ class Run:
                         {"index": item.index, "key": item.key, "output": output},
                     )
                 self._completed.add(item.index)
+                if self._live is not None:
+                    self._live.update(len(self._completed), self._total)
                 self._inflight = None
                 if self._failed:
                     self._failed.discard(item.index)
@@ -767,9 +780,15 @@ class Run:
         self._clear_steps()
 
     def _clear_steps(self) -> None:
+        """Forget what only a resumed attempt would need: step results, the in-flight marker."""
         remover = getattr(self._steps, "clear", None)
         if callable(remover):
             remover()
+        unmark = getattr(self._outputs, "clear_inflight", None)
+        if callable(unmark):
+            unmark()
+        if self._live is not None:
+            self._live.remove()
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -804,6 +823,8 @@ class Run:
             "attempt": self.attempt,
             "iteration": self._iteration,
             "redone": self._redone_total,
+            "startedAt": self._began,
+            "doneAtStart": self._done_at_start,
             "user": self.context,
         }
         if self.context and self._claim_chunk is not None:
@@ -826,7 +847,7 @@ class Run:
                     json_value(value, f"run.context[{key!r}]")
             encoded = json.dumps(context, allow_nan=False)
             if len(encoded) > MAX_CONTEXT_BYTES:
-                raise ResumableError(
+                raise UsageError(
                     f"run.context is {len(encoded)} bytes serialised, over the "
                     f"{MAX_CONTEXT_BYTES}-byte limit: keep large state in item outputs or "
                     "steps, not in the checkpoint"
@@ -1060,6 +1081,47 @@ class Run:
             return
         raise Terminated(signum)
 
+    def record_usage_error(self, error: UsageError) -> None:
+        """Save a usage error's message as the checkpoint's run-level error, before exit.
+
+        Pending progress is saved with it; when the checkpoint itself is what is
+        wrong (run.context over its budget), the message goes with the last one
+        saved. The operator and `resumable run` put it in the Failed condition.
+        Called by the exit hook (:func:`exit_on_usage_errors`); never raises.
+        """
+        if self._fenced:
+            return
+        message = f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
+        with self._guard():
+            cp = self._checkpoint
+            cp.last_error = message
+            cp.last_error_index = None  # the run's error, no item's
+            # Not finished, whatever the list's end said: the batch failed (as _unfinish).
+            cp.finished = False
+        try:
+            try:
+                self._flush(final=True)
+            except UsageError:
+                # The last checkpoint built (the one this one could not replace).
+                cp.items_done = len(IndexSet.parse(cp.completed))
+                self._store.save_checkpoint(
+                    cp,
+                    progress=(
+                        f"{cp.items_done}/{self._total}"
+                        if self._total is not None
+                        else str(cp.items_done)
+                    ),
+                    expect_attempt=self.attempt,
+                    expect_next=self._saved_next,
+                    final=True,
+                )
+        except ResumableError as unsaved:
+            print(f"resumable: could not save the usage error: {unsaved}", file=sys.stderr)
+        # Nothing more to save at exit: it would meet the same error again.
+        self._closed = True
+        self._restore_signal_handlers()
+        atexit.unregister(self._atexit)
+
     def _atexit(self) -> None:
         try:
             self.close()
@@ -1074,8 +1136,37 @@ class Run:
         atexit.unregister(self._atexit)
 
 
-#: Every Run alive in this process, for the fork hook below.
+#: Every Run alive in this process, for the fork hook and the usage exit below.
 _live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+
+
+def exit_on_usage_errors() -> None:
+    """Make an uncaught UsageError end the process with EXIT_USAGE (idempotent).
+
+    Python exits 1 after any uncaught exception, which the operator retries. The
+    hook chained to sys.excepthook prints the traceback as before, saves the
+    error in each live run's checkpoint (the cause the Failed condition shows)
+    and raises SystemExit(EXIT_USAGE), which CPython honours from the hook: the
+    exit hooks (atexit) still run.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_resumable_usage_exit", False):
+        return
+
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        previous(kind, error, tb)
+        if not isinstance(error, UsageError):
+            return
+        for run in list(_live_runs):
+            run.record_usage_error(error)
+        print(
+            f"resumable: a usage error: exit {names.EXIT_USAGE}, which is not retried",
+            file=sys.stderr,
+        )
+        raise SystemExit(names.EXIT_USAGE)
+
+    hook._resumable_usage_exit = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 def _disarm_runs_in_child() -> None:

@@ -71,6 +71,11 @@ MESSAGE_SUCCEEDED: Final = "The batch succeeded."
 REASON_MAX_RESTARTS: Final = "MaxRestartsExceeded"
 REASON_NEVER_RETRY: Final = "NeverRetryExitCode"
 REASON_POISON: Final = "PoisonItem"
+#: The worker exited EXIT_USAGE: misuse the SDK detected, which no retry gets past.
+REASON_USAGE_ERROR: Final = "UsageError"
+#: The worker's command could not be started (exec failed: not found, not a
+#: program, arguments and environment too long): the runtime's StartError.
+REASON_START_FAILED: Final = "StartFailed"
 #: Succeeded's message when the batch failed, whatever the reason.
 MESSAGE_FAILED: Final = "The batch failed."
 REASON_SUSPENDED: Final = "SuspendedBySpec"
@@ -172,3 +177,16 @@ ENV_PARALLELISM: Final = "RESUMABLE_PARALLELISM"
 ENV_CHUNK_SIZE: Final = "RESUMABLE_CHUNK_SIZE"
 #: "1" lets a run resume against a changed item list.
 ENV_ALLOW_CHANGED_ITEMS: Final = "RESUMABLE_ALLOW_CHANGED_ITEMS"
+
+# ------------------------------------------------------------------ exit codes
+
+#: A worker's exit code for a usage error (sysexits.h's EX_USAGE): deterministic
+#: misuse the SDK detected (a changed item list, run.context over its budget, an
+#: item with no stable fingerprint, an invalid RESUMABLE_* setting). The SDK exits
+#: with it when such an error (resumable.errors.UsageError) is not caught; the
+#: operator and `resumable run` fail the batch at once (reason UsageError, the
+#: cause the worker saved in the message), never retrying it.
+EXIT_USAGE: Final = 64
+#: Container termination reasons that mean the command never started (containerd's
+#: StartError, Docker's ContainerCannotRun; the local runner reports StartError).
+START_ERROR_REASONS: Final = ("StartError", "ContainerCannotRun")

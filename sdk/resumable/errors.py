@@ -7,7 +7,17 @@ class ResumableError(Exception):
     """Base class for every error raised by resumable."""
 
 
-class ConfigError(ResumableError):
+class UsageError(ResumableError):
+    """Deterministic misuse: every retry would fail the same way.
+
+    Not caught, it ends the worker with exit code
+    :data:`resumable.constants.EXIT_USAGE` after saving its message in the
+    checkpoint; the operator and `resumable run` then fail the batch without
+    retrying, the message in its Failed condition.
+    """
+
+
+class ConfigError(UsageError):
     """A setting (environment variable or argument) is invalid; the message names it."""
 
 
@@ -15,7 +25,7 @@ class FencedError(ResumableError):
     """A newer attempt owns the checkpoint; this worker must stop without writing."""
 
 
-class FingerprintMismatchError(ResumableError):
+class FingerprintMismatchError(UsageError):
     """The item list differs from the one the checkpoint was made for."""
 
 

@@ -13,7 +13,7 @@ Python.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -43,6 +43,11 @@ MAX_PARALLELISM = 64
 MAX_HISTORY = 10
 #: The longest window: a week.
 MAX_WINDOW_SECONDS = 7 * 86_400
+#: The most bytes Linux takes in one argument or one NAME=value environment string
+#: at exec (MAX_ARG_STRLEN), in a pod's container as on a laptop: a longer one
+#: fails the worker's start with "Argument list too long". The schema refuses
+#: container args, command and env values longer than this many characters.
+MAX_EXEC_STRING_BYTES = 128 * 1024
 
 
 def _preserve_unknown(schema: dict[str, Any]) -> None:
@@ -73,7 +78,16 @@ class EnvVar(_OpenModel):
     """One environment variable of a container (``valueFrom`` is kept as written)."""
 
     name: str = Field(min_length=1, description="Name of the environment variable.")
-    value: str | None = Field(default=None, description="Literal value.")
+    value: str | None = Field(
+        default=None,
+        max_length=MAX_EXEC_STRING_BYTES,
+        description="Literal value: at most 128 KiB, what Linux takes in one environment "
+        "string when it starts the worker.",
+    )
+
+
+#: One argument of a container's command line (at most MAX_EXEC_STRING_BYTES).
+ExecString = Annotated[str, Field(max_length=MAX_EXEC_STRING_BYTES)]
 
 
 class Container(_OpenModel):
@@ -83,8 +97,8 @@ class Container(_OpenModel):
     image: str | None = Field(
         default=None, description="Container image (ignored by `resumable run`)."
     )
-    command: list[str] = Field(default_factory=list, description="Entrypoint.")
-    args: list[str] = Field(default_factory=list, description="Arguments to the entrypoint.")
+    command: list[ExecString] = Field(default_factory=list, description="Entrypoint.")
+    args: list[ExecString] = Field(default_factory=list, description="Arguments to the entrypoint.")
     env: list[EnvVar] = Field(default_factory=list, description="Environment variables.")
 
 

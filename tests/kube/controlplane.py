@@ -156,6 +156,19 @@ def apiserver_args(
     ]
 
 
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process if it still runs; SIGKILL it after 10 s."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class ControlPlane:
     """A running etcd + kube-apiserver pair and everything needed to talk to it."""
@@ -170,6 +183,7 @@ class ControlPlane:
     apiserver_log: Path
     timings: dict[str, float] = field(default_factory=dict)
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _apiserver_args: list[str] = field(default_factory=list)
     _api_client: Any = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -215,17 +229,14 @@ class ControlPlane:
                 cp.etcd_log,
             )
             # No need to wait for etcd: kube-apiserver retries until it answers.
-            cp._spawn(
-                binaries / "kube-apiserver",
-                apiserver_args(
-                    pki=pki,
-                    etcd_port=etcd_port,
-                    secure_port=secure_port,
-                    cert_dir=workdir / "apiserver-certs",
-                    verbosity=verbosity,
-                ),
-                cp.apiserver_log,
+            cp._apiserver_args = apiserver_args(
+                pki=pki,
+                etcd_port=etcd_port,
+                secure_port=secure_port,
+                cert_dir=workdir / "apiserver-certs",
+                verbosity=verbosity,
             )
+            cp._spawn(binaries / "kube-apiserver", cp._apiserver_args, cp.apiserver_log)
             cp._wait_ready(ready_timeout)
             cp._write_kubeconfig()
             cp.timings["ready"] = time.monotonic() - t_bin
@@ -284,15 +295,22 @@ class ControlPlane:
             self._api_client.close()
             self._api_client = None
         for proc in reversed(self._processes):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            _terminate(proc)
         self._processes.clear()
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone (SIGTERM, SIGKILL after 10 s): an API server outage.
+
+        etcd keeps running; :meth:`start_apiserver` brings the server back.
+        """
+        _terminate(self._processes.pop())
+
+    def start_apiserver(self, ready_timeout: float = 90.0) -> None:
+        """Start kube-apiserver again on the same etcd, port and keys; wait for /readyz."""
+        if len(self._processes) != 1:
+            raise ControlPlaneError("start_apiserver: stop_apiserver first")
+        self._spawn(self.binaries / "kube-apiserver", self._apiserver_args, self.apiserver_log)
+        self._wait_ready(ready_timeout)
 
     def __enter__(self) -> ControlPlane:
         return self

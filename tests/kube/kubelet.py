@@ -5,7 +5,9 @@ to its node, and runs ``spec.containers[0].command + args`` as a local process
 (the image is ignored, so pods use commands that exist on this machine). It
 reports what a kubelet would: phase Running with a containerStatuses entry,
 then Succeeded/Failed with the real exit code (128+N when killed by signal N,
-so 137 for SIGKILL). Only the first container is run.
+so 137 for SIGKILL); a command it cannot exec ends as containerd's does: exit
+128, reason StartError, the exec's error as message. Only the first container
+is run.
 
 Like a kubelet, it:
 
@@ -546,16 +548,39 @@ class ProcessKubelet:
         while True:
             if run.terminate.is_set():
                 break
-            with run.log_path.open("ab") as out:
-                run.proc = subprocess.Popen(
-                    command,
-                    env=env,
-                    cwd=run.workdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group: signals reach children too
+            try:
+                with run.log_path.open("ab") as out:
+                    run.proc = subprocess.Popen(
+                        command,
+                        env=env,
+                        cwd=run.workdir,
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # its own group: signals reach children too
+                    )
+            except OSError as exc:
+                # As containerd reports a container whose command it could not exec.
+                self._log(f"start error {run.namespace}/{run.name}: {exc}")
+                now = now_rfc3339()
+                terminated = {
+                    "exitCode": 128,
+                    "reason": "StartError",
+                    "message": f"exec: {command[0]!r}: {exc.strerror or exc}",
+                    "startedAt": now,
+                    "finishedAt": now,
+                }
+                self._write_status(
+                    run,
+                    partial(
+                        self._set_terminated,
+                        pod=pod,
+                        run=run,
+                        terminated=terminated,
+                        last_state=last_state,
+                    ),
                 )
+                return
             run.oom = False
             container_started = now_rfc3339()
             self._log(f"pid {run.proc.pid} for {run.namespace}/{run.name}: {command}")

@@ -1,7 +1,9 @@
-"""Reliability tier: API faults the real server can't produce on demand, on kmock.
+"""Reliability tier: faults on demand, on kmock and on the real control plane.
 
-500s, 429s with Retry-After, slow answers (client timeouts) and dropped watch
-streams. Everything else is tested against the real control plane (integration).
+On kmock: 500s, 429s with Retry-After, slow answers (client timeouts) and dropped
+watch streams. On the real control plane (tests/kube): the guarantees of the
+reliability report (report.py, docs/reliability.md) under kills, outages, zombies
+and bad input.
 
 Fixtures (besides kmock's own ``kmock``: a fresh KubernetesEmulator on a local
 HTTP port per test, from the kmock pytest plugin):
@@ -18,6 +20,11 @@ HTTP port per test, from the kmock pytest plugin):
   discovery; returns its kmock.resource for criteria.
 - ``workers``: a list a test appends the worker processes it starts to
   (:class:`tests.workers.WorkerProcess`); any still running at its end is killed.
+- ``figure``: ``figure(key, line, **numbers)`` records the test's one-line figure
+  for the report (report.py); the lines are listed at the end of the run.
+- ``batches``: :class:`tests.integration.harness.Batches` in the test's namespace.
+- ``operator``: the operator as a process watching the test's namespace, with the
+  process kubelet running its pods (its log's tail is printed at teardown).
 
 The kubernetes client is synchronous: call it with ``await asyncio.to_thread(...)``
 so the mock server (on the test's event loop) can answer.
@@ -26,7 +33,7 @@ so the mock server (on the test's event loop) can answer.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +47,11 @@ if _ROOT not in sys.path:
 import kmock as km  # noqa: E402
 
 from resumable.kubeapi import KubeApi, load_api_client  # noqa: E402
+from tests.integration.harness import Batches  # noqa: E402
+
+# The operator's integration tests' fixture, shared: the operator process for a test.
+from tests.integration.test_operator import operator  # noqa: E402, F401
+from tests.reliability import report  # noqa: E402
 from tests.workers import WorkerProcess  # noqa: E402
 
 GROUP, VERSION, PLURAL = "resumable.dev", "v1alpha1", "resumablebatches"
@@ -122,3 +134,23 @@ def workers() -> Iterator[list[WorkerProcess]]:
         if worker.proc.poll() is None:
             worker.proc.kill()
             worker.proc.communicate()
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Callable[..., None]:
+    def record(key: str, line: str, **numbers: Any) -> None:
+        report.record(key, request.node.nodeid, line, numbers)
+
+    return record
+
+
+@pytest.fixture
+def batches(api: KubeApi, namespace: str) -> Batches:
+    return Batches(api, namespace)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if report.SESSION:
+        terminalreporter.section("reliability figures")
+        for line in report.SESSION:
+            terminalreporter.write_line(line)

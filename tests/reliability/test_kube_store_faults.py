@@ -41,7 +41,12 @@ from kmock import Response  # type: ignore[attr-defined]
 import resumable
 from resumable import _kube
 from resumable._kube import KubeStore
-from resumable.errors import ConfigError, FencedError, StoreUnavailableError
+from resumable.errors import (
+    ConfigError,
+    FencedError,
+    StoreRefusedError,
+    StoreUnavailableError,
+)
 from resumable.kubeapi import KubeApi, batch_path
 from resumable.v1alpha1 import Checkpoint, CheckpointPolicy
 from tests.reliability.faults import k8s_status
@@ -462,3 +467,40 @@ async def test_a_batch_deleted_mid_run_is_a_config_error_naming_it(
     with pytest.raises(ConfigError, match=f"resumablebatch {NS}/{NAME} does not exist"):
         await asyncio.to_thread(save, store, checkpoint_at(2), expect_next=0)
     assert patches(kmock) == 1
+
+
+# ----------------------------------------------------- a restarted API server's RBAC
+
+#: What a restarted kube-apiserver answers while its RBAC caches lack the worker's Role
+#: (seen by tests/reliability/test_apiserver_outage.py on the real one).
+NOT_SYNCED = (
+    'resumablebatches.resumable.dev "b1" is forbidden: User "system:serviceaccount:ns1:'
+    'b1-worker" cannot patch resource "resumablebatches/status" in API group '
+    '"resumable.dev" in the namespace "ns1": RBAC: role.rbac.authorization.k8s.io '
+    '"b1-worker" not found'
+)
+
+
+async def test_a_403_just_after_the_server_was_away_is_tried_again_until_the_write_lands(
+    kmock: km.RawHandler, batch: BatchServer, store: KubeStore
+) -> None:
+    kmock.override["patch", STATUS_PATH][:1] << 503 << k8s_status(503, "ServiceUnavailable")
+    with pytest.raises(StoreUnavailableError):
+        await asyncio.to_thread(
+            store.try_checkpoint, checkpoint_at(4), progress="4/20", expect_attempt=1,
+            expect_next=0,
+        )  # fmt: skip
+    kmock.override["patch", STATUS_PATH][1:3] << 403 << k8s_status(403, "Forbidden", NOT_SYNCED)
+    await asyncio.to_thread(save, store, checkpoint_at(9), expect_next=0)
+    assert patches(kmock) == 4  # the 503, two 403s, and the write that landed
+    assert batch.checkpoint["nextIndex"] == 9
+
+
+async def test_a_403_with_no_write_pending_is_a_refusal_at_once(
+    kmock: km.RawHandler, batch: BatchServer, store: KubeStore
+) -> None:
+    kmock.override["patch", STATUS_PATH] << 403 << k8s_status(403, "Forbidden", NOT_SYNCED)
+    with pytest.raises(StoreRefusedError, match=r"RBAC: role\.rbac\.authorization\.k8s\.io"):
+        await asyncio.to_thread(save, store, checkpoint_at(9), expect_next=0)
+    assert patches(kmock) == 1
+    assert batch.checkpoint == initial_status()["checkpoint"]

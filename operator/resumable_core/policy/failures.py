@@ -3,7 +3,9 @@
 In the manner of JobSet's ``failure_policy.go``: :func:`judge_end` classifies the
 end (:data:`EndKind`), and :data:`ACTIONS` maps each kind to what it does to the
 batch: complete it, restart it (counted, after a backoff), resume it at once (a
-disruption, not counted), or fail it (a never-retry exit code). A counted
+disruption, not counted), or fail it (a never-retry exit code; the SDK's usage
+error exit, EXIT_USAGE, with the cause the worker saved; a command that could
+not start). A counted
 failure also counts against the item it died at: an item that kills
 spec.retry.maxItemAttempts attempts in a row is a poison item, skipped or
 failing the batch as spec.retry.onPoisonItem says.
@@ -32,11 +34,15 @@ from resumable_core.policy import backoff, terminal
 from resumable_core.progress import items_saved, resume_index
 
 #: complete: every item saved (whatever the exit); not-finished: exit 0 with items
-#: left; never-retry: an exit code in spec.retry.neverRetryExitCodes; disruption:
-#: evicted, preempted, deleted or its node lost (not counted); failure: any other.
-EndKind = Literal["complete", "not-finished", "never-retry", "disruption", "failure"]
+#: left; never-retry: an exit code in spec.retry.neverRetryExitCodes; usage: exit
+#: EXIT_USAGE (misuse the SDK detected); cannot-start: the command never started
+#: (exec failed); disruption: evicted, preempted, deleted or its node lost (not
+#: counted); failure: any other.
+EndKind = Literal[
+    "complete", "not-finished", "never-retry", "usage", "cannot-start", "disruption", "failure"
+]
 #: How a pod ended, by itself (see :func:`classify`).
-PodEndKind = Literal["success", "failure", "disruption", "never-retry"]
+PodEndKind = Literal["success", "failure", "disruption", "never-retry", "usage", "cannot-start"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,10 @@ class AttemptEnd:
 def classify(pod: PodView, never_retry: list[int]) -> tuple[PodEndKind, str, bool]:
     """(kind, description, counted) for an ended or vanished pod.
 
-    kind is "success", "failure", "disruption" or "never-retry".
+    kind is "success", "failure", "disruption", "never-retry", "usage" or
+    "cannot-start". Never retried, whatever neverRetryExitCodes says: a usage
+    error (exit EXIT_USAGE) and a command that did not start (its exec failed:
+    every attempt would fail the same way).
     """
     if pod.disruption:
         return "disruption", f"disruption ({pod.disruption})", False
@@ -68,6 +77,10 @@ def classify(pod: PodView, never_retry: list[int]) -> tuple[PodEndKind, str, boo
         what = f"OOMKilled (exit {code})" if code is not None else "OOMKilled"
     elif pod.reason and pod.reason not in ("Error", "Completed"):
         what = f"{what} ({pod.reason})"
+    if pod.reason in names.START_ERROR_REASONS:
+        return "cannot-start", what, True
+    if code == names.EXIT_USAGE:
+        return "usage", f"{what} (a usage error)", True
     if code is not None and code in never_retry:
         return "never-retry", what, True
     return "failure", what, True
@@ -116,6 +129,31 @@ def _fail_never_retry(ctx: SyncContext, end: AttemptEnd) -> bool:
     )
     ctx.decision.outcome = Outcome("failed", cond.REASON_NEVER_RETRY)
     terminal.fail(ctx, cond.REASON_NEVER_RETRY, msg)
+    return True
+
+
+def _fail_usage_error(ctx: SyncContext, end: AttemptEnd) -> bool:
+    _record_end(ctx, end)
+    cp = ctx.status.checkpoint
+    saved = (
+        cp.last_error and cp.last_error_index is None and cp.context.get("attempt") == cp.attempt
+    )
+    cause = cp.last_error if saved else "the worker saved no cause: see its log"
+    msg = f"Attempt {cp.attempt} ended with {end.what}; not retried: {cause}"
+    ctx.decision.outcome = Outcome("failed", cond.REASON_USAGE_ERROR)
+    terminal.fail(ctx, cond.REASON_USAGE_ERROR, msg[:MAX_ERROR_CHARS])
+    return True
+
+
+def _fail_cannot_start(ctx: SyncContext, end: AttemptEnd) -> bool:
+    _record_end(ctx, end)
+    why = end.pod.message or "no reason given"
+    msg = (
+        f"Attempt {ctx.status.checkpoint.attempt}'s worker {end.pod.name} could not start "
+        f"({end.what}): {why}; not retried: fix spec.template.spec.containers[0]"
+    )
+    ctx.decision.outcome = Outcome("failed", cond.REASON_START_FAILED)
+    terminal.fail(ctx, cond.REASON_START_FAILED, msg[:MAX_ERROR_CHARS])
     return True
 
 
@@ -185,6 +223,8 @@ ACTIONS: dict[EndKind, Callable[[SyncContext, AttemptEnd], bool]] = {
     "complete": _complete,
     "not-finished": _restart_after_exit_0,
     "never-retry": _fail_never_retry,
+    "usage": _fail_usage_error,
+    "cannot-start": _fail_cannot_start,
     "disruption": _resume_after_disruption,
     "failure": _restart_after_counted_failure,
 }

@@ -31,7 +31,13 @@ FIXING_FIELDS: dict[str, bool | set[str]] = {
 #: what judged the failure (:func:`spec_digest`). Spent restarts reopen by their own
 #: rule, a raised maxRestarts. The CLIs' hints (resumable_core.hints) say so.
 REOPENED_BY_SPEC_EDIT = frozenset(
-    {cond.REASON_NEVER_RETRY, cond.REASON_POISON, cond.REASON_POD_CREATE_FAILED}
+    {
+        cond.REASON_NEVER_RETRY,
+        cond.REASON_POISON,
+        cond.REASON_POD_CREATE_FAILED,
+        cond.REASON_USAGE_ERROR,
+        cond.REASON_START_FAILED,
+    }
 )
 
 

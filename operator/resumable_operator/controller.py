@@ -70,6 +70,7 @@ class Controller:
         self.api = api
         self.metrics = metrics if metrics is not None else Metrics()
         self.queue = WorkQueue(self.reconcile, workers=workers)
+        self.metrics.watch_queue(self.queue.depth, self.queue.in_flight)
         self.pods = PodControl(api)
         self.status = StatusWriter(api)
         self.events = EventRecorder(api)

@@ -76,6 +76,11 @@ class WorkQueue:
         with self._lock:
             return self._in_flight
 
+    def depth(self) -> int:
+        """Keys waiting for a worker: queued, or added again while being processed.
+        Keys on a timer are not counted until it fires. Any thread (a read of two sets)."""
+        return len(self._queued) + len(self._again)
+
     def add(self, key: Key, *, delay: float = 0.0) -> None:
         """Process the key, now or after a delay. Duplicates collapse. Any thread."""
         if self._off_loop():

@@ -144,3 +144,29 @@ async def test_stop_waits_for_a_reconcile_already_running_before_it_returns() ->
     returned = time.monotonic()
     assert 0 < ctl.ended_at <= returned
     assert ctl.in_flight() == 0
+
+
+async def test_the_queue_depth_metric_counts_batches_waiting_for_a_worker() -> None:
+    gate = threading.Event()
+
+    class Blocked(Controller):
+        def reconcile(self, namespace: str, name: str) -> float | None:
+            gate.wait(5)
+            return None
+
+    ctl = Blocked(cast(KubeApi, None), workers=1)
+    for index in range(5):
+        ctl.enqueue("ns", f"b{index}")
+    depth = ctl.metrics.registry.get_sample_value
+    assert depth("resumable_reconcile_queue_depth") == 5
+    ctl.start()
+    await asyncio.sleep(0.05)  # one worker took b0 and waits in it
+    assert depth("resumable_reconcile_queue_depth") == 4
+    assert depth("resumable_reconciles_in_flight") == 1
+    gate.set()
+    for _ in range(200):
+        if depth("resumable_reconcile_queue_depth") == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert depth("resumable_reconcile_queue_depth") == 0
+    await ctl.stop()

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("resumable_operator")
 
@@ -52,6 +53,9 @@ class WorkQueue:
         self._again_urgent: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Threads of their own: the loop's default executor has min(32, CPUs + 4),
+        # six on two cores, fewer than the workers one may ask for.
+        self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._lock = threading.Lock()
@@ -62,6 +66,7 @@ class WorkQueue:
         processed first."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="reconcile")
         for index in range(self.workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-{index}"))
 
@@ -78,6 +83,8 @@ class WorkQueue:
             await asyncio.sleep(0.02)
         if self.in_flight():
             log.warning("stopped with %d reconcile(s) still running", self.in_flight())
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
 
     def in_flight(self) -> int:
         """Keys being processed now."""
@@ -155,7 +162,10 @@ class WorkQueue:
                 continue
             self._running.add(key)
             try:
-                again_in = await asyncio.to_thread(self._process_counted, key)
+                assert self._loop is not None and self._executor is not None
+                again_in = await self._loop.run_in_executor(
+                    self._executor, self._process_counted, key
+                )
             except Exception:
                 log.exception(
                     "reconcile of %s/%s failed; retrying in %.0fs", *key, ERROR_RETRY_SECONDS

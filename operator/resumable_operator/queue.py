@@ -4,11 +4,11 @@ kopf's watch handlers add ``(namespace, name)`` keys; a few workers take keys on
 at a time and hand each to the controller's reconcile, run in a thread. A key is
 never processed by two workers at once: added while it is being processed, it
 is processed once more after. Keys already queued collapse, and a key added with
-a delay waits on a timer (the earliest wins). A key added ``urgent`` (a worker pod
-ended: a batch waits for its next attempt) goes before every key that is not, so
-a failure is not served after a thousand routine looks (bench/operator_scale.py). A reconcile that raises is tried
-again after :data:`ERROR_RETRY_SECONDS`; one that returns a delay is added again
-after it.
+a delay waits on a timer (the earliest wins). A key added ``urgent`` (a worker
+pod ended: a batch waits for its next attempt) goes before every key that is
+not, so a failure is not served after a thousand routine looks
+(bench/operator_scale.py). A reconcile that raises is tried again after
+:data:`ERROR_RETRY_SECONDS`; one that returns a delay is added again after it.
 
 The queue, its sets and the timers belong to the event loop's thread:
 :meth:`WorkQueue.add` and :meth:`WorkQueue.forget` called from another thread
@@ -162,7 +162,8 @@ class WorkQueue:
                 continue
             self._running.add(key)
             try:
-                assert self._loop is not None and self._executor is not None
+                assert self._loop is not None
+                assert self._executor is not None
                 again_in = await self._loop.run_in_executor(
                     self._executor, self._process_counted, key
                 )

@@ -1,7 +1,8 @@
 """One operator, 1,000 batches: memory, CPU, recovery latency and API load. Run by hand.
 
-    .venv/bin/python bench/operator_scale.py              # about 4 minutes; last line is JSON
-    .venv/bin/python bench/operator_scale.py --batches 200 --items 40
+    .venv/bin/python bench/operator_scale.py              # about 7 minutes; last line is JSON
+    .venv/bin/python bench/operator_scale.py --kill-rate 0 --items 120   # the burst
+    .venv/bin/python bench/operator_scale.py --batches 200 --items 60
     .venv/bin/python bench/operator_scale.py --every-seconds 1   # the old default, to compare
 
 Starts the test control plane (etcd + kube-apiserver from tests/controlplane) and
@@ -20,12 +21,14 @@ restart backoff, and plays the kubelet and the workers itself:
     for a cluster (``spec.checkpoint`` left unset). Items take --item-seconds of
     wall time and no CPU. A worker blocks while its write is in flight, as the SDK's
     does.
-  - **One kill per batch.** Each first attempt dies at an item drawn uniformly from
-    the second half of its list (seeded, from half way to seven eighths, so all
-    batches run at once before the first kill): no final write, the pod reported Failed with
-    exit 137 (what the process kubelet reports for SIGKILL). The operator sees the
-    failure and creates the next attempt's pod, which resumes from the checkpoint
-    and finishes; the batch ends Succeeded.
+  - **One kill per batch.** Once every batch runs, first attempts die one after
+    another at --kill-rate a second (default 5: 1,000 kills over 200 s), the
+    earliest started first, each at its next item boundary: no final write, the pod
+    reported Failed with exit 137 (what the process kubelet reports for SIGKILL).
+    The operator sees the failure and creates the next attempt's pod, which resumes
+    from the checkpoint and finishes; the batch ends Succeeded. ``--kill-rate 0``
+    is the burst instead: each first attempt dies at an item drawn (seeded) from
+    half way to seven eighths of its list, 1,000 kills in about a minute.
 
 Reported: the operator's peak RSS (VmHWM) and CPU seconds (utime + stime, from
 /proc), failure-to-replacement latency (the Failed status written, to the new
@@ -45,6 +48,7 @@ import argparse
 import heapq
 import itertools
 import json
+import math
 import os
 import random
 import sys
@@ -145,6 +149,10 @@ class Fleet:
     kill_at: dict[str, int]
     lock: threading.Lock = field(default_factory=threading.Lock)
     running: int = 0
+    #: Batches whose first attempt dies at its next item boundary (--kill-rate).
+    doomed: set[str] = field(default_factory=set)
+    #: Batches in the order their first attempt started.
+    started: list[str] = field(default_factory=list)
     failed_at: dict[str, float] = field(default_factory=dict)
     replaced_at: dict[str, float] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
@@ -247,7 +255,7 @@ class Fleet:
             pod=name,
             attempt=attempt,
             total=self.items,
-            kill_at=self.kill_at[batch] if attempt == 1 else None,
+            kill_at=self.kill_at.get(batch) if attempt == 1 else None,
             store=KubeStore(api, NAMESPACE, batch),
             coalescer=Coalescer(self.policy.resolved("kube"), last_write=now),
         )
@@ -299,12 +307,16 @@ class Fleet:
         worker.coalescer.last_write = time.monotonic()
         with self.lock:
             self.running += 1
+            if worker.attempt == 1:
+                self.started.append(worker.batch)
         self.at(time.monotonic() + self.item_seconds, lambda: self._boundary(worker))
 
     def _boundary(self, worker: Worker) -> None:
         """An item ended (clock thread): die, finish, write or go on."""
         now = time.monotonic()
-        if worker.kill_at is not None and worker.index == worker.kill_at:
+        with self.lock:
+            doomed = worker.attempt == 1 and worker.batch in self.doomed
+        if doomed or (worker.kill_at is not None and worker.index == worker.kill_at):
             self.send(lambda: self._kill(worker))
             return
         worker.index += 1
@@ -462,7 +474,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     # Late in the list (from half way to seven eighths): every batch is running
     # before the first kill, so the steady state with all of them running is seen.
     low, high = args.items // 2, args.items * 7 // 8
-    kill_at = {name: rng.randrange(low, high) for name in names}
+    kill_at = {} if args.kill_rate else {name: rng.randrange(low, high) for name in names}
     with running_control_plane(workdir / "cp", binaries=binaries) as cp:
         cp.install_crds(sorted((ROOT / "crds").glob("*.yaml")))
         cp.create_namespace(NAMESPACE)
@@ -489,6 +501,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 body = batch_manifest(name, args.items, args.every_seconds)
                 creating.submit(admin.request, "POST", batch_path(NAMESPACE), body=body)
             creating.shutdown(wait=False)
+            if args.kill_rate:
+                threading.Thread(target=killer, args=(fleet, args), daemon=True).start()
             print(f"created {args.batches} batches; sampling every {args.sample_seconds:g} s")
             print(
                 f"{'t':>6} {'running':>8} {'replaced':>9} {'done':>6} {'rss MB':>7} "
@@ -549,6 +563,21 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         succeeded=succeeded_count,
         operator_resume_p99=histogram_quantile(page, "resumable_resume_seconds", 0.99),
     )
+
+
+def killer(fleet: Fleet, args: argparse.Namespace) -> None:
+    """--kill-rate: once every batch runs, kill one first attempt after another at that
+    rate, the earliest started first (each at its next item boundary)."""
+    deadline = time.monotonic() + args.timeout / 2
+    while fleet.running < args.batches and time.monotonic() < deadline:
+        time.sleep(0.5)
+    print(f"all {fleet.running} running: killing {args.kill_rate:g} a second", flush=True)
+    for index in range(args.batches):
+        with fleet.lock:
+            if index >= len(fleet.started):
+                break
+            fleet.doomed.add(fleet.started[index])
+        time.sleep(1.0 / args.kill_rate)
 
 
 def succeeded(api: KubeApi) -> int:
@@ -633,7 +662,9 @@ def summarise(
         "failure_to_pod_p50_s": round(percentile(latencies, 50), 3),
         "failure_to_pod_p99_s": round(percentile(latencies, 99), 3),
         "failure_to_pod_max_s": round(max(latencies, default=float("nan")), 3),
-        "operator_resume_seconds_p99_bucket": operator_resume_p99,
+        "operator_resume_seconds_p99_bucket": (
+            None if math.isnan(operator_resume_p99) else operator_resume_p99
+        ),
         "queue_depth_max": max((s.queue_depth for s in samples), default=0),
         "queue_depth_mean": round(sum(s.queue_depth for s in samples) / max(1, len(samples)), 1),
         "api_requests": requests,
@@ -706,7 +737,7 @@ def report(figures: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=1000, help="batches (default 1000)")
-    parser.add_argument("--items", type=int, default=120, help="items per batch (default 120)")
+    parser.add_argument("--items", type=int, default=300, help="items per batch (default 300)")
     parser.add_argument(
         "--item-seconds", type=float, default=1.0, help="wall time per item (default 1)"
     )
@@ -717,6 +748,13 @@ def main(argv: list[str] | None = None) -> int:
         help="spec.checkpoint.everySeconds (default: unset, the cluster default)",
     )
     parser.add_argument("--operator-workers", type=int, default=0, help="reconcile workers")
+    parser.add_argument(
+        "--kill-rate",
+        type=float,
+        default=5.0,
+        help="kills a second once all batches run, earliest started first (default 5); "
+        "0: each first attempt dies at an item drawn from its second half instead",
+    )
     parser.add_argument("--seed", type=int, default=20, help="seed of the kill points")
     parser.add_argument("--sample-seconds", type=float, default=2.0)
     parser.add_argument("--api-sample-seconds", type=float, default=4.0)

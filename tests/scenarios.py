@@ -134,6 +134,9 @@ def manifest(
         "spec": {
             "totalItems": scenario.items,
             "parallelism": parallelism,
+            # A write a second, as the scenarios are timed for (the cluster default,
+            # 10 s, is resolved and tested in tests/unit/sdk/test_checkpoint_policy.py).
+            "checkpoint": {"everySeconds": 1},
             "retry": copy.deepcopy(scenario.retry),  # callers may edit their manifest
             "template": {
                 "spec": {

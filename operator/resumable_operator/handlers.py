@@ -101,9 +101,7 @@ async def batch_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_BATCH: kopf.PRESENT})
-async def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """A worker pod changed: reconcile its batch."""
+async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A worker pod changed: let the controller decide whether to reconcile its batch."""
     controller: Controller = memo["controller"]
-    labels = body.get("metadata", {}).get("labels", {})
-    namespace = body.get("metadata", {}).get("namespace", "")
-    controller.enqueue(namespace, labels[LABEL_BATCH])
+    controller.observe_pod(event.get("type"), dict(body))

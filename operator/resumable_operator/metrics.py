@@ -9,6 +9,7 @@ registry of its own.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,14 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900),
             registry=r,
         )
+        self.queue_depth = Gauge(
+            "resumable_reconcile_queue_depth",
+            "Batches waiting for a reconcile worker (not counting those on a timer).",
+            registry=r,
+        )
+        self.reconciling = Gauge(
+            "resumable_reconciles_in_flight", "Reconciles running now.", registry=r
+        )
         self._lock = threading.Lock()  # reconcile threads and the event loop share these
         self._true_conditions: dict[Key, frozenset[str]] = {}
         self._seen: dict[Key, _Seen] = {}
@@ -83,6 +92,11 @@ class Metrics:
         """Serve /metrics on the port (0 disables it)."""
         if port:
             start_http_server(port, registry=self.registry)
+
+    def watch_queue(self, depth: Callable[[], int], in_flight: Callable[[], int]) -> None:
+        """Read the reconcile queue's depth and the reconciles under way at each scrape."""
+        self.queue_depth.set_function(depth)
+        self.reconciling.set_function(in_flight)
 
     def set_leader(self, leading: bool) -> None:
         """This replica reconciles (or stopped doing so)."""

@@ -4,9 +4,11 @@ kopf's watch handlers add ``(namespace, name)`` keys; a few workers take keys on
 at a time and hand each to the controller's reconcile, run in a thread. A key is
 never processed by two workers at once: added while it is being processed, it
 is processed once more after. Keys already queued collapse, and a key added with
-a delay waits on a timer (the earliest wins). A reconcile that raises is tried
-again after :data:`ERROR_RETRY_SECONDS`; one that returns a delay is added again
-after it.
+a delay waits on a timer (the earliest wins). A key added ``urgent`` (a worker
+pod ended: a batch waits for its next attempt) goes before every key that is
+not, so a failure is not served after a thousand routine looks
+(bench/operator_scale.py). A reconcile that raises is tried again after
+:data:`ERROR_RETRY_SECONDS`; one that returns a delay is added again after it.
 
 The queue, its sets and the timers belong to the event loop's thread:
 :meth:`WorkQueue.add` and :meth:`WorkQueue.forget` called from another thread
@@ -16,11 +18,13 @@ hand themselves over to the loop. Used by :class:`resumable_operator.controller.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("resumable_operator")
 
@@ -38,12 +42,20 @@ class WorkQueue:
     def __init__(self, process: Process, *, workers: int) -> None:
         self.process = process
         self.workers = workers
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        # One ticket per queued key wakes one worker, which takes the first urgent
+        # key, else the first other one.
+        self._tickets: asyncio.Queue[None] = asyncio.Queue()
+        self._urgent: collections.deque[Key] = collections.deque()
+        self._normal: collections.deque[Key] = collections.deque()
         self._queued: set[Key] = set()
         self._running: set[Key] = set()
         self._again: set[Key] = set()
+        self._again_urgent: set[Key] = set()
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Threads of their own: the loop's default executor has min(32, CPUs + 4),
+        # six on two cores, fewer than the workers one may ask for.
+        self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._lock = threading.Lock()
@@ -54,6 +66,7 @@ class WorkQueue:
         processed first."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="reconcile")
         for index in range(self.workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-{index}"))
 
@@ -70,25 +83,43 @@ class WorkQueue:
             await asyncio.sleep(0.02)
         if self.in_flight():
             log.warning("stopped with %d reconcile(s) still running", self.in_flight())
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
 
     def in_flight(self) -> int:
         """Keys being processed now."""
         with self._lock:
             return self._in_flight
 
-    def add(self, key: Key, *, delay: float = 0.0) -> None:
-        """Process the key, now or after a delay. Duplicates collapse. Any thread."""
+    def depth(self) -> int:
+        """Keys waiting for a worker: queued, or added again while being processed.
+        Keys on a timer are not counted until it fires. Any thread (a read of two sets)."""
+        return len(self._queued) + len(self._again)
+
+    def add(self, key: Key, *, delay: float = 0.0, urgent: bool = False) -> None:
+        """Process the key, now or after a delay. Duplicates collapse. Any thread.
+
+        ``urgent`` keys go before the others (a queued key added urgent moves up).
+        """
         if self._off_loop():
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(functools.partial(self.add, key, delay=delay))
+            self._loop.call_soon_threadsafe(
+                functools.partial(self.add, key, delay=delay, urgent=urgent)
+            )
             return
         if delay > 0:
             self._add_after(key, delay)
         elif key in self._running:
             self._again.add(key)
+            if urgent:
+                self._again_urgent.add(key)
         elif key not in self._queued:
             self._queued.add(key)
-            self._queue.put_nowait(key)
+            (self._urgent if urgent else self._normal).append(key)
+            self._tickets.put_nowait(None)
+        elif urgent and key in self._normal:
+            self._normal.remove(key)
+            self._urgent.append(key)
 
     def forget(self, key: Key) -> None:
         """Drop the key's timer. Any thread."""
@@ -123,14 +154,19 @@ class WorkQueue:
 
     async def _work(self) -> None:
         while True:
-            key = await self._queue.get()
+            await self._tickets.get()
+            key = self._urgent.popleft() if self._urgent else self._normal.popleft()
             self._queued.discard(key)
             if key in self._running:  # never two workers on one key
                 self._again.add(key)
                 continue
             self._running.add(key)
             try:
-                again_in = await asyncio.to_thread(self._process_counted, key)
+                assert self._loop is not None
+                assert self._executor is not None
+                again_in = await self._loop.run_in_executor(
+                    self._executor, self._process_counted, key
+                )
             except Exception:
                 log.exception(
                     "reconcile of %s/%s failed; retrying in %.0fs", *key, ERROR_RETRY_SECONDS
@@ -140,7 +176,9 @@ class WorkQueue:
                 self._running.discard(key)
             if key in self._again:
                 self._again.discard(key)
-                self.add(key)
+                urgent = key in self._again_urgent
+                self._again_urgent.discard(key)
+                self.add(key, urgent=urgent)
             elif again_in is not None:
                 self.add(key, delay=again_in)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resumable.v1alpha1 import CheckpointPolicy
+from resumable.v1alpha1 import DEFAULT_EVERY_SECONDS, CheckpointPolicy
 
 #: Seconds from a failed boundary write to the next try; doubles with each failure in a row.
 RETRY_FIRST_SECONDS = 1.0
@@ -95,9 +95,12 @@ class Coalescer:
         if elapsed < self.policy.min_interval_seconds:
             return False
         policy = self.policy
+        every_seconds = policy.every_seconds
+        if every_seconds is None:  # not resolved for a store (Run does): the local default
+            every_seconds = DEFAULT_EVERY_SECONDS["local"]
         return (
             (policy.every_items is not None and self.pending_items >= policy.every_items)
-            or elapsed >= policy.every_seconds
+            or elapsed >= every_seconds
             or (policy.cost_usd is not None and self.pending_cost >= policy.cost_usd)
         )
 

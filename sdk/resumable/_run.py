@@ -346,7 +346,8 @@ class Run:
         # True while the main thread pauses between tries at the unsaved-work
         # limit: a signal then ends the wait at once (see _on_signal).
         self._waiting = False
-        self._coalescer = Coalescer(settings.policy, last_write=clock())
+        # everySeconds not set: the default for the store (a cluster's is longer).
+        self._coalescer = Coalescer(settings.policy.resolved(settings.store), last_write=clock())
         self._lock = threading.RLock()
         self._critical = 0
         self._deferred_signal: int | None = None

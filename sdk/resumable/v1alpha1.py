@@ -48,6 +48,13 @@ MAX_WINDOW_SECONDS = 7 * 86_400
 #: fails the worker's start with "Argument list too long". The schema refuses
 #: container args, command and env values longer than this many characters.
 MAX_EXEC_STRING_BYTES = 128 * 1024
+#: ``spec.checkpoint.everySeconds`` when it is not set, by the store the checkpoint
+#: goes to. A local store (one file) affords a write a second. In a cluster every
+#: write is a status PATCH that etcd keeps and every watcher of the batch receives:
+#: 1,000 running workers writing every 10 s are about 100 writes/s, the most
+#: bench/operator_scale.py lets them cost (docs/design.md, "What a checkpoint
+#: write costs a cluster"). The SIGTERM and end-of-batch writes happen either way.
+DEFAULT_EVERY_SECONDS: dict[Literal["local", "kube"], float] = {"local": 1.0, "kube": 10.0}
 
 
 def _preserve_unknown(schema: dict[str, Any]) -> None:
@@ -139,11 +146,12 @@ class CheckpointPolicy(_Model):
     every_items: int | None = Field(
         default=None, ge=1, le=1_000_000, description="Write after this many newly completed items."
     )
-    every_seconds: float = Field(
-        default=1.0,
+    every_seconds: float | None = Field(
+        default=None,
         gt=0,
         le=86_400,
-        description="Write at the first item boundary this many seconds after the last write.",
+        description="Write at the first item boundary this many seconds after the last write. "
+        "When not set: 10 in a cluster, 1 in a local run.",
     )
     cost_usd: float | None = Field(
         default=None,
@@ -157,6 +165,13 @@ class CheckpointPolicy(_Model):
         description="Never write more often than this, whatever the triggers say "
         "(the final write at exit always happens).",
     )
+
+    def resolved(self, store: Literal["local", "kube"]) -> CheckpointPolicy:
+        """The policy with ``every_seconds`` set: as written, else the default for
+        ``store`` (:data:`DEFAULT_EVERY_SECONDS`). The SDK resolves it when a run opens."""
+        if self.every_seconds is not None:
+            return self
+        return self.model_copy(update={"every_seconds": DEFAULT_EVERY_SECONDS[store]})
 
 
 #: A Kubernetes label value (runId labels the worker pods), or empty.

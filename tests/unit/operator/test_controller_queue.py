@@ -37,12 +37,18 @@ class Recorder:
     def observe_batch(self, event_type: str | None, body: dict[str, Any]) -> None:
         self.threads.append(threading.get_ident())
 
+    def observe_pod(self, event_type: str | None, body: dict[str, Any]) -> None:
+        self.threads.append(threading.get_ident())
+
 
 async def test_kopf_calls_the_event_handlers_on_the_event_loop_thread() -> None:
     recorder = Recorder()
     pod = {"metadata": {"namespace": "ns", "name": "b-1", "labels": {"resumable.dev/batch": "b"}}}
     batch = {"metadata": {"namespace": "ns", "name": "b", "uid": "u"}}
-    await invoke(handlers.pod_event, kwargs={"body": pod, "memo": {"controller": recorder}})
+    await invoke(
+        handlers.pod_event,
+        kwargs={"event": {"type": "ADDED"}, "body": pod, "memo": {"controller": recorder}},
+    )
     await invoke(
         handlers.batch_event,
         kwargs={"event": {"type": "MODIFIED"}, "body": batch, "memo": {"controller": recorder}},
@@ -144,3 +150,88 @@ async def test_stop_waits_for_a_reconcile_already_running_before_it_returns() ->
     returned = time.monotonic()
     assert 0 < ctl.ended_at <= returned
     assert ctl.in_flight() == 0
+
+
+async def test_the_queue_depth_metric_counts_batches_waiting_for_a_worker() -> None:
+    gate = threading.Event()
+
+    class Blocked(Controller):
+        def reconcile(self, namespace: str, name: str) -> float | None:
+            gate.wait(5)
+            return None
+
+    ctl = Blocked(cast(KubeApi, None), workers=1)
+    for index in range(5):
+        ctl.enqueue("ns", f"b{index}")
+    depth = ctl.metrics.registry.get_sample_value
+    assert depth("resumable_reconcile_queue_depth") == 5
+    ctl.start()
+    await asyncio.sleep(0.05)  # one worker took b0 and waits in it
+    assert depth("resumable_reconcile_queue_depth") == 4
+    assert depth("resumable_reconciles_in_flight") == 1
+    gate.set()
+    for _ in range(200):
+        if depth("resumable_reconcile_queue_depth") == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert depth("resumable_reconcile_queue_depth") == 0
+    await ctl.stop()
+
+
+def pod(phase: str | None, *, deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "namespace": "ns",
+        "name": "b-1",
+        "labels": {"resumable.dev/batch": "b"},
+    }
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"metadata": meta, "status": {"phase": phase} if phase else {}}
+
+
+@pytest.mark.parametrize(
+    ("event", "body", "queued"),
+    [
+        ("ADDED", pod(None), None),  # just created: its creator wrote the status
+        ("MODIFIED", pod("Pending"), None),
+        ("MODIFIED", pod("Running"), "normal"),  # the Progressing condition follows
+        ("MODIFIED", pod("Failed"), "urgent"),  # a new attempt waits
+        ("MODIFIED", pod("Succeeded"), "urgent"),
+        ("MODIFIED", pod("Running", deleting=True), "urgent"),
+        ("MODIFIED", pod("Pending", deleting=True), "urgent"),
+        ("DELETED", pod("Running"), "urgent"),  # vanished while running: a disruption
+        ("DELETED", pod("Pending"), "urgent"),
+        ("DELETED", pod("Failed"), None),  # its end was acted on
+        ("ADDED", pod("Failed"), "urgent"),  # an operator starting up sees it ended
+    ],
+)
+async def test_pod_events_queue_their_batch_only_when_it_can_change_a_decision(
+    event: str, body: dict[str, Any], queued: str | None
+) -> None:
+    ctl = Controller(cast(KubeApi, None), workers=1)
+    ctl.observe_pod(event, body)
+    q = ctl.queue
+    found = "urgent" if ("ns", "b") in q._urgent else "normal" if ("ns", "b") in q._normal else None
+    assert found == queued
+
+
+async def test_an_urgent_batch_is_reconciled_before_batches_queued_earlier() -> None:
+    order: list[str] = []
+
+    class Recording(Controller):
+        def reconcile(self, namespace: str, name: str) -> float | None:
+            order.append(name)
+            return None
+
+    ctl = Recording(cast(KubeApi, None), workers=1)
+    for name in ("a", "b", "c"):
+        ctl.enqueue("ns", name)
+    ctl.enqueue("ns", "failed", urgent=True)
+    ctl.enqueue("ns", "c", urgent=True)  # queued already: moves up, not twice
+    ctl.start()
+    for _ in range(200):
+        if len(order) == 4:
+            break
+        await asyncio.sleep(0.01)
+    await ctl.stop()
+    assert order == ["failed", "c", "a", "b"]

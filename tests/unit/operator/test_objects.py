@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from resumable import v1alpha1
-from resumable.v1alpha1 import ResumableBatch
+from resumable.v1alpha1 import CheckpointPolicy, ResumableBatch
 from resumable_core import objects
 from resumable_core.decision import EventPlan, PodPlan
 
@@ -293,3 +293,13 @@ def test_build_pod_puts_the_injected_env_first_so_user_values_can_refer_to_it() 
     names = [e["name"] for e in env]
     assert names.index("RESUMABLE_BATCH_NAME") < names.index("OUT")
     assert names.count("RESUMABLE_START_INDEX") == 1  # the user's copy is dropped
+
+
+def test_an_unset_every_seconds_reaches_the_worker_unset() -> None:
+    # The worker's SDK resolves it for its store (10 s in a cluster): the operator
+    # passes spec.checkpoint on as written, with no default of its own.
+    plan = PodPlan(name="docs-1", attempt=1, start_index=0, total_items=None, careful=False)
+    batch = make_batch()
+    batch.spec.checkpoint = CheckpointPolicy()
+    env = env_of(objects.build_pod(batch, plan)["spec"]["containers"][0])
+    assert json.loads(env["RESUMABLE_CHECKPOINT"] or "") == {"minIntervalSeconds": 1.0}

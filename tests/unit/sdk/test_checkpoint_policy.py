@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 from pathlib import Path
 
 import pytest
 from runkit import FakeClock, MakeRun, RecordingStore, read_status
 
-from resumable import CheckpointPolicy
+from resumable import CheckpointPolicy, Run, Settings
 from resumable._policy import Coalescer
 
 NEVER = 86_400.0  # every_seconds that does not fire within a test
@@ -65,10 +66,29 @@ def test_written_resets_pending_work_and_restarts_the_interval() -> None:
     assert rule.due(now=2.0)
 
 
-def test_default_policy_coalesces_to_about_one_write_per_second() -> None:
+def test_default_policy_coalesces_to_about_one_write_per_second_in_a_local_run() -> None:
     policy = CheckpointPolicy()
     assert (policy.every_items, policy.cost_usd) == (None, None)
-    assert (policy.every_seconds, policy.min_interval_seconds) == (1.0, 1.0)
+    assert (policy.every_seconds, policy.min_interval_seconds) == (None, 1.0)
+    assert policy.resolved("local").every_seconds == 1.0
+
+
+def test_default_every_seconds_in_a_cluster_is_ten_seconds() -> None:
+    assert CheckpointPolicy().resolved("kube").every_seconds == 10.0
+
+
+def test_every_seconds_set_in_the_spec_wins_over_the_store_default() -> None:
+    policy = CheckpointPolicy(every_seconds=2.0)
+    assert policy.resolved("kube").every_seconds == 2.0
+    assert policy.resolved("local").every_seconds == 2.0
+
+
+def test_an_unset_every_seconds_is_left_out_of_the_manifest() -> None:
+    # The operator passes spec.checkpoint to the worker as it is written: unset stays
+    # unset, so the worker's SDK picks the default for its store.
+    assert CheckpointPolicy().model_dump(by_alias=True, exclude_none=True) == {
+        "minIntervalSeconds": 1.0
+    }
 
 
 # ------------------------------------------------------------------ through a Run
@@ -94,6 +114,24 @@ def test_a_thousand_fast_items_under_the_default_policy_make_only_a_handful_of_w
     # One write per second of work (after items 500 and 1000), then the final one.
     assert len(store.writes) == 3
     assert [w.next_index for w in store.writes[:2]] == [500, 1000]
+    assert store.writes[-1].finished
+
+
+def test_a_kube_store_run_under_the_default_policy_writes_every_ten_seconds_of_work(
+    store_dir: Path,
+) -> None:
+    # The store's kind is what the default goes by (a recording store stands in for it).
+    settings = Settings(batch_name="unit", store="kube", directory=store_dir, handle_signals=False)
+    clock, store = FakeClock(), RecordingStore(store_dir)
+    run = Run(settings, store, store.outputs, store.steps, clock=clock)
+    try:
+        for item in run.items(range(800)):  # 50 s of work in all
+            with item:
+                clock.advance(0.0625)
+    finally:
+        atexit.unregister(run._atexit)
+    # One write per 10 s of work (after items 160, 320, ... 800), then the final one.
+    assert [w.next_index for w in store.writes[:-1]] == [160, 320, 480, 640, 800]
     assert store.writes[-1].finished
 
 

@@ -391,6 +391,10 @@ class Run:
             raise CorruptCheckpointError(
                 f"{checkpoints.describe()}: not a usable checkpoint: {exc}"
             ) from exc
+        # Outputs kept in status (spec.outputs.status) go with every checkpoint write.
+        self._inline: Callable[[], dict[str, Any]] | None = getattr(outputs, "snapshot", None)
+        if self._inline is not None:
+            outputs.load(cp.outputs)  # type: ignore[attr-defined]
         self._total: int | None = settings.total_items or cp.total_items
         self._fingerprint = cp.fingerprint
         self.resumed_from = self._next_index()
@@ -683,6 +687,12 @@ class Run:
         encoded = json.dumps(result)
         self._steps.put(full, {"result": result})
         self._steps.sync()
+        if getattr(self._steps, "first_wins", False):
+            # A bucket's step results: a parallel worker that stored one first wins,
+            # and every worker goes on with that one.
+            saved = self._steps.get(full)
+            if saved is not None:
+                encoded = json.dumps(saved["result"])
         # Hand back the stored form (int keys become strings, tuples lists), as a
         # resumed attempt will get it: code that relies on the original object
         # fails on the first run, not only after a crash.
@@ -859,6 +869,8 @@ class Run:
             inflight=self._inflight,
             updated_at=_now_rfc3339(),
         )
+        if self._inline is not None:
+            cp.__dict__["outputs"] = self._inline()
         return cp
 
     #: A parallel worker found the pool empty: its part of the batch is done.

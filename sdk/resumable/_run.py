@@ -528,9 +528,6 @@ class Run:
             return
         while not self._fenced:
             with self._guard():
-                # Outputs durable before the write that folds their items in.
-                self._outputs.sync()
-                self._steps.sync()
                 chunk = self._claim(claim_chunk, total)
                 self._coalescer.written(self._clock())
             if chunk is None:
@@ -542,12 +539,16 @@ class Run:
     def _claim(
         self, claim_chunk: Callable[[Checkpoint, int], tuple[int, int] | None], total: int
     ) -> tuple[int, int] | None:
-        """Claim the next chunk; while the store is away, wait for it (no work without a
-        chunk), backing off, until it answers or a signal ends the wait."""
+        """Claim the next chunk; while the store (or the outputs' bucket) is away, wait for
+        it (no work without a chunk), backing off, until it answers or a signal ends it."""
         delay = 0.5
         waited_since: float | None = None
         while True:
             try:
+                # Outputs durable before the write that folds their items in (a
+                # bucket that is away waits here like the store).
+                self._outputs.sync()
+                self._steps.sync()
                 return claim_chunk(self._build_checkpoint(), total)
             except FencedError:
                 self._fenced = True

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from obstore.store import S3Config  # a type only: not importable at run time
 
 #: Seconds one sync keeps retrying a server that does not answer before it gives up.
-SYNC_DEADLINE = 5.0
+SYNC_DEADLINE = 3.0
 #: The first pause between two tries, doubled after each failure up to MAX_PAUSE.
 FIRST_PAUSE = 0.1
 MAX_PAUSE = 1.0

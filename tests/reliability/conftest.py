@@ -16,9 +16,7 @@ HTTP port per test, from the kmock pytest plugin):
 - ``rb_resource``: registers the ResumableBatch resource (resumable.dev/v1alpha1,
   resumablebatches, namespaced, with the status subresource) in the mock's
   discovery; returns its kmock.resource for criteria.
-- ``moto``: moto's S3-compatible server (tests/s3server.py), started once per
-  session on a free loopback port; a test that cannot start it fails, loudly.
-- ``bucket``: a fresh bucket on it for one test; returns its name.
+- ``moto`` and ``bucket`` (from tests/conftest.py): moto's S3 server and a fresh bucket.
 - ``workers``: a list a test appends the worker processes it starts to
   (:class:`tests.workers.WorkerProcess`); any still running at its end is killed.
 
@@ -43,7 +41,6 @@ if _ROOT not in sys.path:
 import kmock as km  # noqa: E402
 
 from resumable.kubeapi import KubeApi, load_api_client  # noqa: E402
-from tests.s3server import MotoServer, start_moto  # noqa: E402
 from tests.workers import WorkerProcess  # noqa: E402
 
 GROUP, VERSION, PLURAL = "resumable.dev", "v1alpha1", "resumablebatches"
@@ -127,14 +124,3 @@ def workers() -> Iterator[list[WorkerProcess]]:
             worker.proc.kill()
             worker.proc.communicate()
 
-
-@pytest.fixture(scope="session")
-def moto() -> Iterator[MotoServer]:
-    server = start_moto()  # raises, with moto's output, when it cannot start
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def bucket(moto: MotoServer) -> str:
-    return moto.create_bucket()

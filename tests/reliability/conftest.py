@@ -123,4 +123,3 @@ def workers() -> Iterator[list[WorkerProcess]]:
         if worker.proc.poll() is None:
             worker.proc.kill()
             worker.proc.communicate()
-

@@ -20,6 +20,8 @@ count how often each item ran across restarts. Configured by environment:
 - ``RESUMABLE_*``: the SDK's own settings (directory, policy, attempt...). With
   ``RESUMABLE_STORE=kube`` the worker takes its stores from ``resumable.start()``
   as a pod would (``WORKER_WINDOW`` applies to the local store only).
+- ``RESUMABLE_OUTPUTS``: spec.outputs (a bucket) as JSON: outputs go there, as
+  ``resumable.start()`` would send them, with the local store's WORKER_WINDOW.
 - ``WORKER_STORE=plain``: instead of LocalStore, a user's own CheckpointStore
   (``status.json`` in ``RESUMABLE_DIR``, plain open() and write) with
   DirectoryOutputs beside it.
@@ -231,7 +233,10 @@ def _main() -> int:
         run = resumable.start(settings=settings)
     else:
         store = WindowStore(settings.directory)
-        run = resumable.Run(settings, store, store.outputs, store.steps)
+        outputs, steps = store.outputs, store.steps
+        if settings.outputs is not None:  # RESUMABLE_OUTPUTS: a bucket, as start() opens it
+            outputs, steps = resumable._chosen_outputs(settings, store, steps)
+        run = resumable.Run(settings, store, outputs, steps)
     log(f"begin {pid} {run.resumed_from}")
     print(f"attempt {run.attempt}: resuming at item {run.resumed_from + 1}", flush=True)
     _KEPT.append(run.items(item_values(items)))

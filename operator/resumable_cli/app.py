@@ -3,7 +3,7 @@
 :func:`main` (the ``resumable`` and ``kubectl-resumable`` console scripts, through
 ``resumable_cli.main``) parses the arguments with :func:`build_parser` and calls
 the command, which lives in a module of its own: ``run`` and ``demo`` (local),
-``get``, ``describe``, ``logs``, ``status`` (read a batch) and ``control``
+``get``, ``describe``, ``logs``, ``status``, ``outputs`` (read a batch) and ``control``
 (``suspend``, ``resume``, ``rerun``). A command's module is imported only when that
 command runs, so ``--help`` and a mistyped flag need neither pydantic nor the
 kubernetes client; this module imports nothing heavier than argparse.
@@ -177,6 +177,13 @@ def build_parser(prog: str = "resumable") -> argparse.ArgumentParser:
         "retry the skipped (poison) items without redoing the rest (new spec.retrySkipped)",
         "control:cmd_retry_skipped",
     )
+    q = cluster(
+        "outputs",
+        "the item outputs the batch's status covers, in item order (JSON lines, or --to DIR)",
+        "outputs:cmd_outputs",
+    )
+    q.add_argument("--to", metavar="DIR", help="write one <index>.json per item into DIR")
+    local_flags(q, "a batch `resumable run` runs or ran here: read .resumable/<name>/")
     q = cluster("status", "progress of a batch; --watch for a live bar", "status:cmd_status")
     q.description = (
         "Progress of a batch: items done, rate, restarts, cost, and its phase. " + STATUS_EXIT_HELP

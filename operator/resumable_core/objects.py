@@ -47,8 +47,8 @@ def worker_service_account(batch: ResumableBatch) -> str:
     return batch.spec.template.spec.service_account_name or f"{batch.metadata.name}-worker"
 
 
-def injected_env(batch: ResumableBatch, plan: PodPlan) -> list[dict[str, str]]:
-    """The RESUMABLE_* variables every worker container gets."""
+def injected_env(batch: ResumableBatch, plan: PodPlan) -> list[dict[str, Any]]:
+    """The RESUMABLE_* variables every worker container gets (and spec.outputs's)."""
     env = {
         names.ENV_BATCH_NAME: batch.metadata.name,
         names.ENV_NAMESPACE: batch.metadata.namespace or "default",
@@ -71,7 +71,36 @@ def injected_env(batch: ResumableBatch, plan: PodPlan) -> list[dict[str, str]]:
         env[names.ENV_TOTAL_ITEMS] = str(plan.total_items)
     if plan.careful:
         env[names.ENV_CAREFUL] = "1"
-    return [{"name": k, "value": v} for k, v in env.items()]
+    outputs = batch.spec.outputs
+    if outputs.directory is not None:
+        env[names.ENV_OUTPUT_DIR] = outputs.directory.path
+    elif outputs.s3 is not None or outputs.status is not None:
+        env[names.ENV_OUTPUTS] = outputs.model_dump_json(by_alias=True, exclude_none=True)
+    injected: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env.items()]
+    return injected + outputs_credentials(batch)
+
+
+def outputs_credentials(batch: ResumableBatch) -> list[dict[str, Any]]:
+    """AWS_* variables from spec.outputs.s3.credentialsSecret (secretKeyRef), if it names one.
+
+    The worker's S3 client reads them like any AWS client; the Secret's values never
+    pass through the operator. Without a Secret the pod's own environment counts
+    (AWS_* set in the template, or a web identity token as IRSA mounts it).
+    """
+    s3 = batch.spec.outputs.s3
+    secret = s3.credentials_secret if s3 is not None else None
+    if secret is None:
+        return []
+    keys = [
+        ("AWS_ACCESS_KEY_ID", secret.access_key_id_key),
+        ("AWS_SECRET_ACCESS_KEY", secret.secret_access_key_key),
+    ]
+    if secret.session_token_key:
+        keys.append(("AWS_SESSION_TOKEN", secret.session_token_key))
+    return [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": key}}}
+        for var, key in keys
+    ]
 
 
 def build_pod(batch: ResumableBatch, plan: PodPlan) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from resumable_core import objects, patches
 from resumable_core.jsonpatch import PatchTestFailedError, apply_patch
 from resumable_core.policy.reopen import spec_digest
 from resumable_core.reconcile import Decision, EventPlan, PodView, decide
+from resumable_runner import outputs as local_outputs
 from resumable_runner.manifest import ManifestError, check_name, load_manifest
 
 #: How often the runner looks at its worker and the store.
@@ -182,6 +183,12 @@ class LocalRunner:
         lock_fd = self._lock_directory()
         try:
             self.batch.metadata.generation = self._generation()
+            container = self.batch.spec.template.spec.containers[0]
+            local_outputs.record(
+                self.batch,
+                self.directory,
+                self.local_paths(container.model_dump(by_alias=True, exclude_none=True)),
+            )
             return self._loop()
         except BaseException:
             # Never leave a worker running behind a runner that is going away.

@@ -110,25 +110,69 @@ def start(
             ) from exc
 
         checkpoints, outputs, steps = open_kube_store(resolved)
+        store: CheckpointStore = checkpoints
         if resolved.slot is not None:
             from resumable._slots import KubeSlots
 
-            return Run(resolved, _slot_store(resolved, KubeSlots(checkpoints)), outputs, steps)
-        return Run(resolved, checkpoints, outputs, steps)
+            store = _slot_store(resolved, KubeSlots(checkpoints))
+        if resolved.outputs is not None:
+            outputs, steps = _chosen_outputs(resolved, store, steps)
+        return Run(resolved, store, outputs, steps)
     local = LocalStore(resolved.directory)
-    store: CheckpointStore = local
+    store = local
     if resolved.slot is not None:
         from resumable._slots import LocalSlots
 
         store = _slot_store(resolved, LocalSlots(local))
+    outputs, steps = local.outputs, local.steps
     if resolved.output_dir:
-        return Run(
-            resolved,
-            store,
-            DirectoryOutputs(resolved.output_dir / "outputs"),
-            DirectoryOutputs(resolved.output_dir / "steps"),
+        outputs = DirectoryOutputs(resolved.output_dir / "outputs")
+        steps = DirectoryOutputs(resolved.output_dir / "steps")
+    if resolved.outputs is not None:
+        outputs, steps = _chosen_outputs(resolved, store, steps)
+    return Run(resolved, store, outputs, steps)
+
+
+def _chosen_outputs(
+    settings: Settings, checkpoints: CheckpointStore, steps: OutputStore
+) -> tuple[OutputStore, OutputStore]:
+    """The output and step stores spec.outputs names (RESUMABLE_OUTPUTS) when not a directory.
+
+    A bucket keeps both under the batch's uid and runId; the status keeps tiny
+    outputs, and step results stay in the directory they would use anyway.
+    """
+    spec = settings.outputs
+    assert spec is not None
+    if spec.s3 is None:
+        from resumable._inline import InlineOutputs
+
+        return InlineOutputs(max_bytes=spec.status.max_bytes if spec.status else 0), steps
+    try:
+        from resumable import _s3
+    except ModuleNotFoundError as exc:
+        if exc.name != "obstore":
+            raise
+        raise ConfigError(
+            "spec.outputs.s3 needs the S3 client: pip install 'resumable-batch[s3]'"
+        ) from exc
+    s3 = spec.s3
+    bucket = _s3.open_bucket(s3)
+    incarnation = getattr(checkpoints, "incarnation", lambda: "")
+
+    def root() -> str:
+        return _s3.batch_root(
+            s3,
+            namespace=settings.namespace or "default",
+            name=settings.batch_name,
+            uid=str(incarnation()),
+            run_id=settings.run_id,
         )
-    return Run(resolved, store, local.outputs, local.steps)
+
+    where = f"s3://{s3.bucket}"
+    return (
+        _s3.S3Outputs(bucket, root, "outputs", describe=f"{where} (outputs)"),
+        _s3.S3Outputs(bucket, root, "steps", describe=f"{where} (steps)", first_wins=True),
+    )
 
 
 def _slot_store(settings: Settings, backend: Any) -> CheckpointStore:

@@ -395,6 +395,10 @@ class Run:
             raise CorruptCheckpointError(
                 f"{checkpoints.describe()}: not a usable checkpoint: {exc}"
             ) from exc
+        # Outputs kept in status (spec.outputs.status) go with every checkpoint write.
+        self._inline: Callable[[], dict[str, Any]] | None = getattr(outputs, "snapshot", None)
+        if self._inline is not None:
+            outputs.load(cp.outputs)  # type: ignore[attr-defined]
         self._total: int | None = settings.total_items or cp.total_items
         self._fingerprint = cp.fingerprint
         self.resumed_from = self._next_index()
@@ -536,9 +540,6 @@ class Run:
             return
         while not self._fenced:
             with self._guard():
-                # Outputs durable before the write that folds their items in.
-                self._outputs.sync()
-                self._steps.sync()
                 chunk = self._claim(claim_chunk, total)
                 self._coalescer.written(self._clock())
             if chunk is None:
@@ -550,12 +551,16 @@ class Run:
     def _claim(
         self, claim_chunk: Callable[[Checkpoint, int], tuple[int, int] | None], total: int
     ) -> tuple[int, int] | None:
-        """Claim the next chunk; while the store is away, wait for it (no work without a
-        chunk), backing off, until it answers or a signal ends the wait."""
+        """Claim the next chunk; while the store (or the outputs' bucket) is away, wait for
+        it (no work without a chunk), backing off, until it answers or a signal ends it."""
         delay = 0.5
         waited_since: float | None = None
         while True:
             try:
+                # Outputs durable before the write that folds their items in (a
+                # bucket that is away waits here like the store).
+                self._outputs.sync()
+                self._steps.sync()
                 return claim_chunk(self._build_checkpoint(), total)
             except FencedError:
                 self._fenced = True
@@ -695,6 +700,12 @@ class Run:
         encoded = json.dumps(result)
         self._steps.put(full, {"result": result})
         self._steps.sync()
+        if getattr(self._steps, "first_wins", False):
+            # A bucket's step results: a parallel worker that stored one first wins,
+            # and every worker goes on with that one.
+            saved = self._steps.get(full)
+            if saved is not None:
+                encoded = json.dumps(saved["result"])
         # Hand back the stored form (int keys become strings, tuples lists), as a
         # resumed attempt will get it: code that relies on the original object
         # fails on the first run, not only after a crash.
@@ -881,6 +892,8 @@ class Run:
             inflight=self._inflight,
             updated_at=_now_rfc3339(),
         )
+        if self._inline is not None:
+            cp.__dict__["outputs"] = self._inline()
         return cp
 
     #: A parallel worker found the pool empty: its part of the batch is done.

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from resumable import constants as names
 from resumable.errors import ConfigError
-from resumable.v1alpha1 import CheckpointPolicy
+from resumable.v1alpha1 import CheckpointPolicy, OutputsSpec
 
 ENV_PREFIX = names.ENV_PREFIX
 
@@ -75,6 +75,8 @@ class Settings:
     slot: int | None = None
     parallelism: int = 1
     chunk_size: int | None = None
+    #: spec.outputs when it names a bucket or the status (RESUMABLE_OUTPUTS); None: a directory.
+    outputs: OutputsSpec | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,7 +99,17 @@ class Settings:
                 policy = CheckpointPolicy.model_validate(json.loads(policy_raw))
             except (ValueError, ValidationError) as exc:
                 raise ConfigError(f"{names.ENV_CHECKPOINT} is not a valid policy: {exc}") from None
+        outputs = None
+        outputs_raw = env.get(names.ENV_OUTPUTS, "").strip()
+        if outputs_raw:
+            try:
+                outputs = OutputsSpec.model_validate(json.loads(outputs_raw))
+            except (ValueError, ValidationError) as exc:
+                raise ConfigError(
+                    f"{names.ENV_OUTPUTS} is not a valid spec.outputs: {exc}"
+                ) from None
         return cls(
+            outputs=outputs if outputs is not None and outputs.directory is None else None,
             batch_name=name,
             namespace=namespace,
             store="kube" if store == "kube" else "local",

@@ -175,6 +175,9 @@ ENV_WORKER_SLOT: Final = "RESUMABLE_WORKER_SLOT"
 ENV_PARALLELISM: Final = "RESUMABLE_PARALLELISM"
 #: spec.chunkSize, when set: items a parallel worker claims at a time.
 ENV_CHUNK_SIZE: Final = "RESUMABLE_CHUNK_SIZE"
+#: spec.outputs.s3 or spec.outputs.status as JSON ({"s3": {...}} or {"status": {...}}):
+#: where outputs go when not to a directory. Injected by the operator and `resumable run`.
+ENV_OUTPUTS: Final = "RESUMABLE_OUTPUTS"
 #: "1" lets a run resume against a changed item list.
 ENV_ALLOW_CHANGED_ITEMS: Final = "RESUMABLE_ALLOW_CHANGED_ITEMS"
 

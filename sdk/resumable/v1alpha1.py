@@ -381,9 +381,120 @@ class Window(_Model):
         """``timeZone`` as a ZoneInfo."""
         return ZoneInfo(self.time_zone)
 
+#: Item outputs kept in status (spec.outputs.status) may take at most this many bytes in
+#: all, as JSON: far below etcd's 1.5 MiB object limit, so status stays small.
+MAX_INLINE_OUTPUT_BYTES = 16384
+
+
+class DirectoryOutputsSpec(_Model):
+    """Outputs as one JSON file per item under a directory (a mounted volume in a pod)."""
+
+    path: str = Field(
+        min_length=1,
+        description="The directory in the worker's container (RESUMABLE_OUTPUT_DIR); "
+        "`resumable run` maps paths under a volumeMount into its state directory.",
+    )
+
+
+class S3CredentialsSecret(_Model):
+    """A Secret in the batch's namespace whose keys the operator injects as AWS_* variables."""
+
+    name: str = Field(min_length=1, max_length=253, description="The Secret's name.")
+    access_key_id_key: str = Field(
+        default="AWS_ACCESS_KEY_ID", min_length=1, description="Its key holding the access key id."
+    )
+    secret_access_key_key: str = Field(
+        default="AWS_SECRET_ACCESS_KEY",
+        min_length=1,
+        description="Its key holding the secret access key.",
+    )
+    session_token_key: str | None = Field(
+        default=None, description="Its key holding a session token, if there is one."
+    )
+
+
+class S3OutputsSpec(_Model):
+    """Outputs as one object per item in an S3-compatible bucket."""
+
+    bucket: str = Field(min_length=3, max_length=63, description="The bucket (it must exist).")
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/]+(/.*)?$",
+        description="The server's URL, e.g. https://s3.eu-west-1.amazonaws.com or "
+        "http://minio.storage:9000; unset: AWS for the region.",
+    )
+    region: str = Field(default="us-east-1", min_length=1, description="The bucket's region.")
+    prefix: str = Field(
+        default="",
+        max_length=512,
+        pattern=r"^([^/].*[^/]|[^/])?$",
+        description="Keys start with it: <prefix>/<namespace>/<name>/<uid>/<runId>/outputs/"
+        "<index>.json (no leading or trailing '/').",
+    )
+    credentials_secret: S3CredentialsSecret | None = Field(
+        default=None,
+        description="Where the worker's credentials come from; unset: the pod's environment "
+        "(AWS_* variables, a web identity token as IRSA mounts it, instance metadata).",
+    )
+
+
+class InlineOutputsSpec(_Model):
+    """Tiny outputs kept in the batch's status, written with the checkpoint that covers them."""
+
+    max_bytes: int = Field(
+        default=4096,
+        ge=1,
+        le=MAX_INLINE_OUTPUT_BYTES,
+        description="Budget for every output together, as JSON; a run that would pass it "
+        f"fails with an error naming it (at most {MAX_INLINE_OUTPUT_BYTES}).",
+    )
+
+
+class OutputsSpec(_Model):
+    """Where item outputs and step results go: one of directory, s3 or status."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "[has(self.directory), has(self.s3), has(self.status)]"
+                    ".filter(x, x).size() <= 1",
+                    "message": "outputs: set at most one of directory, s3 and status",
+                }
+            ]
+        }
+    )
+
+    directory: DirectoryOutputsSpec | None = Field(
+        default=None, description="A directory (a mounted volume): the default."
+    )
+    s3: S3OutputsSpec | None = Field(default=None, description="An S3-compatible bucket.")
+    status: InlineOutputsSpec | None = Field(
+        default=None, description="The batch's status, for tiny outputs only (one worker)."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> OutputsSpec:
+        if sum(x is not None for x in (self.directory, self.s3, self.status)) > 1:
+            raise ValueError("outputs: set at most one of directory, s3 and status")
+        return self
+
 
 class ResumableBatchSpec(_Model):
     """What a user asks for: a worker, a list size, and how to checkpoint and retry."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.outputs) || !has(self.outputs.status) || "
+                    "!has(self.parallelism) || self.parallelism <= 1",
+                    "message": "outputs.status keeps outputs in the one checkpoint: it needs "
+                    "parallelism 1 (use outputs.s3 or outputs.directory for parallel workers)",
+                }
+            ]
+        }
+    )
 
     template: PodTemplate = Field(description="The worker pod to run for each attempt.")
     total_items: int | None = Field(
@@ -413,6 +524,11 @@ class ResumableBatchSpec(_Model):
         le=1_000_000,
         description="Items a worker claims at a time when parallelism > 1. Unset: about a "
         "tenth of each worker's share, at most 100, so fast workers take more chunks.",
+    )
+    outputs: OutputsSpec = Field(
+        default_factory=OutputsSpec,
+        description="Where item outputs and step results go: a directory (the default), "
+        "an S3-compatible bucket, or the status for tiny values.",
     )
     retry_skipped: str = Field(
         default="",
@@ -444,6 +560,15 @@ class ResumableBatchSpec(_Model):
             raise ValueError(
                 "ttlSecondsAfterFinished cannot be set with window.recurrence: a recurring "
                 "batch starts a new run at each window, so it is never done"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _inline_outputs_one_worker(self) -> ResumableBatchSpec:
+        if self.outputs.status is not None and self.parallelism > 1:
+            raise ValueError(
+                "outputs.status keeps outputs in the one checkpoint: it needs parallelism 1 "
+                "(use outputs.s3 or outputs.directory for parallel workers)"
             )
         return self
 
@@ -489,6 +614,13 @@ class Checkpoint(_Model):
     finished: bool = Field(
         default=False,
         description="True once every item is done: the position is cleared, the counts stay.",
+    )
+    outputs: dict[str, Any] | None = Field(
+        default=None,
+        description="With spec.outputs.status: each covered item's output by its index "
+        "(8 digits), written with the position that covers it; spec.outputs.status.maxBytes "
+        "bounds them.",
+        json_schema_extra=_preserve_unknown,
     )
     updated_at: str = Field(default="", description="When the worker last wrote (RFC 3339).")
 

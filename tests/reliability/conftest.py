@@ -18,6 +18,7 @@ HTTP port per test, from the kmock pytest plugin):
 - ``rb_resource``: registers the ResumableBatch resource (resumable.dev/v1alpha1,
   resumablebatches, namespaced, with the status subresource) in the mock's
   discovery; returns its kmock.resource for criteria.
+- ``moto`` and ``bucket`` (from tests/conftest.py): moto's S3 server and a fresh bucket.
 - ``workers``: a list a test appends the worker processes it starts to
   (:class:`tests.workers.WorkerProcess`); any still running at its end is killed.
 - ``figure``: ``figure(key, line, **numbers)`` records the test's one-line figure

@@ -165,6 +165,13 @@ CEL: dict[str, Callable[[Any], bool]] = {
             or o["maxSeconds"] >= o["initialSeconds"]
         )
     ),
+    "[has(self.directory), has(self.s3), has(self.status)].filter(x, x).size() <= 1": (
+        lambda o: sum(k in o for k in ("directory", "s3", "status")) <= 1
+    ),
+    "!has(self.outputs) || !has(self.outputs.status) || "
+    "!has(self.parallelism) || self.parallelism <= 1": (
+        lambda o: "status" not in o.get("outputs", {}) or o.get("parallelism", 1) <= 1
+    ),
 }
 
 #: spec.window's rules, as the generator writes them, paired with their Python reading.
@@ -360,6 +367,16 @@ REJECTED = {
         "window",
         {"schedule": "@daily", "duration": "5h", "recurrence": {"historyLimit": 11}},
         "historyLimit",
+    "outputs-two-kinds": (
+        "outputs",
+        {"directory": {"path": "/d"}, "s3": {"bucket": "abc"}},
+        "set at most one of directory, s3 and status",
+    ),
+    "outputs-inline-over-16k": ("outputs.status.maxBytes", 16385, "maxBytes"),
+    "outputs-s3-endpoint-not-a-url": (
+        "outputs.s3",
+        {"bucket": "abc", "endpoint": "s3"},
+        "endpoint",
     ),
 }
 
@@ -385,6 +402,11 @@ ACCEPTED = {
         },
     ),
     "window-macro-a-week": ("window", {"schedule": "@weekly", "duration": "168h"}),
+    "outputs-s3": (
+        "outputs.s3",
+        {"bucket": "results", "endpoint": "http://s3.local:9000", "prefix": "a/b"},
+    ),
+    "outputs-directory": ("outputs.directory", {"path": "/data/out"}),
 }
 
 
@@ -406,6 +428,17 @@ def test_the_crd_and_the_models_both_accept(
     spec = with_change(path, value)
     assert crd_errors(spec_schema, apply_defaults(spec_schema, spec)) == []
     ResumableBatchSpec.model_validate(spec)
+
+
+def test_the_crd_and_the_models_both_refuse_outputs_in_status_with_parallel_workers(
+    spec_schema: dict[str, Any],
+) -> None:
+    spec = with_change("outputs", {"status": {}})
+    spec["parallelism"] = 2
+    errors = crd_errors(spec_schema, apply_defaults(spec_schema, spec))
+    assert any("outputs.status keeps outputs in the one checkpoint" in e for e in errors)
+    with pytest.raises(ValidationError, match=r"outputs\.status keeps outputs"):
+        ResumableBatchSpec.model_validate(spec)
 
 
 def test_a_whole_manifest_round_trips_through_the_models() -> None:

@@ -307,11 +307,7 @@ class LocalRunner:
             current = {self.batch.status.active_pod} | {
                 w.pod for w in self.batch.status.workers if w.pod
             }
-            if any(
-                not p.live and not p.deleting
-                for p in self.pods.values()
-                if p.name in current
-            ):
+            if any(not p.live and not p.deleting for p in self.pods.values() if p.name in current):
                 return
             if self._suspend_requested.is_set() and not self.batch.spec.suspend:
                 return

@@ -30,7 +30,7 @@ from typing import Any, Protocol, cast
 
 from pydantic import ValidationError
 
-from resumable.errors import CorruptCheckpointError, FencedError
+from resumable.errors import ConfigError, CorruptCheckpointError, FencedError
 from resumable.v1alpha1 import Checkpoint, ResumableBatchStatus
 
 STATUS_FILE = "status.json"
@@ -640,7 +640,13 @@ class LocalStore:
             lock_fd = self._lock_fd
             if lock_fd is None or self._root_fd is None:
                 # Both or neither: a store half set up would resolve names against cwd.
-                self.root.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.root.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"the local store's directory {self.root} (RESUMABLE_DIR) cannot be "
+                        f"created: {exc.strerror or exc}"
+                    ) from None
                 root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 try:
                     lock_fd = os.open(

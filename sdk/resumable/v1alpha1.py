@@ -381,6 +381,7 @@ class Window(_Model):
         """``timeZone`` as a ZoneInfo."""
         return ZoneInfo(self.time_zone)
 
+
 #: Item outputs kept in status (spec.outputs.status) may take at most this many bytes in
 #: all, as JSON: far below etcd's 1.5 MiB object limit, so status stays small.
 MAX_INLINE_OUTPUT_BYTES = 16384

@@ -22,7 +22,6 @@ from resumable.constants import EXIT_USAGE
 from resumable.kubeapi import ApiError
 from resumable.v1alpha1 import MAX_EXEC_STRING_BYTES
 from tests.integration.harness import Batches
-from tests.integration.test_operator import operator  # noqa: F401 (the fixture)
 
 #: Attempt 1 does two items, changes the list in its file and dies (exit 3);
 #: attempt 2 reads the changed list.

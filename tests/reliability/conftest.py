@@ -48,10 +48,10 @@ if _ROOT not in sys.path:
 import kmock as km  # noqa: E402
 
 from resumable.kubeapi import KubeApi, load_api_client  # noqa: E402
-from tests.integration.harness import Batches  # noqa: E402
 
 # The operator's integration tests' fixture, shared: the operator process for a test.
-from tests.integration.test_operator import operator  # noqa: E402, F401
+from tests.integration.conftest import operator  # noqa: E402, F401
+from tests.integration.harness import Batches  # noqa: E402
 from tests.reliability import report  # noqa: E402
 from tests.workers import WorkerProcess  # noqa: E402
 

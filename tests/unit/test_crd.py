@@ -367,6 +367,7 @@ REJECTED = {
         "window",
         {"schedule": "@daily", "duration": "5h", "recurrence": {"historyLimit": 11}},
         "historyLimit",
+    ),
     "outputs-two-kinds": (
         "outputs",
         {"directory": {"path": "/d"}, "s3": {"bucket": "abc"}},

@@ -32,7 +32,7 @@ from resumable.v1alpha1 import WorkerSlot
 from resumable_core import conditions as cond
 from resumable_core.context import SyncContext
 from resumable_core.decision import Outcome, PodPlan, PodView
-from resumable_core.policy import failures, terminal
+from resumable_core.policy import failures, pods, terminal
 from resumable_core.policy.attempts import RESYNC_SECONDS
 from resumable_core.progress import progress_text, resume_index
 from resumable_core.times import format_precise_time, parse_time, seconds_text
@@ -58,7 +58,8 @@ def sync_slots(ctx: SyncContext) -> None:
     _forget_stall_once_done(ctx)
     for entry in ctx.status.workers:
         if _watch_slot(ctx, entry):
-            return  # the batch ended
+            pods.stop_live_pods(ctx)  # the batch ended: the other workers stop now
+            return
     ctx.status.restarts = sum(e.restarts for e in ctx.status.workers)
     ctx.status.disruptions = sum(e.disruptions for e in ctx.status.workers)
     total = ctx.total

@@ -233,10 +233,10 @@ def _main() -> int:
         run = resumable.start(settings=settings)
     else:
         store = WindowStore(settings.directory)
-        outputs, steps = store.outputs, store.steps
+        outputs, step_store = store.outputs, store.steps
         if settings.outputs is not None:  # RESUMABLE_OUTPUTS: a bucket, as start() opens it
-            outputs, steps = resumable._chosen_outputs(settings, store, steps)
-        run = resumable.Run(settings, store, outputs, steps)
+            outputs, step_store = resumable._chosen_outputs(settings, store, step_store)
+        run = resumable.Run(settings, store, outputs, step_store)
     log(f"begin {pid} {run.resumed_from}")
     print(f"attempt {run.attempt}: resuming at item {run.resumed_from + 1}", flush=True)
     _KEPT.append(run.items(item_values(items)))

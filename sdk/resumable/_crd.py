@@ -84,6 +84,10 @@ def build_crd() -> dict[str, Any]:
     spec_schema = schema_for(v1alpha1.ResumableBatchSpec)
     status_schema = schema_for(v1alpha1.ResumableBatchStatus)
     status_schema.pop("required", None)
+    # A worker slot is written without its fields at their defaults (WorkerSlot's
+    # serializer keeps 64 slots small): the API server must not fill them back in.
+    for field in status_schema["properties"]["workers"]["items"]["properties"].values():
+        field.pop("default", None)
     # A pattern error shows the user a regular expression; a CEL rule can say it in
     # words (the API server skips CEL rules when a pattern already failed, so the
     # rule replaces the pattern here; the models keep it for `resumable run`).

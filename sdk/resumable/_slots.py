@@ -10,8 +10,8 @@ for each next chunk, in the same write that folds what the worker completed.
 
 Two backends make each step atomic: :class:`LocalSlots` under the local store's
 file lock, :class:`KubeSlots` as a JSON patch on the status subresource, fenced
-by the slot's attempt (every write) and by the object's resourceVersion (a claim,
-which reads what other workers hold).
+by the slot's attempt (every write) and by the checkpoint as read (a claim, which
+reads what other workers hold, and bumps ``checkpoint.claims``).
 """
 
 from __future__ import annotations
@@ -399,15 +399,24 @@ def _ops(
         {"op": "test", "path": f"/status/workers/{slot}/attempt", "value": attempt},
     ]
     if exclusive:
-        version = (obj.get("metadata") or {}).get("resourceVersion")
-        ops.insert(0, {"op": "test", "path": "/metadata/resourceVersion", "value": version})
+        # The claim (or a new attempt's fold) rests on the checkpoint and the slots'
+        # claims as read. Every claim changes the checkpoint (checkpoint.claims), so
+        # testing it as read refuses this write after any other claim or fold, and
+        # not after the other workers' progress writes, which touch only their own
+        # slots. (A slot released in between only returns items this claim left.)
+        read = (obj.get("status") or {}).get("checkpoint")
+        if read is None:
+            version = (obj.get("metadata") or {}).get("resourceVersion")
+            ops.insert(0, {"op": "test", "path": "/metadata/resourceVersion", "value": version})
+        else:
+            ops.insert(0, {"op": "test", "path": "/status/checkpoint", "value": read})
         checkpoint = _dump(status.checkpoint)
         ops.append({"op": "replace", "path": "/status/checkpoint", "value": checkpoint})
     entry = _dump(status.workers[slot])
     ops.append({"op": "replace", "path": f"/status/workers/{slot}", "value": entry})
     if exclusive:
-        # Counted on the status as it stands (the version test says so): the column
-        # never moves back, as it could from a progress write that read earlier.
+        # Counted at each claim, in claim order: the column never moves back, as
+        # it could from a progress write that read earlier.
         ops.append({"op": "add", "path": "/status/progress", "value": status.progress})
     return ops
 

@@ -4,7 +4,8 @@ Pure functions over a :class:`~resumable.v1alpha1.ResumableBatchStatus`, shared 
 the SDK's stores (a worker claims chunks and records its progress), the decision
 logic (a slot's end returns its claim to the pool) and the CLI (progress). The
 stores make each call atomic: the local store under its file lock, the
-Kubernetes store as one JSON patch fenced by the object's resourceVersion.
+Kubernetes store as one JSON patch fenced by the slot's attempt and, when it
+rewrites the checkpoint (a claim), by the checkpoint as it was read.
 
 The rules (docs/design.md, "Parallel workers"):
 
@@ -14,6 +15,9 @@ The rules (docs/design.md, "Parallel workers"):
   run of free indices from the pool's lowest one, at most a chunk long;
 * a worker claims its next chunk in the same write that folds its ``done`` (and
   its tokens and cost) into the checkpoint, so a chunk boundary costs one write;
+  every claim bumps ``checkpoint.claims``, so of two claims that read the same
+  checkpoint only the first is stored, and a worker's progress writes (its own
+  slot only) never make a claim try again;
 * every write of a worker tests its slot's ``attempt``; whoever ends an attempt
   (the operator, the local runner) bumps it in the same write that returns the
   claim to the pool, so a zombie of that attempt can neither commit nor claim.
@@ -145,6 +149,7 @@ def claim_next(
     entry.claim = ""
     entry.inflight = None
     status.checkpoint.total_items = total
+    status.checkpoint.claims = (status.checkpoint.claims or 0) + 1
     chunk = free_chunk(status, total, size)
     entry.claim = "" if chunk is None else _text(chunk)
     entry.idle = chunk is None

@@ -16,7 +16,15 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 GROUP = "resumable.dev"
@@ -624,6 +632,12 @@ class Checkpoint(_Model):
         json_schema_extra=_preserve_unknown,
     )
     updated_at: str = Field(default="", description="When the worker last wrote (RFC 3339).")
+    claims: int | None = Field(
+        default=None,
+        ge=0,
+        description="Parallel workers: chunks claimed in this run. Every claim tests the "
+        "checkpoint as it read it and bumps this, so two workers never take one chunk.",
+    )
 
     @field_validator("completed")
     @classmethod
@@ -712,6 +726,19 @@ class WorkerSlot(_Model):
         default=False, description="True once the pool had no chunk left for it: it ended."
     )
 
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Fields at their default are left out (the CRD declares no defaults for them),
+        so 64 slots fit a small status. ``slot``, ``attempt`` and ``done`` are always
+        written: every worker write tests its slot's attempt, and the operator's write
+        of a slot its done items too (a JSON patch cannot test a missing field)."""
+        data: dict[str, Any] = handler(self)
+        return {
+            key: value
+            for key, value in data.items()
+            if key in _SLOT_ALWAYS or value != _SLOT_DEFAULTS.get(key, _MISSING)
+        }
+
     @field_validator("claim", "done")
     @classmethod
     def _ranges(cls, value: str) -> str:
@@ -719,6 +746,17 @@ class WorkerSlot(_Model):
 
         IndexSet.parse(value)
         return value
+
+
+_MISSING = object()
+#: WorkerSlot's defaults by field name and by alias: what its serializer leaves out.
+_SLOT_DEFAULTS: dict[str, Any] = {
+    key: info.default
+    for name, info in WorkerSlot.model_fields.items()
+    if not info.is_required() and info.default is not None
+    for key in {name, info.alias or name}
+}
+_SLOT_ALWAYS = frozenset({"slot", "attempt", "done"})
 
 
 class WindowStatus(_Model):

@@ -192,9 +192,86 @@ def test_a_zombie_of_a_replaced_attempt_can_neither_claim_nor_commit(
         zombie.claim_chunk(done, 40)
     after = api.request("GET", batch_path(namespace, name, status=True))["status"]
     assert after == before  # not one write of the zombie landed
-    assert after["workers"][0]["claim"] == ""  # its chunk is back in the pool
+    assert "claim" not in after["workers"][0]  # its chunk is back in the pool
     pool = claims.free_chunk(ResumableBatchStatus.model_validate(after), 40, 10)
     assert pool == (0, 9)
+
+
+def _two_workers(api: KubeApi, namespace: str, tmp_path: Path, name: str) -> list[Any]:
+    """Slots 0 and 1 of a fresh 2-worker batch, each worker's SlotStore started."""
+    from resumable._kube import KubeStore
+    from resumable._slots import KubeSlots, SlotStore
+
+    api.request(
+        "POST",
+        batch_path(namespace),
+        body=parallel_manifest(name, tmp_path, items=40, parallelism=2),
+    )
+    status = ResumableBatchStatus(
+        workers=[WorkerSlot(slot=0, attempt=1), WorkerSlot(slot=1, attempt=1)]
+    )
+    api.request(
+        "PATCH",
+        batch_path(namespace, name, status=True),
+        body=[{"op": "add", "path": "/status", "value": _dump(status)}],
+        content_type=JSON_PATCH,
+    )
+    stores = []
+    for slot in (0, 1):
+        store = SlotStore(
+            KubeSlots(KubeStore(api, namespace, name)), slot=slot, parallelism=2, chunk_size=10
+        )
+        store.claim(1)
+        stores.append(store)
+    return stores
+
+
+def _between_read_and_write(store: Any, action: Any) -> list[int]:
+    """Run ``action`` once, right after ``store``'s next read of the batch (before its
+    patch): the interleaving two workers produce by chance. Returns the read count."""
+    backend = store.backend
+    fetch = backend._fetch
+    reads: list[int] = []
+
+    def fetch_then_act() -> Any:
+        obj = fetch()
+        reads.append(1)
+        if len(reads) == 1:
+            action()
+        return obj
+
+    backend._fetch = fetch_then_act
+    return reads
+
+
+def test_another_workers_progress_write_does_not_make_a_claim_try_again(
+    api: KubeApi, namespace: str, tmp_path: Path
+) -> None:
+    a, b = _two_workers(api, namespace, tmp_path, "claim-vs-progress")
+    assert b.claim_chunk(Checkpoint(attempt=1, fingerprint="f"), 40) == (0, 9)
+    b_done = Checkpoint(attempt=1, completed="0-3", fingerprint="f", tokens=4)
+    reads = _between_read_and_write(
+        a, lambda: b.save_checkpoint(b_done, progress="", expect_attempt=1, expect_next=4)
+    )
+    assert a.claim_chunk(Checkpoint(attempt=1, fingerprint="f"), 40) == (10, 19)
+    assert len(reads) == 1  # the claim landed on its first try
+    stored = api.request("GET", batch_path(namespace, "claim-vs-progress", status=True))
+    workers = stored["status"]["workers"]
+    assert (workers[0]["claim"], workers[1]["claim"], workers[1]["done"]) == ("10-19", "0-9", "0-3")
+
+
+def test_two_claims_that_read_the_same_checkpoint_never_take_the_same_chunk(
+    api: KubeApi, namespace: str, tmp_path: Path
+) -> None:
+    a, b = _two_workers(api, namespace, tmp_path, "claim-race")
+    reads = _between_read_and_write(
+        a, lambda: b.claim_chunk(Checkpoint(attempt=1, fingerprint="f"), 40)
+    )
+    assert a.claim_chunk(Checkpoint(attempt=1, fingerprint="f"), 40) == (10, 19)
+    assert len(reads) == 2  # refused once (b claimed in between), then read again
+    stored = api.request("GET", batch_path(namespace, "claim-race", status=True))["status"]
+    assert [w["claim"] for w in stored["workers"]] == ["10-19", "0-9"]
+    assert stored["checkpoint"]["claims"] == 2
 
 
 def _dump(value: Any) -> Any:

@@ -92,7 +92,9 @@ def find_assets(*, log_file: Path | None = None) -> Path:
         )
     if proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace") if log_file is None else tail(log_file)
-        raise KueueError(f"{BUILD_SCRIPT.relative_to(REPO_ROOT)} exited {proc.returncode}:\n{detail}")
+        raise KueueError(
+            f"{BUILD_SCRIPT.relative_to(REPO_ROOT)} exited {proc.returncode}:\n{detail}"
+        )
     return Path(proc.stdout.decode().strip().splitlines()[-1])
 
 

@@ -76,7 +76,8 @@ def test_second_batch_waits_queued_until_the_first_ends_then_runs(
         batches.create(queued_batch("second", tmp_path / "b", queue=queue, items=20, delay=0.01))
         wait_for(lambda: phase(batches, "second") == "Queued", what="the second to be Queued")
         suspended = batches.condition("second", "Suspended")
-        assert suspended is not None and suspended["reason"] == "Queued", suspended
+        assert suspended is not None
+        assert suspended["reason"] == "Queued", suspended
         assert batches.pods("second") == []  # no worker before admission
         assert phase(batches, "first") == "Running"
         # The first runs on the admitted flavour: its node labels and toleration.

@@ -9,14 +9,17 @@ manifests and their reading are tested at the end (resumable_core.kueue).
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core import conditions as cond
 from resumable_core import kueue, objects
 from resumable_core.decision import Placement, PodCreate, WorkloadPlan, WorkloadView
+from resumable_core.policy import admission
 from resumable_core.reconcile import decide
 from tests.unit.operator.test_reconcile import (
     T0,
@@ -29,6 +32,7 @@ from tests.unit.operator.test_reconcile import (
     succeeded,
 )
 
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 WL = kueue.workload_name(make_batch())
 FLAVOR = Placement(
     node_selector={"pool": "batch"},
@@ -364,3 +368,23 @@ def test_requeueing_clears_the_reservation_as_kueues_job_framework_does() -> Non
         "Evicted": ("True", "Preempted"),
         "Requeued": ("True", "Preempted"),
     }
+
+
+def test_the_kueue_example_queues_both_batches_in_the_queue_it_defines() -> None:
+    docs = list(yaml.safe_load_all((EXAMPLES / "queued-batch.yaml").read_text()))
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], []).append(doc)
+    (local_queue,) = by_kind["LocalQueue"]
+    (cluster_queue,) = by_kind["ClusterQueue"]
+    assert cluster_queue["spec"]["preemption"] == {"withinClusterQueue": "LowerPriority"}
+    classes = {c["metadata"]["name"] for c in by_kind["WorkloadPriorityClass"]}
+    for doc in by_kind["ResumableBatch"]:
+        batch = ResumableBatch.model_validate(doc)
+        assert admission.queue_name_of(batch) == local_queue["metadata"]["name"]
+        source = kueue.priority_source(batch)
+        assert source is not None
+        assert source[2] in classes
+        wl = kueue.build_workload(batch, local_queue["metadata"]["name"], priority=1)
+        requests = wl["spec"]["podSets"][0]["template"]["spec"]["containers"][0]["resources"]
+        assert requests == {"requests": {"cpu": "1", "memory": "512Mi"}}

@@ -126,11 +126,12 @@ def _why_waiting(wl: WorkloadView, queue: str) -> str:
         return f"Cannot queue in Kueue: {wl.unavailable}."
     if not wl.exists:
         return f"Creating Workload {wl.name} in LocalQueue {queue}."
+    requeued = f" (Kueue requeues it at {wl.requeue_at})" if wl.requeue_at else ""
     if wl.evicted:
         return (
             f"Evicted by Kueue ({wl.evicted_reason or 'Evicted'}): "
             f"{wl.preempted_message or wl.evicted_message}; queued again once the workers "
-            "stopped."
+            f"stopped{requeued}."
         )
     if not wl.active:
         return (
@@ -141,9 +142,7 @@ def _why_waiting(wl: WorkloadView, queue: str) -> str:
     text = f"Waiting for admission by Kueue in LocalQueue {queue}"
     if wl.pending_message:
         text += f": {wl.pending_message}"
-    if wl.requeue_at:
-        text += f" (requeued at {wl.requeue_at})"
-    return text + "."
+    return text + requeued + "."
 
 
 def _next_step(ctx: SyncContext, wl: WorkloadView) -> WorkloadPlan | None:

@@ -388,3 +388,13 @@ def test_the_kueue_example_queues_both_batches_in_the_queue_it_defines() -> None
         wl = kueue.build_workload(batch, local_queue["metadata"]["name"], priority=1)
         requests = wl["spec"]["podSets"][0]["template"]["spec"]["containers"][0]["resources"]
         assert requests == {"requests": {"cpu": "1", "memory": "512Mi"}}
+
+
+def test_kueues_requeue_time_is_shown_while_the_batch_waits() -> None:
+    batch = queued()
+    view = WorkloadView(WL, pending_message="backoff", requeue_at="2025-03-01T12:05:00Z")
+    d = decide(batch, [], T0, workload=view)
+    found = cond.find(d.status.conditions, cond.SUSPENDED)
+    assert found is not None
+    assert found.message.endswith("(Kueue requeues it at 2025-03-01T12:05:00Z).")
+    assert d.workload is None  # Kueue alone honours requeueState: nothing to do

@@ -31,10 +31,14 @@ controlplane: ## Build (or reuse from cache) kube-apiserver and etcd for the int
 helm: ## Build (or reuse from cache) the helm binary for the chart tests.
 	bash tests/tools/helm.sh
 
+.PHONY: kueue
+kueue: ## Build (or reuse from cache) Kueue's controller manager for the integration tests.
+	bash tests/controlplane/kueue/build.sh
+
 .PHONY: test
-test: controlplane helm ## Run every test tier (unit, integration, reliability; e2e skips without Docker).
+test: controlplane helm kueue ## Run every test tier (unit, integration, reliability; e2e skips without Docker).
 	KUBEBUILDER_ASSETS="$$(bash tests/controlplane/build.sh)" HELM="$$(bash tests/tools/helm.sh)" \
-		$(PYTEST) tests --durations=20
+		KUEUE_ASSETS="$$(bash tests/controlplane/kueue/build.sh)" $(PYTEST) tests --durations=20
 
 # The reliability tests (tests/reliability, also part of `make test`), each recording its
 # one-line figure in a JSON-lines file, rendered into docs/reliability.md. By hand:

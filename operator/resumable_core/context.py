@@ -14,7 +14,14 @@ from datetime import datetime
 
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchSpec, ResumableBatchStatus
 from resumable_core import conditions as cond
-from resumable_core.decision import Decision, EventPlan, EventType, PodCreate, PodView
+from resumable_core.decision import (
+    Decision,
+    EventPlan,
+    EventType,
+    PodCreate,
+    PodView,
+    WorkloadView,
+)
 from resumable_core.progress import derive_phase, total_items
 from resumable_core.times import format_time
 
@@ -35,6 +42,9 @@ class SyncContext:
     stamp: str
     #: The executor's report on creating the active attempt's pod, if any.
     create: PodCreate | None = None
+    #: The batch's Kueue Workload, for a batch labelled with a queue (None: not observed,
+    #: as under the local runner, which ignores queues).
+    workload: WorkloadView | None = None
 
     @classmethod
     def begin(
@@ -44,12 +54,15 @@ class SyncContext:
         now: datetime,
         *,
         create: PodCreate | None = None,
+        workload: WorkloadView | None = None,
     ) -> SyncContext:
         """A context whose status starts as a copy of the batch's, at this generation."""
         status = batch.status.model_copy(deep=True)
         status.observed_generation = batch.metadata.generation
         decision = Decision(status)
-        return cls(batch, pods, now, batch.status, status, decision, format_time(now), create)
+        return cls(
+            batch, pods, now, batch.status, status, decision, format_time(now), create, workload
+        )
 
     @property
     def spec(self) -> ResumableBatchSpec:

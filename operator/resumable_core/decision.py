@@ -2,8 +2,9 @@
 
 Observations (:class:`PodView`: a worker pod or local subprocess as observed;
 :class:`PodCreate`: what became of creating the active attempt's pod, which no
-pod view shows yet) and the :class:`Decision` with its plans (a pod to create,
-events to record). Value objects only: the executors
+pod view shows yet; :class:`WorkloadView`: the batch's Kueue Workload) and the
+:class:`Decision` with its plans (a pod to create, events to record, what to do
+with the Workload). Value objects only: the executors
 (``resumable_operator.controller``, ``resumable_runner.runner``) build the
 observations and carry out the plans; only decide() changes a batch's status.
 """
@@ -97,6 +98,66 @@ class PodCreate:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where the admitted flavour puts the workers: its node labels and tolerations."""
+
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkloadView:
+    """The batch's Kueue Workload as observed (a batch labelled with a queue only).
+
+    ``exists`` False: there is none (yet). ``unavailable``: the executor cannot
+    manage Workloads (the operator runs without its Kueue integration), and says why.
+    """
+
+    name: str
+    exists: bool = True
+    unavailable: str = ""
+    #: spec.active (False: deactivated, by an administrator or by Kueue).
+    active: bool = True
+    #: Conditions QuotaReserved, Admitted, Finished, Evicted (status True).
+    quota_reserved: bool = False
+    admitted: bool = False
+    finished: bool = False
+    evicted: bool = False
+    #: The Evicted condition's reason (Preempted, Deactivated, ClusterQueueStopped, ...)
+    #: and message; the Preempted condition's message names the preemptor.
+    evicted_reason: str = ""
+    evicted_message: str = ""
+    preempted_message: str = ""
+    #: Why it waits: the QuotaReserved condition's message while not reserved.
+    pending_message: str = ""
+    #: status.requeueState.requeueAt: Kueue queues it again no sooner.
+    requeue_at: str = ""
+    #: The ClusterQueue that admitted it.
+    cluster_queue: str = ""
+    deleting: bool = False
+    #: The admitted flavours' node labels and tolerations (and admission checks' updates).
+    placement: Placement = field(default_factory=Placement)
+
+
+#: What to do with the Workload: ``create`` it; ``requeue`` (an evicted Workload whose
+#: workers all stopped: its quota reservation is cleared, so Kueue queues it again,
+#: as Kueue's job framework does); ``finish`` (the batch ended: quota released);
+#: ``delete`` (suspended, outside its window, or an old run's finished Workload).
+WorkloadOp = Literal["create", "requeue", "finish", "delete"]
+
+
+@dataclass(frozen=True)
+class WorkloadPlan:
+    """One change to the batch's Workload."""
+
+    op: WorkloadOp
+    name: str
+    #: For ``requeue`` and ``finish``: the condition's reason and message.
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class PodPlan:
     """A worker pod to create."""
 
@@ -148,6 +209,10 @@ class Decision:
     requeue_after: float | None = None
     outcome: Outcome | None = None
     resumed_after_seconds: float | None = None
+    #: A change to the batch's Kueue Workload, made after the status write.
+    workload: WorkloadPlan | None = None
+    #: Where the admitted flavour puts a pod created now (a batch admitted by Kueue).
+    placement: Placement | None = None
 
     @property
     def rests_on_checkpoint(self) -> bool:

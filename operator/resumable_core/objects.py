@@ -24,7 +24,7 @@ from resumable.constants import (
 )
 from resumable.constants import MANAGED_BY as MANAGED_BY
 from resumable.v1alpha1 import ResumableBatch
-from resumable_core.decision import EventPlan, PodPhase, PodPlan, PodView
+from resumable_core.decision import EventPlan, Placement, PodPhase, PodPlan, PodView
 from resumable_core.patches import status_patch as status_patch  # where it used to live
 
 _PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
@@ -103,8 +103,11 @@ def outputs_credentials(batch: ResumableBatch) -> list[dict[str, Any]]:
     ]
 
 
-def build_pod(batch: ResumableBatch, plan: PodPlan) -> dict[str, Any]:
-    """The worker pod of one attempt, from spec.template."""
+def build_pod(
+    batch: ResumableBatch, plan: PodPlan, *, placement: Placement | None = None
+) -> dict[str, Any]:
+    """The worker pod of one attempt, from spec.template (``placement``: the node
+    labels and tolerations of the flavour Kueue admitted the batch to)."""
     template = batch.spec.template.model_dump(by_alias=True, exclude_none=True, mode="json")
     meta = copy.deepcopy(template.get("metadata") or {})
     spec = copy.deepcopy(template["spec"])
@@ -129,6 +132,13 @@ def build_pod(batch: ResumableBatch, plan: PodPlan) -> dict[str, Any]:
         container["env"] = extra + kept
     spec["restartPolicy"] = "Never"
     spec["serviceAccountName"] = worker_service_account(batch)
+    if placement is not None:
+        if placement.node_selector:
+            spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **placement.node_selector}
+        tolerations = list(spec.get("tolerations") or [])
+        tolerations.extend(t for t in placement.tolerations if t not in tolerations)
+        if tolerations:
+            spec["tolerations"] = tolerations
     return {
         "apiVersion": "v1",
         "kind": "Pod",

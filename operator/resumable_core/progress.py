@@ -81,6 +81,8 @@ def derive_phase(status: ResumableBatchStatus) -> str:
     if suspended is not None and suspended.status == "True":
         if suspended.reason == cond.REASON_OUTSIDE_WINDOW:
             return names.PHASE_WAITING
+        if suspended.reason == names.REASON_QUEUED:
+            return names.PHASE_QUEUED
         return names.PHASE_SUSPENDED
     if status.active_pod or any(w.pod for w in status.workers):
         progressing = cond.find(c, cond.PROGRESSING)

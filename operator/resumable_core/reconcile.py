@@ -29,10 +29,11 @@ from datetime import datetime
 
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core.context import SyncContext
-from resumable_core.decision import Decision, EventPlan, PodCreate, PodView
+from resumable_core.decision import Decision, EventPlan, PodCreate, PodView, WorkloadView
 from resumable_core.policy import (
     accept,
     active,
+    admission,
     attempts,
     backoff,
     pods,
@@ -49,7 +50,7 @@ from resumable_core.policy import (
 
 #: The value types the executors pass in and get back, beside decide() (they are
 #: defined in :mod:`resumable_core.decision`).
-__all__ = ["Decision", "EventPlan", "PodCreate", "PodView", "decide"]
+__all__ = ["Decision", "EventPlan", "PodCreate", "PodView", "WorkloadView", "decide"]
 
 
 def decide(
@@ -58,14 +59,19 @@ def decide(
     now: datetime,
     *,
     create: PodCreate | None = None,
+    workload: WorkloadView | None = None,
 ) -> Decision:
     """Decide the next actions for one batch from what is observed now.
 
     ``create`` is the executor's report on creating the active attempt's pod while
-    no pod view shows it (see :mod:`resumable_core.policy.podcreate`).
+    no pod view shows it (see :mod:`resumable_core.policy.podcreate`); ``workload``
+    the batch's Kueue Workload, for a batch labelled with a queue (see
+    :mod:`resumable_core.policy.admission`; None: queues are ignored).
     """
-    ctx = SyncContext.begin(batch, pods_seen, now, create=create)
+    ctx = SyncContext.begin(batch, pods_seen, now, create=create, workload=workload)
     _sync(ctx)
+    if terminal.is_terminal(ctx):
+        admission.finish(ctx)  # in the pass that ends the batch: the quota goes back now
     reopen.record_failed_spec(ctx)
     window.record(ctx)
     return ctx.conclude()
@@ -102,12 +108,20 @@ def _sync(ctx: SyncContext) -> None:
     if ctx.spec.suspend:
         slots.stop_all(ctx)
         suspend.suspend(ctx)
+        admission.release(ctx)
         return
     if window.outside_window(ctx):
         slots.stop_all(ctx)
         window.wait_for_window(ctx)
+        admission.release(ctx)
         return
     window.note_open(ctx)
+    if not admission.admitted(ctx):
+        # Labelled with a Kueue queue and not admitted (or evicted): no worker runs.
+        slots.stop_all(ctx)
+        admission.wait_for_admission(ctx)
+        return
+    admission.note_admitted(ctx)
     suspend.lift_suspension(ctx)
     if slots.is_parallel(ctx):
         # Many workers, each claiming chunks (spec.parallelism > 1); a single

@@ -19,6 +19,8 @@ ANNOTATION_PREFIX = "resumable.dev"
 FINALIZER = "resumable.dev/finalizer"
 #: Where a pod finds its own namespace (the service account's mount).
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 #: Settings that existed before leader election replaced kopf peering.
 _REMOVED = ("STANDALONE", "PEERING")
 
@@ -57,6 +59,9 @@ class OperatorConfig:
     lease_name: str = "resumable-batch"
     lease_namespace: str = "default"
     lease_seconds: int = 15
+    #: Batches labelled kueue.x-k8s.io/queue-name are admitted through Kueue Workloads
+    #: (needs Workload rights: the chart's kueue.enabled).
+    kueue: bool = False
     identity: str = field(default_factory=lambda: _identity({}))
 
     @property
@@ -96,8 +101,11 @@ class OperatorConfig:
                     f"election; set {PREFIX}LEADER_ELECTION=true to run more than one replica"
                 )
         election_raw = get("LEADER_ELECTION", "false").lower()
-        if election_raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        if election_raw not in _TRUE + _FALSE:
             raise SettingsError(f"{PREFIX}LEADER_ELECTION={election_raw!r}: use true or false")
+        kueue_raw = get("KUEUE", "false").lower()
+        if kueue_raw not in _TRUE + _FALSE:
+            raise SettingsError(f"{PREFIX}KUEUE={kueue_raw!r}: use true or false")
         return cls(
             namespaces=namespaces,
             metrics_port=integer("METRICS_PORT", 8080, 0, 65535),
@@ -105,9 +113,17 @@ class OperatorConfig:
             log_format=fmt,
             workers=integer("WORKERS", 4, 1, 64),
             liveness=get("LIVENESS", "http://0.0.0.0:8081/healthz"),
-            leader_election=election_raw in ("1", "true", "yes", "on"),
+            leader_election=election_raw in _TRUE,
             lease_name=get("LEASE_NAME", "resumable-batch"),
             lease_namespace=get("LEASE_NAMESPACE", "") or _own_namespace(env),
             lease_seconds=integer("LEASE_SECONDS", 15, 3, 300),
+            kueue=kueue_raw in _TRUE,
             identity=_identity(env),
         )
+
+
+def kueue_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """True when RESUMABLE_OPERATOR_KUEUE is on: the handlers then watch Workloads
+    (read at import, so that ``kopf run -m resumable_operator.handlers`` agrees)."""
+    env = os.environ if env is None else env
+    return env.get(PREFIX + "KUEUE", "").strip().lower() in _TRUE

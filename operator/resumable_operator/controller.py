@@ -5,11 +5,12 @@ kopf's watch handlers (:mod:`resumable_operator.handlers`) only add
 its workers call :meth:`Controller.reconcile`, which
 
 1. reads the batch's pods, then the batch (in that order: see :meth:`_observe`),
-   and what :class:`~resumable_operator.podcontrol.PodControl` knows of a pod
-   create still under way;
+   what :class:`~resumable_operator.podcontrol.PodControl` knows of a pod
+   create still under way, and the batch's Kueue Workload if it is queued;
 2. asks :func:`resumable_core.reconcile.decide` what to do;
 3. acts: the status first (:class:`~resumable_operator.statuswriter.StatusWriter`,
-   a JSON patch fenced on the attempt), then pod deletions, the new pod, the
+   a JSON patch fenced on the attempt), then pod deletions, the Kueue Workload
+   change (:class:`~resumable_operator.workloads.WorkloadControl`), the new pod, the
    events (:class:`~resumable_operator.events.EventRecorder`), the metrics;
 4. when it tried to create a pod, tells decide() how that went and writes what
    it decides about it (the batch fails for an invalid pod, waits for one
@@ -36,7 +37,7 @@ from resumable import constants as names
 from resumable.kubeapi import KubeApi, NotFoundError, batch_path
 from resumable.v1alpha1 import ResumableBatch, ResumableBatchStatus
 from resumable_core import objects
-from resumable_core.decision import Decision, PodCreate, PodView
+from resumable_core.decision import Decision, PodCreate, PodView, WorkloadView
 from resumable_core.policy.pods import ended_pods_to_prune
 from resumable_core.reconcile import decide
 from resumable_core.times import format_time
@@ -45,6 +46,7 @@ from resumable_operator.metrics import Metrics
 from resumable_operator.podcontrol import PodControl
 from resumable_operator.queue import Key, WorkQueue
 from resumable_operator.statuswriter import StatusConflictError, StatusWriter
+from resumable_operator.workloads import WorkloadControl
 
 log = logging.getLogger("resumable_operator")
 
@@ -62,6 +64,8 @@ class _Observed:
     read: dict[str, Any] | None
     pods: list[PodView]
     create: PodCreate | None
+    #: The batch's Kueue Workload (None: the batch is not labelled with a queue).
+    workload: WorkloadView | None = None
 
 
 class Controller:
@@ -74,6 +78,7 @@ class Controller:
         workers: int = 4,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] | None = None,
+        kueue: bool = False,
     ) -> None:
         self.api = api
         #: ``now`` for the decisions and event stamps (a test may set the time of day).
@@ -84,6 +89,8 @@ class Controller:
         self.pods = PodControl(api)
         self.status = StatusWriter(api)
         self.events = EventRecorder(api)
+        #: Kueue Workloads, for batches labelled with a queue (``kueue``: the integration is on).
+        self.workloads = WorkloadControl(api, enabled=kueue)
         #: True once the workers run: a standby replica (leader.py) only queues keys,
         #: and counts nothing in the metrics, which the leader does.
         self.acting = False
@@ -178,6 +185,14 @@ class Controller:
             return
         self.enqueue(meta.get("namespace", ""), batch, urgent=ended or going)
 
+    def observe_workload(self, event_type: str | None, body: dict[str, Any]) -> None:
+        """Called for every watch event of a batch's Workload (admitted, evicted,
+        finished): a reconcile of its batch, before the others."""
+        meta = body.get("metadata") or {}
+        batch = (meta.get("labels") or {}).get(names.LABEL_BATCH)
+        if batch and event_type != "DELETED":
+            self.enqueue(meta.get("namespace", ""), batch, urgent=True)
+
     # -------------------------------------------------------------- reconcile
 
     def reconcile(self, namespace: str, name: str) -> float | None:
@@ -186,7 +201,7 @@ class Controller:
         if seen is None:
             return None
         now = self.clock()
-        decision = decide(seen.batch, seen.pods, now, create=seen.create)
+        decision = decide(seen.batch, seen.pods, now, create=seen.create, workload=seen.workload)
         if self._stopped:
             return None  # stopped meanwhile (leadership lost, shutting down): write nothing
         return self._act(seen, decision, now)
@@ -217,7 +232,8 @@ class Controller:
         views = [objects.pod_view(p) for p in listed if objects.owned_by(p, uid)]
         others = {p["metadata"]["name"] for p in listed if not objects.owned_by(p, uid)}
         create = self.pods.report(key, batch, {v.name for v in views}, others)
-        return _Observed(key, batch, raw.get("status"), views, create)
+        workload = self.workloads.observe(batch)
+        return _Observed(key, batch, raw.get("status"), views, create, workload)
 
     def _act(self, seen: _Observed, decision: Decision, now: datetime) -> float | None:
         """Carry out a decision: status, deletions, the new pod, events, metrics."""
@@ -231,6 +247,8 @@ class Controller:
             return None  # stopped after the status write: no pods from a stopped replica
         for pod, graceful in decision.delete_pods:
             self.pods.delete(ns, pod, graceful=graceful)
+        if decision.workload is not None:
+            self.workloads.apply(batch, decision.workload, stamp=format_time(self.clock()))
         created = self._create(seen, decision)
         stamp = format_time(self.clock())
         self.events.record(
@@ -257,7 +275,9 @@ class Controller:
         """Create the decided pod; None when there is none or its retry is not due."""
         if decision.create_pod is None:
             return None
-        return self.pods.create(seen.key, seen.batch, decision.create_pod)
+        return self.pods.create(
+            seen.key, seen.batch, decision.create_pod, placement=decision.placement
+        )
 
     def _follow_create(
         self,
@@ -284,7 +304,7 @@ class Controller:
             else first.status.model_copy(deep=True)
         )
         as_written = batch.model_copy(update={"status": status})
-        follow = decide(as_written, seen.pods, now, create=created)
+        follow = decide(as_written, seen.pods, now, create=created, workload=seen.workload)
         if created.result == "created":
             self._count_resume(first, follow, (now - decided_at).total_seconds())
         if self._stopped:

@@ -3,7 +3,8 @@
 Watched: ResumableBatch events (every change, but a reconcile is queued only for
 spec changes, first sight and completion; checkpoint writes by workers only feed
 metrics, so they cost no extra API writes) and events of pods carrying the
-``resumable.dev/batch`` label. Progress storage, diff-base and finalizer names are
+``resumable.dev/batch`` label (and, with RESUMABLE_OPERATOR_KUEUE on, of the
+Kueue Workloads the operator made for batches). Progress storage, diff-base and finalizer names are
 set explicitly under our own prefix, though these handlers use none of them.
 ``kopf run -m resumable_operator.handlers`` works too; it takes namespaces,
 liveness and logging from kopf's own flags, where ``resumable-operator`` reads them
@@ -23,7 +24,8 @@ import kopf
 from resumable import v1alpha1
 from resumable.constants import LABEL_BATCH
 from resumable.kubeapi import KubeApi
-from resumable_operator.config import ANNOTATION_PREFIX, FINALIZER, OperatorConfig
+from resumable_core import kueue
+from resumable_operator.config import ANNOTATION_PREFIX, FINALIZER, OperatorConfig, kueue_enabled
 from resumable_operator.controller import Controller
 from resumable_operator.leader import LeaderElector
 from resumable_operator.metrics import Metrics
@@ -49,7 +51,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     metrics = Metrics()
     metrics.serve(config.metrics_port)
     api = KubeApi.from_environment()
-    controller = Controller(api, workers=config.workers, metrics=metrics)
+    controller = Controller(api, workers=config.workers, metrics=metrics, kueue=config.kueue)
     memo["controller"] = controller
     if not config.leader_election:
         controller.start()
@@ -105,3 +107,14 @@ async def pod_event(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_:
     """A worker pod changed: let the controller decide whether to reconcile its batch."""
     controller: Controller = memo["controller"]
     controller.observe_pod(event.get("type"), dict(body))
+
+
+if kueue_enabled():
+
+    @kopf.on.event(kueue.GROUP, kueue.VERSION, "workloads", labels={LABEL_BATCH: kopf.PRESENT})
+    async def workload_event(
+        event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any
+    ) -> None:
+        """A batch's Workload changed (admitted, evicted): reconcile the batch."""
+        controller: Controller = memo["controller"]
+        controller.observe_workload(event.get("type"), dict(body))

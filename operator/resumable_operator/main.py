@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         "LOG_FORMAT (text|json), WORKERS (4), LIVENESS (http://0.0.0.0:8081/healthz), "
         "LEADER_ELECTION (false; true for more than one replica: only the holder of a "
         "coordination.k8s.io Lease reconciles), LEASE_NAME (resumable-batch), "
-        "LEASE_NAMESPACE (the pod's), LEASE_SECONDS (15).",
+        "LEASE_NAMESPACE (the pod's), LEASE_SECONDS (15), KUEUE (false; true admits batches "
+        "labelled kueue.x-k8s.io/queue-name through Kueue Workloads).",
     )
     parser.parse_args(argv)
     try:

@@ -42,7 +42,7 @@ from resumable.kubeapi import (
 )
 from resumable.v1alpha1 import ResumableBatch
 from resumable_core import objects
-from resumable_core.decision import CreateResult, PodCreate, PodPlan
+from resumable_core.decision import CreateResult, Placement, PodCreate, PodPlan
 from resumable_core.policy.podcreate import CREATE_RETRY_MAX_SECONDS
 
 log = logging.getLogger("resumable_operator")
@@ -122,7 +122,14 @@ class PodControl:
 
     # ---------------------------------------------------------------- creating
 
-    def create(self, key: Key, batch: ResumableBatch, plan: PodPlan) -> PodCreate | None:
+    def create(
+        self,
+        key: Key,
+        batch: ResumableBatch,
+        plan: PodPlan,
+        *,
+        placement: Placement | None = None,
+    ) -> PodCreate | None:
         """Create the planned pod (and the worker RBAC it needs); how it went.
 
         None when the pod was refused for now and its next try is not due yet
@@ -141,7 +148,7 @@ class PodControl:
             if self.clock() < last.due:
                 return None
             failures = last.failures
-        result, message, retry_after = self._create_worker(batch, plan)
+        result, message, retry_after = self._create_worker(batch, plan, placement)
         if result == "created":
             with self._lock:
                 self._unfinished.pop(key, None)
@@ -202,7 +209,7 @@ class PodControl:
             self._narrowed.add(seen)
 
     def _create_worker(
-        self, batch: ResumableBatch, plan: PodPlan
+        self, batch: ResumableBatch, plan: PodPlan, placement: Placement | None
     ) -> tuple[CreateResult, str, float | None]:
         """Create the attempt's pod (and the worker RBAC it needs): what happened,
         why, and the server's Retry-After."""
@@ -218,7 +225,7 @@ class PodControl:
                 self.api.request(
                     "POST",
                     f"/api/v1/namespaces/{ns}/pods",
-                    body=objects.build_pod(batch, plan),
+                    body=objects.build_pod(batch, plan, placement=placement),
                     query={"fieldValidation": "Strict"},
                 )
             except ConflictError:

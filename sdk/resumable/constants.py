@@ -22,6 +22,11 @@ LABEL_ATTEMPT: Final = "resumable.dev/attempt"
 LABEL_SLOT: Final = "resumable.dev/slot"
 #: On a worker pod, when the batch has a spec.runId: the run it works for.
 LABEL_RUN_ID: Final = "resumable.dev/run-id"
+#: On a batch: the Kueue LocalQueue that admits it (Kueue's own label). Without it the
+#: operator makes no Kueue call at all.
+LABEL_QUEUE_NAME: Final = "kueue.x-k8s.io/queue-name"
+#: On a batch: the Kueue WorkloadPriorityClass of its Workload (Kueue's own label).
+LABEL_PRIORITY_CLASS: Final = "kueue.x-k8s.io/priority-class"
 #: The recommended label naming the tool that manages an object.
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 #: Its value on the objects the operator makes; also the Events' reporting component.
@@ -49,6 +54,9 @@ PHASE_SUCCEEDED: Final = "Succeeded"
 PHASE_FAILED: Final = "Failed"
 #: Outside its spec.window: the worker is stopped until the window opens.
 PHASE_WAITING: Final = "Waiting"
+#: Labelled with a Kueue queue and not admitted (yet, or again after an eviction):
+#: no worker runs.
+PHASE_QUEUED: Final = "Queued"
 #: The phases `resumable run` stops at (with no worker left running).
 PHASES_AT_REST: Final = (PHASE_SUCCEEDED, PHASE_FAILED, PHASE_SUSPENDED)
 
@@ -92,6 +100,11 @@ MESSAGE_RETRY_SKIPPED: Final = "Retrying the skipped items."
 REASON_OUTSIDE_WINDOW: Final = "OutsideWindow"
 #: Suspended (False) once the window is open again.
 REASON_WINDOW_OPEN: Final = "WindowOpen"
+#: Suspended (True) and Progressing (False) while Kueue has not admitted the batch's
+#: Workload (or evicted it): no worker runs.
+REASON_QUEUED: Final = "Queued"
+#: Suspended (False) once Kueue admitted the Workload (also its event's reason).
+REASON_ADMITTED: Final = "Admitted"
 #: A recurring batch (spec.window.recurrence) started a new run (also its event's reason).
 REASON_SCHEDULED_RUN: Final = "ScheduledRun"
 MESSAGE_SCHEDULED_RUN: Final = "A new scheduled run started."
@@ -129,6 +142,11 @@ EVENT_PARALLELISM_CHANGED: Final = "ParallelismChanged"
 EVENT_WINDOW_CLOSED: Final = "WindowClosed"
 #: Outside the window with no worker running: the batch waits until it opens.
 EVENT_WAITING: Final = "Waiting"
+#: Kueue evicted the batch's Workload (preemption, deactivation, a stopped queue):
+#: the workers are told to stop; the message is Kueue's, naming who preempted it.
+EVENT_EVICTED: Final = "Evicted"
+#: Labelled with a Kueue queue: the batch waits for its Workload's admission.
+EVENT_QUEUED: Final = "Queued"
 
 # ------------------------------------------------ disruptions (not counted)
 # How a worker's end that is not its own doing is named (Outcome reasons, the

@@ -41,6 +41,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "extra-labels": {"commonLabels": {"team": "batch", "cost-center": "c42"}},
     "two-replicas": {"replicaCount": 2},
     "two-replicas-one-namespace": {"replicaCount": 2, "watchNamespaces": ["{namespace}"]},
+    "kueue": {"kueue": {"enabled": True}},
+    "kueue-one-namespace": {"kueue": {"enabled": True}, "watchNamespaces": ["{namespace}"]},
 }
 
 
@@ -212,6 +214,15 @@ NAMESPACED_PERMISSIONS: set[Permission] = (
     | grant("rbac.authorization.k8s.io", ["rolebindings"], ["get", "create"])
 )
 #: Cluster-wide extras when watching every namespace: kopf notices CRDs appearing.
+#: What kueue.enabled adds: in each watched namespace (or cluster-wide) ...
+KUEUE_PERMISSIONS: set[Permission] = grant(
+    "kueue.x-k8s.io", ["workloads"], ["get", "list", "watch", "create", "delete"]
+) | grant("kueue.x-k8s.io", ["workloads/status"], ["get", "patch"])
+#: ... and cluster-scoped reads, whatever the namespaces.
+KUEUE_CLUSTER_PERMISSIONS: set[Permission] = grant(
+    "kueue.x-k8s.io", ["resourceflavors", "workloadpriorityclasses"], ["get"]
+) | grant("scheduling.k8s.io", ["priorityclasses"], ["get"])
+
 CLUSTER_PERMISSIONS: set[Permission] = grant(
     "apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"]
 )

@@ -16,6 +16,8 @@ import yaml
 from tests.chart.chartlib import (
     CHART,
     CLUSTER_PERMISSIONS,
+    KUEUE_CLUSTER_PERMISSIONS,
+    KUEUE_PERMISSIONS,
     NAMESPACED_PERMISSIONS,
     RECOMMENDED_LABELS,
     REPO_ROOT,
@@ -270,6 +272,7 @@ def test_operator_settings_come_from_values_as_environment(helm: Helm) -> None:
         "RESUMABLE_OPERATOR_LOG_LEVEL": "INFO",
         "RESUMABLE_OPERATOR_LOG_FORMAT": "text",
         "RESUMABLE_OPERATOR_WORKERS": "4",
+        "RESUMABLE_OPERATOR_KUEUE": "false",
         "RESUMABLE_OPERATOR_LIVENESS": "http://0.0.0.0:8081/healthz",
         "RESUMABLE_OPERATOR_LEADER_ELECTION": "true",
         "RESUMABLE_OPERATOR_LEASE_NAME": "rb-resumable-batch",
@@ -326,6 +329,34 @@ def test_one_namespace_grants_a_role_there_and_nothing_cluster_wide(helm: Helm) 
         {"kind": "ServiceAccount", "name": "rb-resumable-batch", "namespace": "resumable-system"}
     ]
     assert env_of(objects)["RESUMABLE_OPERATOR_NAMESPACES"] == NS
+
+
+def test_kueue_rights_only_when_kueue_is_enabled(helm: Helm) -> None:
+    off = helm.template()
+    assert env_of(off)["RESUMABLE_OPERATOR_KUEUE"] == "false"
+    assert not any(
+        group == "kueue.x-k8s.io"
+        for rules in (r["rules"] for r in of_kind(off, "ClusterRole"))
+        for group, _, _ in permissions(rules)
+    )
+    on = helm.template({"kueue": {"enabled": True}})
+    assert env_of(on)["RESUMABLE_OPERATOR_KUEUE"] == "true"
+    roles = {r["metadata"]["name"]: permissions(r["rules"]) for r in of_kind(on, "ClusterRole")}
+    assert roles["rb-resumable-batch"] == (
+        NAMESPACED_PERMISSIONS | CLUSTER_PERMISSIONS | KUEUE_PERMISSIONS | KUEUE_CLUSTER_PERMISSIONS
+    )
+    assert "rb-resumable-batch-kueue" not in roles  # cluster-wide: all in the one ClusterRole
+
+
+def test_kueue_in_one_namespace_reads_its_cluster_objects_and_nothing_more(helm: Helm) -> None:
+    objects = helm.template({**value_set("one-namespace"), "kueue": {"enabled": True}})
+    (role,) = [r for r in of_kind(objects, "Role") if r["metadata"]["namespace"] == NS]
+    assert permissions(role["rules"]) == NAMESPACED_PERMISSIONS | KUEUE_PERMISSIONS
+    (cluster,) = of_kind(objects, "ClusterRole")
+    assert cluster["metadata"]["name"] == "rb-resumable-batch-kueue"
+    assert permissions(cluster["rules"]) == KUEUE_CLUSTER_PERMISSIONS
+    (binding,) = of_kind(objects, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == "rb-resumable-batch-kueue"
 
 
 def test_several_namespaces_get_a_role_each(helm: Helm) -> None:

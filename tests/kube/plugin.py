@@ -13,6 +13,9 @@ Load it from a conftest.py (``from tests.kube.plugin import *``) or with
 - ``namespace`` (function): a fresh namespace (with its `default`
   ServiceAccount); its pods' processes are killed at teardown.
 - ``crd_paths`` (session): the CRD files installed ($RB_TEST_CRDS_DIR overrides crds/).
+- ``kueue`` (session): Kueue's real controller manager on the control plane (see
+  kueue.py). It never skips: when Kueue cannot be built or started, its tests fail
+  with the reason and the manager's log.
 
 When the control plane cannot start, tests are skipped with the reason, except
 in CI (CI=true), where they fail with it. Failed tests get the tails of the
@@ -34,6 +37,7 @@ import pytest
 from .controlplane import REPO_ROOT, ControlPlane, ControlPlaneError, find_binaries, tail
 from .kubelet import ProcessKubelet
 from .kubelet_logs import ServingTLS
+from .kueue import Kueue, KueueError, find_assets
 
 Kubectl = Callable[..., Any]
 
@@ -115,6 +119,44 @@ def kubelet(controlplane: ControlPlane) -> Iterator[ProcessKubelet]:
         kl.stop()
 
 
+@pytest.fixture(scope="session")
+def kueue(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kueue]:
+    assets = _STATE.get("kueue_assets")
+    try:
+        if isinstance(assets, Exception):
+            raise assets
+        if assets is None:
+            assets = find_assets()
+        started = Kueue.start(controlplane, tmp_path_factory.mktemp("kueue"), assets)
+    except (KueueError, OSError) as e:
+        pytest.fail(f"Kueue cannot run here: {e}", pytrace=False)
+    _STATE["kueue"] = started
+    try:
+        yield started
+    finally:
+        _STATE.pop("kueue", None)
+        started.stop()
+
+
+def _build_kueue(session: pytest.Session, reporter: Any) -> None:
+    """Build (or find) Kueue once, before any test's timeout ticks, if a test needs it."""
+    if "kueue_assets" in _STATE:
+        return
+    if not any("kueue" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    log_file = cache / "resumable-batch" / "kueue" / "build.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    try:
+        _STATE["kueue_assets"] = find_assets(log_file=log_file)
+    except (KueueError, OSError) as e:
+        _STATE["kueue_assets"] = e
+        return
+    if reporter is not None and time.monotonic() - t0 > 5:
+        reporter.write_line(f"Kueue built in {time.monotonic() - t0:.0f}s; log: {log_file}")
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build (or find) the binaries once, before any test's timeout starts ticking.
 
@@ -126,6 +168,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not any("controlplane" in getattr(item, "fixturenames", ()) for item in session.items):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    _build_kueue(session, reporter)
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     log_file = cache / "resumable-batch" / "controlplane" / "build.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -178,6 +221,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     cp: ControlPlane | None = _STATE.get("controlplane")
     if report.failed and cp is not None and "controlplane" in getattr(item, "fixturenames", ()):
         report.sections.append(("control plane logs (tail)", cp.logs(40)))
+        running: Kueue | None = _STATE.get("kueue")
+        if running is not None and "kueue" in getattr(item, "fixturenames", ()):
+            report.sections.append(("Kueue log (tail)", running.logs(40)))
         namespace = item.stash.get(_NAMESPACE_KEY, None)
         kl: ProcessKubelet | None = _STATE.get("kubelet")
         if namespace and kl is not None:
@@ -205,6 +251,7 @@ __all__ = [
     "kubeconfig",
     "kubectl",
     "kubelet",
+    "kueue",
     "namespace",
     "pytest_collection_finish",
     "pytest_runtest_makereport",

@@ -120,4 +120,27 @@ when it watches every namespace, in a Role per namespace otherwise.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["rolebindings"]
   verbs: ["get", "create"]
+{{- if .Values.kueue.enabled }}
+# Kueue (kueue.enabled): each queued batch's Workload, created, watched, finished
+# (status) and deleted by the operator.
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads/status"]
+  verbs: ["get", "patch"]
+{{- end }}
+{{- end }}
+
+{{/*
+Kueue (kueue.enabled), cluster-scoped reads: the admitted ResourceFlavor's node labels
+and tolerations, and the priority class a Workload takes its priority from.
+*/}}
+{{- define "resumable-batch.kueueClusterRules" -}}
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["resourceflavors", "workloadpriorityclasses"]
+  verbs: ["get"]
+- apiGroups: ["scheduling.k8s.io"]
+  resources: ["priorityclasses"]
+  verbs: ["get"]
 {{- end }}

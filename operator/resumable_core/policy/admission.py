@@ -34,6 +34,7 @@ from resumable.v1alpha1 import Condition, ResumableBatch
 from resumable_core import conditions as cond
 from resumable_core.context import SyncContext
 from resumable_core.decision import WorkloadPlan, WorkloadView
+from resumable_core.policy import pods
 from resumable_core.progress import resume_index
 
 #: While queued, look again this often even without a Workload event.
@@ -85,11 +86,7 @@ def wait_for_admission(ctx: SyncContext) -> None:
         return
     status = ctx.status
     was_queued = _queued(ctx.old.conditions)
-    active = ctx.pod(status.active_pod)
-    if active is not None and not active.ended and not active.deleting:
-        ctx.delete_pod(active.name, graceful=True)
-    status.active_pod = ""
-    status.retry_after = ""
+    pods.stop_active_worker(ctx)
     at = resume_index(status)
     total = ctx.total
     of_total = f"{at + 1}/{total if total is not None else '?'}"

@@ -26,6 +26,17 @@ def delete_stale_pods(ctx: SyncContext) -> None:
             ctx.delete_pod(pod.name, graceful=True)
 
 
+def stop_active_worker(ctx: SyncContext) -> None:
+    """Stop the one worker gracefully (it saves on SIGTERM) and clear its attempt's
+    backoff: a suspension, a closed window and a wait for admission alike."""
+    status = ctx.status
+    active = ctx.pod(status.active_pod)
+    if active is not None and not active.ended and not active.deleting:
+        ctx.delete_pod(active.name, graceful=True)
+    status.active_pod = ""
+    status.retry_after = ""
+
+
 def stop_live_pods(ctx: SyncContext) -> None:
     """Gracefully delete every live pod not being deleted already."""
     for pod in ctx.live_pods:

@@ -8,17 +8,14 @@ from __future__ import annotations
 from resumable import constants as names
 from resumable_core import conditions as cond
 from resumable_core.context import SyncContext
+from resumable_core.policy import pods
 from resumable_core.progress import resume_index
 
 
 def suspend(ctx: SyncContext) -> None:
     """Stop the active worker gracefully, clear the attempt's backoff, set Suspended."""
     status = ctx.status
-    active = ctx.pod(status.active_pod)
-    if active is not None and not active.ended and not active.deleting:
-        ctx.delete_pod(active.name, graceful=True)
-    status.active_pod = ""
-    status.retry_after = ""
+    pods.stop_active_worker(ctx)
     ctx.set_condition(cond.SUSPENDED, "True", cond.REASON_SUSPENDED, names.MESSAGE_SUSPENDED)
     at = resume_index(status)
     ctx.set_condition(

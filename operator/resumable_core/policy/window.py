@@ -21,7 +21,7 @@ from resumable import constants as names
 from resumable.v1alpha1 import Condition, WindowStatus
 from resumable_core import conditions as cond
 from resumable_core.context import SyncContext
-from resumable_core.policy import recurring, terminal
+from resumable_core.policy import pods, recurring, terminal
 from resumable_core.progress import resume_index
 from resumable_core.times import format_time
 from resumable_core.windows import WindowState, next_opening, window_state
@@ -60,11 +60,7 @@ def outside_window(ctx: SyncContext) -> bool:
 def wait_for_window(ctx: SyncContext) -> None:
     """Stop the active worker gracefully, start none, set Waiting and say until when."""
     status = ctx.status
-    active = ctx.pod(status.active_pod)
-    if active is not None and not active.ended and not active.deleting:
-        ctx.delete_pod(active.name, graceful=True)
-    status.active_pod = ""
-    status.retry_after = ""
+    pods.stop_active_worker(ctx)
     when = opens_at(ctx)
     until = f"it opens at {format_time(when)}" if when is not None else "no window is to come"
     ctx.set_condition(

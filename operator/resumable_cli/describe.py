@@ -48,16 +48,16 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if st.workers:
         print(f"Workers:     {len(st.workers)} (spec.parallelism {batch.spec.parallelism})")
         output.print_table(
-            [["SLOT", "ATTEMPT", "POD", "CHUNK", "DONE", "RESTARTS", "LAST END"]]
+            [["SLOT", "ATTEMPT", "POD", "CHUNK", "DONE", "RESTARTS", "NEXT TRY"]]
             + [
                 [
                     str(w.slot),
                     str(w.attempt),
-                    w.pod or ("(done)" if w.idle else "(waiting)"),
+                    w.pod(batch.metadata.name) or ("(done)" if w.idle else "(waiting)"),
                     output.one_based(w.claim) if w.claim else "-",
                     output.one_based(w.done) if w.done else "-",
-                    f"{w.restarts} (+{w.disruptions})",
-                    w.last_failure or "-",
+                    str(w.restarts),
+                    w.retry_after or "-",
                 ]
                 for w in st.workers
             ]

@@ -84,7 +84,7 @@ def derive_phase(status: ResumableBatchStatus) -> str:
         if suspended.reason == names.REASON_QUEUED:
             return names.PHASE_QUEUED
         return names.PHASE_SUSPENDED
-    if status.active_pod or any(w.pod for w in status.workers):
+    if status.active_pod or any(w.started for w in status.workers):
         progressing = cond.find(c, cond.PROGRESSING)
         if progressing is not None and progressing.reason == cond.REASON_POD_CREATE_RETRYING:
             return names.PHASE_PENDING  # the attempt is recorded, its pod not created yet

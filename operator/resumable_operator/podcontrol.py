@@ -103,7 +103,8 @@ class PodControl:
         status, uid = batch.status, batch.metadata.uid or ""
         # The pods the status says should exist: the active attempt's, or each
         # parallel worker slot's, with the attempt each belongs to.
-        expected = {w.pod: w.attempt for w in status.workers if w.pod}
+        name = batch.metadata.name
+        expected = {w.pod(name): w.attempt for w in status.workers if w.started}
         if status.active_pod:
             expected[status.active_pod] = status.checkpoint.attempt
         with self._lock:

@@ -305,7 +305,7 @@ class LocalRunner:
         while time.monotonic() < deadline:
             self._enforce_grace()
             current = {self.batch.status.active_pod} | {
-                w.pod for w in self.batch.status.workers if w.pod
+                w.pod(self.batch.metadata.name) for w in self.batch.status.workers if w.started
             }
             if any(not p.live and not p.deleting for p in self.pods.values() if p.name in current):
                 return

@@ -168,7 +168,7 @@ def release(status: ResumableBatchStatus, slot: int) -> None:
     entry.claim = ""
     entry.inflight = None
     entry.attempt += 1
-    entry.pod = ""
+    entry.started = False
 
 
 def position(entry: WorkerSlot) -> int | None:

@@ -691,6 +691,11 @@ class Stall(_Model):
     attempts: int = Field(ge=0, description="How many attempts died there.")
 
 
+def worker_pod_name(batch: str, slot: int, attempt: int) -> str:
+    """The deterministic name of a worker slot's attempt's pod."""
+    return f"{batch}-w{slot}-{attempt}"
+
+
 class WorkerSlot(_Model):
     """One parallel worker's slot: its attempt, the chunk it holds, its work not folded yet."""
 
@@ -702,7 +707,11 @@ class WorkerSlot(_Model):
     attempt: int = Field(
         default=0, ge=0, description="Fencing token: writes from older attempts are refused."
     )
-    pod: str = Field(default="", description="The pod of the slot's current attempt.")
+    started: bool = Field(
+        default=False,
+        description="True once the slot's current attempt was started: its pod is "
+        "<batch>-w<slot>-<attempt>, and it is False again when that pod ended.",
+    )
     claim: str = Field(
         default="", max_length=64, description='The chunk the worker holds, e.g. "100-124".'
     )
@@ -718,10 +727,7 @@ class WorkerSlot(_Model):
         default=None, ge=0, description="In careful mode, the item being worked on."
     )
     restarts: int = Field(default=0, ge=0, description="Restarts of this slot after failures.")
-    disruptions: int = Field(default=0, ge=0, description="Restarts after disruptions.")
     retry_after: str = Field(default="", description="Earliest time for its next attempt.")
-    failed_at: str = Field(default="", description="When its last attempt failed.")
-    last_failure: str = Field(default="", description="How its last attempt ended.")
     idle: bool = Field(
         default=False, description="True once the pool had no chunk left for it: it ended."
     )
@@ -738,6 +744,11 @@ class WorkerSlot(_Model):
             for key, value in data.items()
             if key in _SLOT_ALWAYS or value != _SLOT_DEFAULTS.get(key, _MISSING)
         }
+
+    def pod(self, batch: str) -> str:
+        """The pod of the slot's current attempt ("" when it has none): the name is
+        derived, not stored, so 64 slots of a batch with a long name stay small."""
+        return worker_pod_name(batch, self.slot, self.attempt) if self.started else ""
 
     @field_validator("claim", "done")
     @classmethod

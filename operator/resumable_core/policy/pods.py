@@ -16,7 +16,8 @@ KEEP_ENDED_PODS = 3
 def delete_stale_pods(ctx: SyncContext) -> None:
     """Pods not of the active attempt (or of a worker slot's) must not run: delete them;
     one a lost node keeps from ending is force-deleted."""
-    current = {ctx.status.active_pod} | {w.pod for w in ctx.status.workers if w.pod}
+    name = ctx.batch.metadata.name
+    current = {ctx.status.active_pod} | {w.pod(name) for w in ctx.status.workers if w.started}
     for pod in ctx.live_pods:
         if pod.name in current:
             continue

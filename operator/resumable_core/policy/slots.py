@@ -28,7 +28,7 @@ from datetime import timedelta
 from resumable import claims
 from resumable import constants as names
 from resumable.ranges import IndexSet
-from resumable.v1alpha1 import WorkerSlot
+from resumable.v1alpha1 import WorkerSlot, worker_pod_name
 from resumable_core import conditions as cond
 from resumable_core.context import SyncContext
 from resumable_core.decision import Outcome, PodPlan, PodView
@@ -49,7 +49,7 @@ def is_parallel(ctx: SyncContext) -> bool:
 
 def pod_name(batch: str, slot: int, attempt: int) -> str:
     """The deterministic name of a slot's attempt's pod."""
-    return f"{batch}-w{slot}-{attempt}"
+    return worker_pod_name(batch, slot, attempt)
 
 
 def sync_slots(ctx: SyncContext) -> None:
@@ -61,17 +61,16 @@ def sync_slots(ctx: SyncContext) -> None:
             pods.stop_live_pods(ctx)  # the batch ended: the other workers stop now
             return
     ctx.status.restarts = sum(e.restarts for e in ctx.status.workers)
-    ctx.status.disruptions = sum(e.disruptions for e in ctx.status.workers)
     total = ctx.total
     if claims.pool_empty(ctx.status, total) and not any(
-        e.pod or e.claim for e in ctx.status.workers
+        e.started or e.claim for e in ctx.status.workers
     ):
         _succeed(ctx)
         return
     for entry in ctx.status.workers:
         _maybe_start(ctx, entry)
     ctx.status.progress = progress_text(claims.progress_count(ctx.status), total)
-    if any(e.pod for e in ctx.status.workers):
+    if any(e.started for e in ctx.status.workers):
         _look_again(ctx, RESYNC_SECONDS)
 
 
@@ -102,9 +101,9 @@ def stop_all(ctx: SyncContext) -> None:
     """spec.suspend (or a window closing): stop every worker gracefully; a slot whose
     pod ended gives its claim back, counting nothing."""
     for entry in ctx.status.workers:
-        if not entry.pod:
+        if not entry.started:
             continue
-        pod = ctx.pod(entry.pod)
+        pod = ctx.pod(entry.pod(ctx.batch.metadata.name))
         if pod is not None and not pod.ended:
             if not pod.deleting:
                 ctx.delete_pod(pod.name, graceful=True)
@@ -127,7 +126,8 @@ def reset_for_rerun(ctx: SyncContext) -> None:
 
 def live_slot_pods(ctx: SyncContext) -> set[str]:
     """The pods the slots' current attempts run in (not stale)."""
-    return {e.pod for e in ctx.status.workers if e.pod}
+    name = ctx.batch.metadata.name
+    return {e.pod(name) for e in ctx.status.workers if e.started}
 
 
 # --------------------------------------------------------------------- the slots
@@ -151,12 +151,12 @@ def _size_slots(ctx: SyncContext) -> None:
     if have < wanted:
         status.workers.extend(WorkerSlot(slot=i) for i in range(have, wanted))
     for entry in status.workers[wanted:]:
-        pod = ctx.pod(entry.pod) if entry.pod else None
+        pod = ctx.pod(entry.pod(ctx.batch.metadata.name)) if entry.started else None
         if pod is not None and not pod.ended:
             if not pod.deleting:
                 ctx.delete_pod(pod.name, graceful=True)
             _look_again(ctx, 1.0)
-        elif entry.pod:
+        elif entry.started:
             claims.release(status, entry.slot)  # stopped, not failed: nothing counted
     while len(status.workers) > wanted and _removable(status.workers[-1]):
         status.workers.pop()
@@ -165,7 +165,7 @@ def _size_slots(ctx: SyncContext) -> None:
 def _removable(entry: WorkerSlot) -> bool:
     """A drained slot can go once its pod ended and no work of it waits to be folded
     (the next claim of another slot does not fold it: it stays until the batch ends)."""
-    return not entry.pod and not (entry.done or entry.tokens or entry.cost_usd)
+    return not entry.started and not (entry.done or entry.tokens or entry.cost_usd)
 
 
 def _forget_stall_once_done(ctx: SyncContext) -> None:
@@ -176,11 +176,12 @@ def _forget_stall_once_done(ctx: SyncContext) -> None:
 
 def _watch_slot(ctx: SyncContext, entry: WorkerSlot) -> bool:
     """Follow the slot's attempt; True when the batch ended because of it."""
-    if not entry.pod:
+    if not entry.started:
         return False
-    pod = ctx.pod(entry.pod)
+    name = entry.pod(ctx.batch.metadata.name)
+    pod = ctx.pod(name)
     create = ctx.create
-    if pod is None and create is not None and create.pod == entry.pod:
+    if pod is None and create is not None and create.pod == name:
         if create.result == "created":
             _look_again(ctx, 1.0)
             return False
@@ -189,7 +190,7 @@ def _watch_slot(ctx: SyncContext, entry: WorkerSlot) -> bool:
                 cond.PROGRESSING,
                 "True",
                 cond.REASON_POD_CREATE_RETRYING,
-                f"Cannot create pod {entry.pod} yet: {create.message}",
+                f"Cannot create pod {name} yet: {create.message}",
             )
             _look_again(ctx, create.retry_in if create.retry_in is not None else 1.0)
             return False
@@ -210,7 +211,7 @@ def _watch_slot(ctx: SyncContext, entry: WorkerSlot) -> bool:
         return False
     if pod is None:
         pod = PodView(
-            name=entry.pod,
+            name=name,
             attempt=entry.attempt,
             phase="Failed",
             disruption=names.DISRUPTION_POD_DELETED,
@@ -230,12 +231,13 @@ def _account_for_end(ctx: SyncContext, entry: WorkerSlot, pod: PodView) -> bool:
     attempt = entry.attempt
     claims.release(ctx.status, entry.slot)
     if kind == "success" and entry.idle:
-        entry.last_failure = ""
         return False  # the pool had nothing left for it: this worker is done
-    entry.failed_at = ctx.stamp
-    entry.last_failure = what if kind != "success" else "exit 0 with items left"
+    # How it ended is kept for the batch only (its latest failure), not per slot:
+    # 64 slots' failure texts and times would not fit a small status.
     ctx.status.failed_at = ctx.stamp
-    ctx.status.last_failure = f"worker {entry.slot}: {entry.last_failure}"
+    ctx.status.last_failure = _failure_text(
+        entry.slot, what if kind != "success" else "exit 0 with items left"
+    )
     if kind == "never-retry":
         ctx.decision.outcome = Outcome("failed", cond.REASON_NEVER_RETRY)
         msg = (
@@ -245,7 +247,7 @@ def _account_for_end(ctx: SyncContext, entry: WorkerSlot, pod: PodView) -> bool:
         terminal.fail(ctx, cond.REASON_NEVER_RETRY, msg)
         return True
     if kind == "disruption":
-        entry.disruptions += 1
+        ctx.status.disruptions += 1
         entry.retry_after = ""
         ctx.decision.outcome = Outcome("disrupted", pod.disruption or names.DISRUPTION_UNNAMED)
         ctx.event(
@@ -297,7 +299,7 @@ def _poison_ends_batch(ctx: SyncContext, position: int, exact: int | None, what:
 
 def _maybe_start(ctx: SyncContext, entry: WorkerSlot) -> None:
     """Start the slot's next attempt if it may: no pod, work left, backoff over."""
-    if entry.pod or entry.slot >= ctx.spec.parallelism:
+    if entry.started or entry.slot >= ctx.spec.parallelism:
         return
     total = ctx.total
     if entry.idle and claims.pool_empty(ctx.status, total):
@@ -323,13 +325,14 @@ def _maybe_start(ctx: SyncContext, entry: WorkerSlot) -> None:
 def _start(ctx: SyncContext, entry: WorkerSlot) -> None:
     """Record the slot's next attempt (its fencing token and pod), ask for the pod."""
     entry.attempt += 1
-    entry.pod = pod_name(ctx.batch.metadata.name, entry.slot, entry.attempt)
+    entry.started = True
+    pod = entry.pod(ctx.batch.metadata.name)
     entry.retry_after = ""
     entry.idle = False
     declared = ctx.spec.total_items
     ctx.decision.bump_attempt = True
     ctx.decision.create_pod = PodPlan(
-        name=entry.pod,
+        name=pod,
         attempt=entry.attempt,
         start_index=0,
         total_items=declared if declared is not None else ctx.total,
@@ -341,7 +344,8 @@ def _start(ctx: SyncContext, entry: WorkerSlot) -> None:
     )
     of = ctx.total if ctx.total is not None else "?"
     done = claims.progress_count(ctx.status)
-    again = f" after {entry.last_failure}" if entry.last_failure else ""
+    last = _own_failure(ctx, entry.slot)
+    again = f" after {last}" if last else ""
     verb = "Started" if entry.attempt == 1 else "Resumed"
     ctx.set_condition(
         cond.PROGRESSING,
@@ -352,13 +356,25 @@ def _start(ctx: SyncContext, entry: WorkerSlot) -> None:
     ctx.event(
         "Normal",
         cond.REASON_RESUMED if verb == "Resumed" else names.EVENT_STARTED,
-        f"{verb} worker {entry.slot}{again} (attempt {entry.attempt}, pod {entry.pod}); "
+        f"{verb} worker {entry.slot}{again} (attempt {entry.attempt}, pod {pod}); "
         f"{done}/{of} items done",
         once_pod_exists=True,
     )
-    failed_at = parse_time(entry.failed_at)
-    if failed_at is not None and entry.last_failure:
+    failed_at = parse_time(ctx.status.failed_at)
+    if failed_at is not None and last:
         ctx.decision.resumed_after_seconds = max(0.0, (ctx.now - failed_at).total_seconds())
+
+
+def _failure_text(slot: int, what: str) -> str:
+    return f"worker {slot}: {what}"
+
+
+def _own_failure(ctx: SyncContext, slot: int) -> str:
+    """How the slot's last attempt ended, while the batch's latest failure is its own
+    ("" after another slot's, or none): what its Resumed event says it follows."""
+    prefix = _failure_text(slot, "")
+    last = ctx.status.last_failure
+    return last[len(prefix) :] if last.startswith(prefix) else ""
 
 
 def _succeed(ctx: SyncContext) -> None:

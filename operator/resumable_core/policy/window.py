@@ -72,7 +72,7 @@ def wait_for_window(ctx: SyncContext) -> None:
     )
     total = ctx.total
     of_total = f"{at + 1}/{total if total is not None else '?'}"
-    if ctx.old.active_pod or any(w.pod for w in ctx.old.workers):
+    if ctx.old.active_pod or any(w.started for w in ctx.old.workers):
         # Sent as the worker is told to stop, before its exit flush (as for a suspend).
         ctx.event(
             "Normal",

@@ -31,7 +31,7 @@ from resumable.errors import (
     StoreUnavailableError,
 )
 from resumable.ranges import IndexSet
-from resumable.v1alpha1 import Checkpoint, ResumableBatchStatus
+from resumable.v1alpha1 import Checkpoint, ResumableBatchStatus, WorkerSlot
 
 T = TypeVar("T")
 
@@ -203,9 +203,20 @@ class SlotStore:
         """
         completed = IndexSet.parse(checkpoint.completed)
         size = self.chunk_size or claims.default_chunk_size(total, self.parallelism)
+        # The slot as first read, and as the last try wrote it: a try can land with
+        # its answer lost (the retry is then refused, as the checkpoint moved).
+        read: WorkerSlot | None = None
+        wrote: WorkerSlot | None = None
 
         def change(status: ResumableBatchStatus) -> tuple[int, int] | None:
+            nonlocal read, wrote
             entry = claims.slot_of(status, self.slot, self.attempt, self.describe())
+            if read is None:
+                read = entry.model_copy()
+            elif wrote is not None and entry == wrote and entry != read:
+                # The last try landed: folding again would count its usage twice
+                # (items are a set; tokens and cost a sum). Keep what it claimed.
+                return claims.held(entry)
             entry.done = str(completed.difference(self._folded))
             entry.tokens = checkpoint.tokens - self._folded_tokens
             entry.cost_usd = round(max(0.0, checkpoint.cost_usd - self._folded_cost), 6)
@@ -218,9 +229,11 @@ class SlotStore:
                         f"{checkpoint.fingerprint}): every worker must be given the same list"
                     )
                 status.checkpoint.fingerprint = checkpoint.fingerprint
-            return claims.claim_next(
+            chunk = claims.claim_next(
                 status, self.slot, self.attempt, total=total, size=size, what=self.describe()
             )
+            wrote = entry.model_copy()
+            return chunk
 
         chunk = self.backend.update(self.slot, change, exclusive=True, final=False, quick=False)
         self._folded = completed

@@ -156,6 +156,12 @@ def claim_next(
     return chunk
 
 
+def held(entry: WorkerSlot) -> tuple[int, int] | None:
+    """The chunk a slot holds, as :func:`claim_next` returned it (None: none)."""
+    spans = list(IndexSet.parse(entry.claim).spans())
+    return (spans[0][0], spans[-1][1]) if spans else None
+
+
 def release(status: ResumableBatchStatus, slot: int) -> None:
     """The slot's attempt ended: return its claim to the pool and bump its attempt, so
     nothing of the old one can write again.

@@ -41,6 +41,7 @@ from kmock import Response  # type: ignore[attr-defined]
 import resumable
 from resumable import _kube
 from resumable._kube import KubeStore
+from resumable._slots import KubeSlots, SlotStore
 from resumable.errors import (
     ConfigError,
     FencedError,
@@ -420,6 +421,43 @@ async def test_the_final_write_waits_out_a_short_outage(
     assert batch.checkpoint["completed"] == ""
     assert patches(kmock) > 2  # item 0's try, then the final write's, until one landed
     assert output_indices(tmp_path) == [0, 1, 2, 3]
+
+
+# ------------------------------------------------------------- a parallel worker
+
+
+async def test_a_claim_that_landed_with_its_answer_lost_counts_the_workers_tokens_once(
+    kmock: km.RawHandler, batch: BatchServer, store: KubeStore, release: asyncio.Event
+) -> None:
+    # The claim folds the worker's tokens into the checkpoint. It lands, its answer
+    # is lost, the resend is refused (the checkpoint moved: the claim's own bump),
+    # and the worker reads again: it must find its claim there and not fold again.
+    status = initial_status()
+    status["workers"] = [{"slot": 0, "attempt": 1, "started": True, "done": ""}]
+    batch.obj["status"] = status
+    slots = SlotStore(KubeSlots(store), slot=0, parallelism=2, chunk_size=5)
+    await asyncio.to_thread(slots.claim, 1)
+    nothing = Checkpoint(attempt=1, total_items=20)
+    assert await asyncio.to_thread(slots.claim_chunk, nothing, 20) == (0, 4)
+
+    async def commit_then_hang(request: km.Request) -> Response:
+        batch.apply(request.data)
+        await release.wait()
+        return Response(status=504, payload=k8s_status(504, "Timeout"))
+
+    kmock.override["patch", STATUS_PATH][1:2] << commit_then_hang
+    done = Checkpoint(attempt=1, completed="0-4", tokens=500, cost_usd=0.05, total_items=20)
+    chunk = await asyncio.to_thread(slots.claim_chunk, done, 20)
+    assert chunk == (5, 9)
+    assert len(batch.refused) == 1  # the resend, refused by the server
+    cp, worker = batch.checkpoint, batch.status["workers"][0]
+    assert (cp["completed"], cp["tokens"], cp["costUsd"]) == ("0-4", 500, 0.05)
+    assert cp["claims"] == 2  # the first claim and this one, not a third
+    assert (worker["claim"], worker["done"], worker.get("tokens", 0)) == ("5-9", "", 0)
+    # Its next claim folds only what it did since.
+    more = Checkpoint(attempt=1, completed="0-9", tokens=800, cost_usd=0.08, total_items=20)
+    assert await asyncio.to_thread(slots.claim_chunk, more, 20) == (10, 14)
+    assert (batch.checkpoint["tokens"], batch.checkpoint["completed"]) == (800, "0-9")
 
 
 # -------------------------------------------------------------------- refusals

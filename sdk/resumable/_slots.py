@@ -37,6 +37,11 @@ T = TypeVar("T")
 
 #: Seconds a claim keeps trying when other workers' writes keep winning the race.
 CLAIM_DEADLINE = 20.0
+#: A claim that lost the race waits a random time up to this, doubled at each loss
+#: in a row up to CLAIM_BACKOFF_MAX: many workers claiming at once spread out
+#: instead of sending the API server refused writes in a tight loop.
+CLAIM_BACKOFF_BASE = 0.02
+CLAIM_BACKOFF_MAX = 0.5
 
 
 class SlotBackend(Protocol):
@@ -343,6 +348,7 @@ class KubeSlots:
         deadline = CLAIM_DEADLINE if exclusive else FINAL_DEADLINE if final else BOUNDARY_DEADLINE
         until = self.store._until(QUICK_TRY if quick else deadline)
         path = _status_path(self.store)
+        lost = 0  # claims refused in a row
         while True:
             obj = self._last if self._last is not None and not exclusive else self._fetch()
             status = _status_of(obj, self.describe())
@@ -374,11 +380,17 @@ class KubeSlots:
                         f"{self.describe()}: could not claim a chunk: other workers' writes "
                         f"kept winning for {deadline:.0f} s"
                     ) from exc
-                self._sleep(random.uniform(0.01, 0.1))
+                self._sleep(random.uniform(0, claim_backoff(lost)))
+                lost += 1
                 continue
             self._last = answer if isinstance(answer, dict) else None
             self.store.writes += 1
             return result
+
+
+def claim_backoff(lost: int) -> float:
+    """The longest wait before a claim's next try, after ``lost`` refusals in a row."""
+    return min(CLAIM_BACKOFF_MAX, CLAIM_BACKOFF_BASE * 2.0 ** min(lost, 16))
 
 
 def _status_path(store: Any) -> str:

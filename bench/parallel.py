@@ -188,7 +188,7 @@ class Watcher:
                 seen.peak_bytes = max(seen.peak_bytes, size)
                 slots = status.get("workers", [])
                 seen.claims = max(seen.claims, sum(1 for w in slots if w.get("claim")))
-                seen.pods = max(seen.pods, sum(1 for w in slots if w.get("pod")))
+                seen.pods = max(seen.pods, sum(1 for w in slots if w.get("started")))
                 if ended and seen.ended is None:
                     seen.ended, seen.phase = now, ended[0]
 

@@ -28,6 +28,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     st, cp = batch.status, batch.status.checkpoint
     print(f"Name:        {args.name}\nNamespace:   {ns}\nPhase:       {st.phase}")
     print(f"Progress:    {st.progress}\nRestarts:    {st.restarts} (+{st.disruptions} disruptions)")
+    if st.last_failure:
+        print(f"Last end:    {st.last_failure}" + (f" at {st.failed_at}" if st.failed_at else ""))
     print(f"Run ID:      {st.run_id or batch.spec.run_id or '(none)'}")
     print(f"Active pod:  {st.active_pod or '(none)'}")
     for line in window_lines(batch, datetime.now(UTC)):

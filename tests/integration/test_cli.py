@@ -556,6 +556,45 @@ def test_describe_shows_position_last_error_skipped_items_and_only_this_batchs_e
     ), events
 
 
+def test_describe_shows_each_parallel_worker_and_the_batchs_last_failure(
+    batches: Batches, kubeconfig: Path, namespace: str
+) -> None:
+    batches.create(simple_batch("wide", totalItems=200, parallelism=3))
+    status = {
+        "checkpoint": {"completed": "0-19", "attempt": 0, "itemsDone": 20},
+        "progress": "26/200",
+        "restarts": 1,
+        "phase": "Running",
+        "failedAt": "2025-03-01T12:00:00Z",
+        "lastFailure": "worker 1: exit 137",
+        "workers": [
+            {"slot": 0, "attempt": 1, "started": True, "claim": "20-29", "done": "20-25"},
+            {
+                "slot": 1,
+                "attempt": 2,
+                "done": "",
+                "restarts": 1,
+                "retryAfter": "2025-03-01T12:00:10Z",
+            },
+            {"slot": 2, "attempt": 1, "done": "", "idle": True},
+        ],
+    }
+    batches.patch_status("wide", [{"op": "add", "path": "/status", "value": status}])
+    result = run_cli("describe", "wide", kubeconfig=kubeconfig, namespace=namespace)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(
+        r"^Last end:\s+worker 1: exit 137 at 2025-03-01T12:00:00Z$", out, re.MULTILINE
+    ), out
+    assert re.search(r"^Workers:\s+3 \(spec.parallelism 3\)$", out, re.MULTILINE), out
+    table = out[out.index("Workers:") : out.index("Skipped items:")].splitlines()[2:]
+    rows = {line.split()[0]: line.split() for line in table}
+    # The pod name is derived from the batch, slot and attempt; items are 1-based.
+    assert rows["0"] == ["0", "1", "wide-w0-1", "21-30", "21-26", "0", "-"], out
+    assert rows["1"] == ["1", "2", "(waiting)", "-", "-", "1", "2025-03-01T12:00:10Z"], out
+    assert rows["2"] == ["2", "1", "(done)", "-", "-", "0", "-"], out
+
+
 def test_describe_of_a_batch_with_nothing_done_shows_no_completed_items(
     batches: Batches, kubeconfig: Path, namespace: str
 ) -> None:

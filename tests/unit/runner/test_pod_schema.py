@@ -143,9 +143,13 @@ def test_what_a_cluster_takes_loads_numbers_for_quantities_names_for_ports_and_n
 def test_the_shipped_schema_is_what_the_generator_makes_from_the_installed_client() -> None:
     kubernetes = pytest.importorskip("kubernetes")
     shipped = json.loads(podschema.SCHEMA_FILE.read_text())
-    if f"kubernetes client {kubernetes.__version__} " not in shipped["source"]:
+    # A client's major version is its Kubernetes release; its patch releases share the
+    # API, so only another major skips (pip may resolve a different patch than ours).
+    major = kubernetes.__version__.split(".")[0]
+    if f"kubernetes client {major}." not in shipped["source"]:
         pytest.skip(f"made from {shipped['source']}; this venv has {kubernetes.__version__}")
     generated = podschema_gen.generate()
+    generated["source"] = shipped["source"]
     assert generated == shipped, "stale: run `make pod-schema`"
     assert podschema.SCHEMA_FILE.read_text() == podschema_gen.render(generated)
     assert set(shipped["types"]["Container"]) >= {"command", "args", "env", "workingDir"}

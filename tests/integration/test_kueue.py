@@ -51,6 +51,20 @@ def progress(batches: Batches, name: str) -> int:
     return int(cp.get("itemsDone", 0))
 
 
+def reasons(batches: Batches, name: str) -> set[str]:
+    return {e["reason"] for e in batches.events(name)}
+
+
+def finished(kueue: Kueue, namespace: str) -> dict[str, str | None]:
+    """Each Workload's Finished condition, by its batch."""
+    return {
+        w["metadata"]["labels"]["resumable.dev/batch"]: {
+            c["type"]: c["status"] for c in w["status"]["conditions"]
+        }.get("Finished")
+        for w in kueue.workloads(namespace)
+    }
+
+
 def kueue_operator(kubeconfig: Path, namespace: str, tmp_path: Path) -> OperatorProcess:
     return OperatorProcess(
         kubeconfig,
@@ -90,16 +104,20 @@ def test_second_batch_waits_queued_until_the_first_ends_then_runs(
         assert second["status"]["phase"] == "Succeeded"
         assert outputs_in(tmp_path / "a") == list(range(60))
         assert outputs_in(tmp_path / "b") == list(range(20))
-        reasons = {e["reason"] for e in batches.events("second")}
-        assert {"Queued", "Admitted", "Started", "Completed"} <= reasons
+        # The operator writes the status first, then releases the Workload and posts
+        # the events: a moment after the phase reads Succeeded, not before.
+        wanted = {"Queued", "Admitted", "Started", "Completed"}
+        wait_for(
+            lambda: wanted <= reasons(batches, "second"),
+            what=f"the second's events to include {sorted(wanted)}",
+            timeout=15,
+        )
         # Ended batches give their quota back: each Workload is Finished.
-        finished = {
-            w["metadata"]["labels"]["resumable.dev/batch"]: {
-                c["type"]: c["status"] for c in w["status"]["conditions"]
-            }.get("Finished")
-            for w in kueue.workloads(namespace)
-        }
-        assert finished == {"first": "True", "second": "True"}
+        wait_for(
+            lambda: finished(kueue, namespace) == {"first": "True", "second": "True"},
+            what="both Workloads to be Finished",
+            timeout=15,
+        )
     finally:
         operator.stop()
         print("---- operator log (tail) ----\n" + "\n".join(operator.log().splitlines()[-60:]))
@@ -136,7 +154,11 @@ def test_preempted_batch_saves_waits_and_resumes_at_its_item_with_no_restart(
         kubelet.wait_terminated(namespace, "low-1")
         saved = progress(batches, "low")
         assert 10 <= saved < 150
-        evicted = [e["message"] for e in batches.events("low") if e["reason"] == "Evicted"]
+        evicted = wait_for(
+            lambda: [e["message"] for e in batches.events("low") if e["reason"] == "Evicted"],
+            what="an Evicted event on low",
+            timeout=15,
+        )
         assert len(evicted) == 1, evicted
         assert "Preempted" in evicted[0]
         # Kueue names the preemptor by its job's uid: the high-priority batch's.

@@ -27,6 +27,7 @@ import yaml
 from resumable.kubeapi import KubeApi, batch_path
 from scenarios import SCENARIOS, Scenario, manifest
 from tests.integration.harness import Batches, OperatorProcess, free_port
+from tests.waiting import wait_for
 
 BIN = Path(sys.executable).parent
 RESUMABLE = BIN / "resumable"
@@ -107,6 +108,12 @@ def finished(
             timeout=120,
         )
         batches.wait_ended("recovery")
+        # The operator posts the end's event just after the status write that ends it.
+        wait_for(
+            lambda: any(e["reason"] == "Completed" for e in batches.events("recovery")),
+            what="the Completed event on recovery",
+            timeout=15,
+        )
         yield Finished(ns, batches, watch)
     finally:
         operator.stop()

@@ -291,9 +291,16 @@ class LocalSlots:
 class KubeSlots:
     """The batch's status subresource, changed by fenced JSON patches."""
 
-    def __init__(self, store: Any, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        store: Any,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[float], float] = lambda longest: random.uniform(0, longest),
+    ) -> None:
         self.store = store  # a resumable._kube.KubeStore: its API client and deadlines
         self._sleep = sleep
+        self._jitter = jitter  # a lost claim's wait, given the longest allowed
         self._last: dict[str, Any] | None = None  # the object as last read or written
 
     @property
@@ -380,7 +387,7 @@ class KubeSlots:
                         f"{self.describe()}: could not claim a chunk: other workers' writes "
                         f"kept winning for {deadline:.0f} s"
                     ) from exc
-                self._sleep(random.uniform(0, claim_backoff(lost)))
+                self._sleep(self._jitter(claim_backoff(lost)))
                 lost += 1
                 continue
             self._last = answer if isinstance(answer, dict) else None

@@ -39,7 +39,7 @@ import pytest_asyncio
 from kmock import Response  # type: ignore[attr-defined]
 
 import resumable
-from resumable import _kube, _slots
+from resumable import _kube
 from resumable._kube import KubeStore
 from resumable._slots import KubeSlots, SlotStore
 from resumable.errors import (
@@ -461,14 +461,18 @@ async def test_a_claim_that_landed_with_its_answer_lost_counts_the_workers_token
 
 
 async def test_a_claim_that_keeps_losing_the_race_backs_off_longer_each_time(
-    kmock: km.RawHandler, batch: BatchServer, store: KubeStore, monkeypatch: pytest.MonkeyPatch
+    kmock: km.RawHandler, batch: BatchServer, store: KubeStore
 ) -> None:
     # 64 workers claiming at once must not send refused writes in a tight loop:
     # each loss in a row doubles the longest wait (the longest is taken here).
     batch.obj["status"]["workers"] = [{"slot": 0, "attempt": 1, "started": True, "done": ""}]
     waits: list[float] = []
-    monkeypatch.setattr(_slots.random, "uniform", lambda low, high: high)
-    slots = SlotStore(KubeSlots(store, sleep=waits.append), slot=0, parallelism=2, chunk_size=5)
+    slots = SlotStore(
+        KubeSlots(store, sleep=waits.append, jitter=lambda longest: longest),
+        slot=0,
+        parallelism=2,
+        chunk_size=5,
+    )
     await asyncio.to_thread(slots.claim, 1)
     kmock.override["patch", STATUS_PATH][:6] << 409 << k8s_status(409, "Conflict")
     nothing = Checkpoint(attempt=1, total_items=20)

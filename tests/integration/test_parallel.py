@@ -3,8 +3,8 @@
 Four workers claim chunks of one batch; the test SIGKILLs random ones at random
 moments and checks what a user relies on: every item's output exactly once, no
 item worked on by two live workers at once, each killed worker replaced alone
-(no healthy worker stopped), and a zombie of a replaced attempt neither claims
-nor commits. The worker is tests/parallel_worker.py; its outputs record the slot
+(no healthy worker stopped), also by a new leader when the old one died with a
+worker, and a zombie of a replaced attempt neither claims nor commits. The worker is tests/parallel_worker.py; its outputs record the slot
 and attempt that wrote them.
 """
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -33,12 +35,12 @@ SEED = int(os.environ.get("PARALLEL_SEED", random.randrange(2**32)))
 
 
 def parallel_manifest(
-    name: str, workdir: Path, *, items: int, parallelism: int, **spec: Any
+    name: str, workdir: Path, *, items: int, parallelism: int, delay: float = 0.02, **spec: Any
 ) -> dict[str, Any]:
     """A batch of tests/parallel_worker.py with ``parallelism`` workers."""
     env = {
         "WORKER_ITEMS": str(items),
-        "WORKER_DELAY": "0.02",
+        "WORKER_DELAY": str(delay),
         "WORKER_LOG": str(workdir / "executions.log"),
         "RESUMABLE_OUTPUT_DIR": str(workdir / "out"),
     }
@@ -147,6 +149,64 @@ def test_four_workers_killed_at_random_lose_nothing_and_duplicate_nothing(
         "lost": 0,
     }
     print("parallel kill trial:", json.dumps(row))
+
+
+def test_a_new_leader_replaces_the_worker_lost_with_the_old_leader_and_only_it(
+    kubeconfig: Path, batches: Batches, kubelet: Any, namespace: str, tmp_path: Path
+) -> None:
+    # The leader's node is lost with one of four workers on it. The standby takes the
+    # Lease, sees the dead worker from the batch's state (no event of it was ever
+    # handled) and replaces that slot alone; the other three keep their pods.
+    election = {
+        "RESUMABLE_OPERATOR_LEADER_ELECTION": "true",
+        "RESUMABLE_OPERATOR_LEASE_NAMESPACE": namespace,
+        "RESUMABLE_OPERATOR_LEASE_SECONDS": "3",
+    }
+
+    def replica(name: str) -> OperatorProcess:
+        env = {**election, "POD_NAME": name}
+        return OperatorProcess(kubeconfig, namespace, tmp_path / f"{name}.log", env=env)
+
+    items = 300
+    first = replica("op-1").start()
+    second: OperatorProcess | None = None
+    try:
+        wait_for(lambda: "leading: op-1_" in first.log(), what="op-1 to lead")
+        second = replica("op-2").start()
+        standby = second
+        wait_for(lambda: "is held by op-1_" in standby.log(), what="op-2 to stand by")
+        batches.create(parallel_manifest("lead", tmp_path, items=items, parallelism=4, delay=0.05))
+
+        def four_running_with_progress() -> list[dict[str, Any]] | None:
+            pods = live_pods(batches, "lead")
+            status = ResumableBatchStatus.model_validate(batches.get("lead").get("status") or {})
+            return pods if len(pods) == 4 and claims.progress_count(status) >= 20 else None
+
+        pods = wait_for(four_running_with_progress, what="four workers making progress")
+        first.stop(sig=signal.SIGKILL)  # the leader's pod is lost: no release
+        victim = next(p for p in pods if slot_attempt(p)[0] == 2)
+        kubelet.kill(namespace, victim["metadata"]["name"])  # and a worker with it
+        killed = {slot_attempt(victim): time.time()}
+        obj = batches.wait_ended("lead", timeout=120)
+        assert "leading: op-2_" in standby.log()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert batches.condition("lead", "Succeeded")["status"] == "True"  # type: ignore[index]
+    assert outputs_in(tmp_path / "out") == list(range(items))  # every item, once
+    assert not overlapping(executions(tmp_path / "executions.log"), killed)
+    assert obj["status"]["restarts"] == 1  # the new leader counted the lost worker once
+    # Replaced alone: slots 0, 1 and 3 ran only their first attempt, slot 2 one more
+    # (ended pods are pruned to the newest few, so the events and the executions tell).
+    runs = executions(tmp_path / "executions.log")
+    assert {(r.slot, r.attempt) for r in runs if r.slot != 2} == {(0, 1), (1, 1), (3, 1)}
+    resumed = [e["message"] for e in batches.events("lead") if e["reason"] == "Resumed"]
+    assert len(resumed) == 1
+    found = re.match(r"Resumed worker 2 after exit 137 \(attempt (\d+),", resumed[0])
+    assert found, resumed
+    replacement = int(found.group(1))
+    assert {r.attempt for r in runs if r.slot == 2} <= {1, replacement}
 
 
 def test_a_zombie_of_a_replaced_attempt_can_neither_claim_nor_commit(

@@ -366,14 +366,17 @@ def test_worker_service_account_may_patch_only_its_own_batch(
     assert refused.value.status == 403
 
 
+@pytest.mark.parametrize("workers", PARALLELISM, ids=lambda n: f"{n}-workers")
 def test_finished_batch_is_deleted_after_its_ttl(
-    operator: OperatorProcess, batches: Batches, tmp_path: Path
+    workers: int, operator: OperatorProcess, batches: Batches, tmp_path: Path
 ) -> None:
-    scenario = Scenario(id="short", items=5, fault={}, retry={}, phase="Succeeded", restarts=0)
+    scenario = Scenario(id="short", items=8, fault={}, retry={}, phase="Succeeded", restarts=0)
+    out = tmp_path / "out"
     batches.create(
-        batch_manifest(scenario, "shortlived", tmp_path / "out", ttlSecondsAfterFinished=2)
+        batch_manifest(scenario, "shortlived", out, parallelism=workers, ttlSecondsAfterFinished=2)
     )
     batches.wait_ended("shortlived")
+    assert outputs_in(out) == list(range(8))
     wait_for(lambda: not batches.exists("shortlived"), what="the batch to be deleted", timeout=30)
 
 

@@ -4,8 +4,9 @@ Four workers claim chunks of one batch; the test SIGKILLs random ones at random
 moments and checks what a user relies on: every item's output exactly once, no
 item worked on by two live workers at once, each killed worker replaced alone
 (no healthy worker stopped), also by a new leader when the old one died with a
-worker, and a zombie of a replaced attempt neither claims nor commits. The worker is tests/parallel_worker.py; its outputs record the slot
-and attempt that wrote them.
+worker, and a zombie of a replaced attempt neither claims nor commits. Suspend
+and a deleted pod keep their meaning with four workers. The worker is
+tests/parallel_worker.py; its outputs record the slot and attempt that wrote them.
 """
 
 from __future__ import annotations
@@ -207,6 +208,75 @@ def test_a_new_leader_replaces_the_worker_lost_with_the_old_leader_and_only_it(
     assert found, resumed
     replacement = int(found.group(1))
     assert {r.attempt for r in runs if r.slot == 2} <= {1, replacement}
+
+
+def test_suspend_stops_all_four_workers_and_resume_finishes_each_item_once(
+    operator: OperatorProcess, batches: Batches, kubelet: Any, namespace: str, tmp_path: Path
+) -> None:
+    items = 300
+    batches.create(parallel_manifest("pause", tmp_path, items=items, parallelism=4, delay=0.05))
+
+    def four_running_with_progress() -> list[dict[str, Any]] | None:
+        pods = live_pods(batches, "pause")
+        status = ResumableBatchStatus.model_validate(batches.get("pause").get("status") or {})
+        return pods if len(pods) == 4 and claims.progress_count(status) >= 20 else None
+
+    pods = wait_for(four_running_with_progress, what="four workers making progress")
+    batches.patch_spec("pause", {"suspend": True})
+    batches.wait_condition("pause", "Suspended")
+    ended = {}
+    for pod in pods:  # each got SIGTERM, saved, and exited 143
+        stopped = kubelet.wait_terminated(namespace, pod["metadata"]["name"])
+        ended[slot_attempt(pod)] = time.time()
+        assert stopped["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 143
+
+    def chunks_returned() -> dict[str, Any] | None:
+        status: dict[str, Any] = batches.get("pause")["status"]
+        return status if all(not w.get("claim") for w in status["workers"]) else None
+
+    status = wait_for(chunks_returned, what="every stopped worker's chunk back in the pool")
+    saved = claims.progress_count(ResumableBatchStatus.model_validate(status))
+    assert 20 <= saved < items
+    assert status["phase"] == "Suspended"
+    assert not live_pods(batches, "pause")
+    batches.patch_spec("pause", {"suspend": False})
+    obj = batches.wait_ended("pause", timeout=120)
+    assert batches.condition("pause", "Succeeded")["status"] == "True"  # type: ignore[index]
+    assert (obj["status"]["restarts"], obj["status"].get("disruptions", 0)) == (0, 0)
+    assert outputs_in(tmp_path / "out") == list(range(items))  # every item, once
+    runs = executions(tmp_path / "executions.log")
+    assert not overlapping(runs, ended)
+    # Resumed at their chunks: the stopped attempts' saved items were not run again.
+    assert len(runs) - len({r.index for r in runs}) <= 4  # at most the item each was on
+
+
+def test_deleting_one_of_four_workers_is_a_disruption_that_fails_nothing(
+    operator: OperatorProcess, batches: Batches, namespace: str, tmp_path: Path
+) -> None:
+    # `kubectl delete pod` on one worker, with maxRestarts 0: that worker is replaced
+    # without counting a restart, the other three go on.
+    items = 300
+    retry = {"maxRestarts": 0, "backoff": {"initialSeconds": 0, "maxSeconds": 0}}
+    batches.create(
+        parallel_manifest("drop", tmp_path, items=items, parallelism=4, delay=0.05, retry=retry)
+    )
+
+    def four_running_with_progress() -> list[dict[str, Any]] | None:
+        pods = live_pods(batches, "drop")
+        status = ResumableBatchStatus.model_validate(batches.get("drop").get("status") or {})
+        return pods if len(pods) == 4 and claims.progress_count(status) >= 20 else None
+
+    pods = wait_for(four_running_with_progress, what="four workers making progress")
+    victim = next(p for p in pods if slot_attempt(p)[0] == 1)
+    batches.api.request(
+        "DELETE", f"/api/v1/namespaces/{namespace}/pods/{victim['metadata']['name']}"
+    )
+    obj = batches.wait_ended("drop", timeout=120)
+    assert obj["status"]["phase"] == "Succeeded", obj["status"].get("lastFailure")
+    assert (obj["status"]["restarts"], obj["status"]["disruptions"]) == (0, 1)
+    assert outputs_in(tmp_path / "out") == list(range(items))
+    runs = executions(tmp_path / "executions.log")
+    assert {(r.slot, r.attempt) for r in runs if r.slot != 1} == {(0, 1), (2, 1), (3, 1)}
 
 
 def test_a_zombie_of_a_replaced_attempt_can_neither_claim_nor_commit(

@@ -46,6 +46,18 @@ class OperatorProcess:
         self.extra_env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def elected(cls, kubeconfig: Path, namespace: str, workdir: Path, name: str) -> OperatorProcess:
+        """A replica named ``name`` that acts only while it holds a 3 s Lease in
+        ``namespace``; its log is ``workdir/<name>.log``."""
+        env = {
+            "RESUMABLE_OPERATOR_LEADER_ELECTION": "true",
+            "RESUMABLE_OPERATOR_LEASE_NAMESPACE": namespace,
+            "RESUMABLE_OPERATOR_LEASE_SECONDS": "3",
+            "POD_NAME": name,
+        }
+        return cls(kubeconfig, namespace, workdir / f"{name}.log", env=env)
+
     def start(self) -> OperatorProcess:
         """Start it and wait until its metrics endpoint answers."""
         env = dict(os.environ)
@@ -101,6 +113,26 @@ class OperatorProcess:
     def log(self) -> str:
         """The operator's log so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def leader_and_standby(
+    kubeconfig: Path, namespace: str, workdir: Path
+) -> tuple[OperatorProcess, OperatorProcess]:
+    """Two elected replicas, op-1 leading and op-2 standing by; the caller stops both."""
+    first = OperatorProcess.elected(kubeconfig, namespace, workdir, "op-1").start()
+    try:
+        wait_for(lambda: "leading: op-1_" in first.log(), what="op-1 to lead")
+        second = OperatorProcess.elected(kubeconfig, namespace, workdir, "op-2").start()
+    except BaseException:
+        first.stop()
+        raise
+    try:
+        wait_for(lambda: "is held by op-1_" in second.log(), what="op-2 to stand by")
+    except BaseException:
+        first.stop()
+        second.stop()
+        raise
+    return first, second
 
 
 class Batches:

@@ -16,7 +16,7 @@ import pytest
 
 from resumable.kubeapi import ApiError, KubeApi, batch_path
 from scenarios import PARALLELISM, SCENARIOS, Scenario, manifest
-from tests.integration.harness import Batches, OperatorProcess, outputs_in
+from tests.integration.harness import Batches, OperatorProcess, leader_and_standby, outputs_in
 from tests.waiting import wait_for
 
 
@@ -213,23 +213,8 @@ def test_with_leader_election_only_the_leader_acts_and_a_standby_takes_over_when
     kubeconfig: Path, namespace: str, batches: Batches, kubelet: Any, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    election = {
-        "RESUMABLE_OPERATOR_LEADER_ELECTION": "true",
-        "RESUMABLE_OPERATOR_LEASE_NAMESPACE": namespace,
-        "RESUMABLE_OPERATOR_LEASE_SECONDS": "3",
-    }
-
-    def replica(name: str) -> OperatorProcess:
-        env = {**election, "POD_NAME": name}
-        return OperatorProcess(kubeconfig, namespace, tmp_path / f"{name}.log", env=env)
-
-    first = replica("op-1").start()
-    second: OperatorProcess | None = None
+    first, second = leader_and_standby(kubeconfig, namespace, tmp_path)
     try:
-        wait_for(lambda: "leading: op-1_" in first.log(), what="op-1 to lead")
-        second = replica("op-2").start()
-        standby = second
-        wait_for(lambda: "is held by op-1_" in standby.log(), what="op-2 to stand by")
         batches.create(batch_manifest(LONG, "failover", out, delay=0.05))
         wait_for(lambda: progress(batches, "failover") >= 5, what="progress")
         assert "resumable_operator_leader 1.0" in first.metrics()
@@ -243,8 +228,7 @@ def test_with_leader_election_only_the_leader_acts_and_a_standby_takes_over_when
         assert "resumable_operator_leader 1.0" in second.metrics()
     finally:
         first.stop()
-        if second is not None:
-            second.stop()
+        second.stop()
     assert obj["status"]["phase"] == "Succeeded"
     assert obj["status"]["restarts"] == 1  # the new leader counted the lost worker once
     assert [p["metadata"]["name"] for p in batches.pods("failover")] == [

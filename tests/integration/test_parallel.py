@@ -29,7 +29,7 @@ from resumable.errors import FencedError
 from resumable.kubeapi import JSON_PATCH, KubeApi, batch_path
 from resumable.v1alpha1 import Checkpoint, ResumableBatchStatus, WorkerSlot
 from scenarios import PARALLELISM
-from tests.integration.harness import Batches, OperatorProcess, outputs_in
+from tests.integration.harness import Batches, OperatorProcess, leader_and_standby, outputs_in
 from tests.waiting import wait_for
 
 SEED = int(os.environ.get("PARALLEL_SEED", random.randrange(2**32)))
@@ -79,6 +79,18 @@ def live_pods(batches: Batches, name: str) -> list[dict[str, Any]]:
         if p.get("status", {}).get("phase") == "Running"
         and not p["metadata"].get("deletionTimestamp")
     ]
+
+
+def four_workers_making_progress(batches: Batches, name: str) -> list[dict[str, Any]]:
+    """Wait until four workers run and 20 items are done; their pods."""
+
+    def ready() -> list[dict[str, Any]] | None:
+        pods = live_pods(batches, name)
+        status = ResumableBatchStatus.model_validate(batches.get(name).get("status") or {})
+        return pods if len(pods) == 4 and claims.progress_count(status) >= 20 else None
+
+    found: list[dict[str, Any]] = wait_for(ready, what="four workers making progress")
+    return found
 
 
 def slot_attempt(pod: dict[str, Any]) -> tuple[int, int]:
@@ -158,32 +170,11 @@ def test_a_new_leader_replaces_the_worker_lost_with_the_old_leader_and_only_it(
     # The leader's node is lost with one of four workers on it. The standby takes the
     # Lease, sees the dead worker from the batch's state (no event of it was ever
     # handled) and replaces that slot alone; the other three keep their pods.
-    election = {
-        "RESUMABLE_OPERATOR_LEADER_ELECTION": "true",
-        "RESUMABLE_OPERATOR_LEASE_NAMESPACE": namespace,
-        "RESUMABLE_OPERATOR_LEASE_SECONDS": "3",
-    }
-
-    def replica(name: str) -> OperatorProcess:
-        env = {**election, "POD_NAME": name}
-        return OperatorProcess(kubeconfig, namespace, tmp_path / f"{name}.log", env=env)
-
     items = 300
-    first = replica("op-1").start()
-    second: OperatorProcess | None = None
+    first, standby = leader_and_standby(kubeconfig, namespace, tmp_path)
     try:
-        wait_for(lambda: "leading: op-1_" in first.log(), what="op-1 to lead")
-        second = replica("op-2").start()
-        standby = second
-        wait_for(lambda: "is held by op-1_" in standby.log(), what="op-2 to stand by")
         batches.create(parallel_manifest("lead", tmp_path, items=items, parallelism=4, delay=0.05))
-
-        def four_running_with_progress() -> list[dict[str, Any]] | None:
-            pods = live_pods(batches, "lead")
-            status = ResumableBatchStatus.model_validate(batches.get("lead").get("status") or {})
-            return pods if len(pods) == 4 and claims.progress_count(status) >= 20 else None
-
-        pods = wait_for(four_running_with_progress, what="four workers making progress")
+        pods = four_workers_making_progress(batches, "lead")
         first.stop(sig=signal.SIGKILL)  # the leader's pod is lost: no release
         victim = next(p for p in pods if slot_attempt(p)[0] == 2)
         kubelet.kill(namespace, victim["metadata"]["name"])  # and a worker with it
@@ -192,8 +183,7 @@ def test_a_new_leader_replaces_the_worker_lost_with_the_old_leader_and_only_it(
         assert "leading: op-2_" in standby.log()
     finally:
         first.stop()
-        if second is not None:
-            second.stop()
+        standby.stop()
     assert batches.condition("lead", "Succeeded")["status"] == "True"  # type: ignore[index]
     assert outputs_in(tmp_path / "out") == list(range(items))  # every item, once
     assert not overlapping(executions(tmp_path / "executions.log"), killed)
@@ -215,13 +205,7 @@ def test_suspend_stops_all_four_workers_and_resume_finishes_each_item_once(
 ) -> None:
     items = 300
     batches.create(parallel_manifest("pause", tmp_path, items=items, parallelism=4, delay=0.05))
-
-    def four_running_with_progress() -> list[dict[str, Any]] | None:
-        pods = live_pods(batches, "pause")
-        status = ResumableBatchStatus.model_validate(batches.get("pause").get("status") or {})
-        return pods if len(pods) == 4 and claims.progress_count(status) >= 20 else None
-
-    pods = wait_for(four_running_with_progress, what="four workers making progress")
+    pods = four_workers_making_progress(batches, "pause")
     batches.patch_spec("pause", {"suspend": True})
     batches.wait_condition("pause", "Suspended")
     ended = {}
@@ -260,13 +244,7 @@ def test_deleting_one_of_four_workers_is_a_disruption_that_fails_nothing(
     batches.create(
         parallel_manifest("drop", tmp_path, items=items, parallelism=4, delay=0.05, retry=retry)
     )
-
-    def four_running_with_progress() -> list[dict[str, Any]] | None:
-        pods = live_pods(batches, "drop")
-        status = ResumableBatchStatus.model_validate(batches.get("drop").get("status") or {})
-        return pods if len(pods) == 4 and claims.progress_count(status) >= 20 else None
-
-    pods = wait_for(four_running_with_progress, what="four workers making progress")
+    pods = four_workers_making_progress(batches, "drop")
     victim = next(p for p in pods if slot_attempt(p)[0] == 1)
     batches.api.request(
         "DELETE", f"/api/v1/namespaces/{namespace}/pods/{victim['metadata']['name']}"
